@@ -1,0 +1,388 @@
+/**
+ * One config schema for the YAML file and the `DNSGEO_*` environment.
+ * Validated once at start and frozen. Every leaf has an environment variable:
+ * its dotted path upper-cased with `.` → `_` and the `DNSGEO_` prefix
+ * (`lookup.deadline_ms` → `DNSGEO_LOOKUP_DEADLINE_MS`, `dynamodb.table` →
+ * `DNSGEO_DYNAMODB_TABLE`). The environment wins over the file.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { parse as parseYaml } from "yaml";
+
+const port = z.number().int().min(0).max(65535);
+const positiveInt = z.number().int().positive();
+const nonNegInt = z.number().int().min(0);
+
+const tlsSchema = z
+  .object({
+    /** PEM certificate file; TLS is on when cert_file and key_file are set. */
+    cert_file: z.string().optional(),
+    key_file: z.string().optional(),
+    /** CA bundle used to verify client certificates (mTLS). */
+    ca_file: z.string().optional(),
+    /** `require`: clients must present a certificate signed by `ca_file`. */
+    client_auth: z.enum(["none", "require"]).default("none"),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .object({
+    /** Directory for the SQLite cache file. */
+    data_dir: z.string().min(1).default("./data"),
+    http: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().min(1).default("127.0.0.1"),
+        port: port.default(8053),
+        /** Largest request body accepted on the wire (compressed), bytes. */
+        max_body_bytes: positiveInt.default(10 * 1024 * 1024),
+        /** Largest body after decompression, bytes (zip bombs stop here). */
+        max_decoded_bytes: positiveInt.default(64 * 1024 * 1024),
+        /** Requests handled at once; past it: 503 + Retry-After. */
+        max_inflight_requests: positiveInt.default(64),
+        /** Seconds sent in Retry-After with 429/503. */
+        retry_after_s: positiveInt.default(1),
+        tls: tlsSchema,
+      })
+      .prefault({}),
+    grpc: z
+      .object({
+        enabled: z.boolean().default(true),
+        host: z.string().min(1).default("127.0.0.1"),
+        port: port.default(8054),
+        max_message_bytes: positiveInt.default(16 * 1024 * 1024),
+        tls: tlsSchema,
+      })
+      .prefault({}),
+    auth: z
+      .object({
+        /** Bearer token required on HTTP and gRPC when set. */
+        token: z.string().min(1).optional(),
+        /** Also require the token on /livez, /readyz and /metrics. */
+        protect_ops: z.boolean().default(false),
+      })
+      .prefault({}),
+    limits: z
+      .object({
+        /** Records accepted in one request (envelope events count one each). */
+        max_records_per_request: positiveInt.default(100_000),
+      })
+      .prefault({}),
+    input: z
+      .object({
+        /** Dotted paths holding IPs in records of no known kind. */
+        ip_fields: z.array(z.string().min(1)).default([]),
+      })
+      .prefault({}),
+    output: z
+      .object({
+        format: z.enum(["ecs", "quicksight"]).default("ecs"),
+        /** QuickSight: one row per public answer IP. */
+        explode: z.boolean().default(false),
+        geo_point: z.enum(["object", "string", "array", "wkt"]).default("object"),
+        /** ECS: write destination.* for the primary answer. */
+        destination: z.boolean().default(true),
+      })
+      .prefault({}),
+    lookup: z
+      .object({
+        /** Longest a record waits for lookups, milliseconds. */
+        deadline_ms: positiveInt.default(100),
+        /** How long misses gather before a provider batch is sent, milliseconds. */
+        batch_linger_ms: nonNegInt.default(10),
+        /** IPs waiting for the provider in the background; oldest dropped first past it. */
+        backfill_queue_max: positiveInt.default(100_000),
+      })
+      .prefault({}),
+    cache: z
+      .object({
+        /** Positive entries stay fresh this long, seconds. */
+        ttl_s: positiveInt.default(14 * 86400),
+        /** Provider "fail" answers are cached this long, seconds. */
+        negative_ttl_s: positiveInt.default(86400),
+        /** Expired entries may still be served (stale: true) this long past expiry when the provider can't be reached, seconds. */
+        stale_max_s: nonNegInt.default(30 * 86400),
+        memory: z
+          .object({
+            enabled: z.boolean().default(true),
+            max_entries: positiveInt.default(100_000),
+          })
+          .prefault({}),
+        sqlite: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** File path; default `${data_dir}/dnsgeo.sqlite`. */
+            path: z.string().min(1).optional(),
+            /** Rows kept; past it expired rows then least recently used ones are pruned. */
+            max_rows: positiveInt.default(2_000_000),
+            /** Write-behind: most rows written per transaction. */
+            write_batch: positiveInt.default(500),
+            /** Write-behind: flush interval, milliseconds. */
+            flush_interval_ms: positiveInt.default(200),
+            /** Write-behind queue bound; past it the oldest pending writes are dropped and counted. */
+            queue_max: positiveInt.default(50_000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    dynamodb: z
+      .object({
+        /** Table name; the DynamoDB tier is off until it is set. */
+        table: z.string().min(3).max(255).optional(),
+        /** Endpoint URL (DynamoDB Local, dynalite, a VPC endpoint). */
+        endpoint: z.string().url().optional(),
+        region: z.string().min(1).optional(),
+        connect_timeout_ms: positiveInt.default(1000),
+        request_timeout_ms: positiveInt.default(2000),
+        /** Keep a per-minute fleet-wide ip-api batch counter in the table. */
+        fleet_budget: z.boolean().default(false),
+      })
+      .prefault({}),
+    ipapi: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Base URL; `https://pro.ip-api.com` when `key` is set. */
+        url: z.string().url().optional(),
+        /** Pro key (sent as ?key=); never logged. */
+        key: z.string().min(1).optional(),
+        fields: z
+          .string()
+          .default(
+            "status,message,continentCode,country,countryCode,region,regionName,city,zip,lat,lon,timezone,isp,org,as,query",
+          ),
+        lang: z.enum(["en", "de", "es", "pt-BR", "fr", "ja", "zh-CN", "ru"]).default("en"),
+        /** IPs per POST /batch (ip-api allows 100). */
+        batch_size: z.number().int().min(1).max(100).default(100),
+        /** Batch requests allowed per window (free: 15 per 60 s). */
+        requests_per_window: positiveInt.default(15),
+        window_s: positiveInt.default(60),
+        timeout_ms: positiveInt.default(5000),
+      })
+      .prefault({}),
+    mmdb: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Override the bundled DB-IP city files (MaxMind DB format). */
+        city_v4_path: z.string().optional(),
+        city_v6_path: z.string().optional(),
+        /** Override the bundled ASN CSV files (start,end,asn,org). */
+        asn_v4_path: z.string().optional(),
+        asn_v6_path: z.string().optional(),
+      })
+      .prefault({}),
+    resolve: z
+      .object({
+        mode: z.enum(["off", "missing", "always"]).default("off"),
+        /** DNS servers ("ip" or "ip:port"); empty: the system's. */
+        servers: z.array(z.string().min(1)).default([]),
+        timeout_ms: positiveInt.default(1000),
+        concurrency: positiveInt.default(16),
+        cache_max: positiveInt.default(10_000),
+      })
+      .prefault({}),
+    forward: z
+      .object({
+        /** Next hop for POST /v1/forward; only ever taken from config. */
+        url: z.string().url().optional(),
+        /** Body framing sent to the next hop; `same`: as received. */
+        framing: z.enum(["same", "ndjson", "array"]).default("same"),
+        /** Content-Type sent; Fluent Bit in_http needs application/json. */
+        content_type: z.string().min(1).optional(),
+        compression: z.enum(["none", "gzip", "deflate", "zstd", "snappy"]).default("none"),
+        timeout_ms: positiveInt.default(10_000),
+        /** Extra headers as "Name: value" strings. */
+        headers: z.array(z.string().min(1)).default([]),
+      })
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+      })
+      .prefault({}),
+    shutdown: z
+      .object({
+        /** Longest wait for in-flight work and background lookups on SIGTERM, milliseconds. */
+        timeout_ms: positiveInt.default(10_000),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+/** Input shape (everything optional), for tests and embedding. */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** A config problem; the message names the key and what is allowed. */
+export class ConfigError extends Error {
+  readonly code = "DNSGEO_CONFIG_INVALID";
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type LeafType = "string" | "number" | "boolean" | "array";
+
+/** Unwraps default/optional/prefault to the base schema. */
+function baseOf(s: z.ZodType): z.ZodType {
+  let cur: z.ZodType = s;
+  for (;;) {
+    const def = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+    if (def.innerType && ["default", "optional", "prefault", "nullable"].includes(def.type)) cur = def.innerType;
+    else return cur;
+  }
+}
+
+function typeOf(s: z.ZodType): string {
+  return (s as unknown as { _zod: { def: { type: string } } })._zod.def.type;
+}
+
+/** Every leaf of the schema: dotted path → type. */
+export function configLeaves(): Map<string, LeafType> {
+  const out = new Map<string, LeafType>();
+  const walk = (s: z.ZodType, path: string[]): void => {
+    const b = baseOf(s);
+    const t = typeOf(b);
+    if (t === "object") {
+      for (const [k, v] of Object.entries((b as z.ZodObject).shape)) walk(v as z.ZodType, [...path, k]);
+      return;
+    }
+    const leaf: LeafType = t === "number" ? "number" : t === "boolean" ? "boolean" : t === "array" ? "array" : "string";
+    out.set(path.join("."), leaf);
+  };
+  walk(configSchema, []);
+  return out;
+}
+
+/** Environment variable name of a dotted config path. */
+export function envName(path: string): string {
+  return "DNSGEO_" + path.replace(/[.-]/g, "_").toUpperCase();
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (let i = 0; i < path.length - 1; i++) {
+    const k = path[i] as string;
+    const next = cur[k];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1] as string] = value;
+}
+
+function envValue(name: string, raw: string, type: LeafType): unknown {
+  switch (type) {
+    case "number": {
+      const n = Number(raw.trim());
+      if (raw.trim() === "" || !Number.isFinite(n)) throw new ConfigError(`${name}: expected a number, got "${raw}"`);
+      return n;
+    }
+    case "boolean": {
+      const v = raw.trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(v)) return true;
+      if (["false", "0", "no", "off"].includes(v)) return false;
+      throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
+    }
+    case "array":
+      return raw
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "");
+    default:
+      return raw;
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+function formatIssues(err: z.ZodError): string {
+  return err.issues
+    .map((i) => {
+      const key = i.path.join(".") || "(root)";
+      const extra =
+        i.code === "unrecognized_keys"
+          ? `unknown key(s) ${(i as { keys: string[] }).keys.map((k) => (key === "(root)" ? k : `${key}.${k}`)).join(", ")}`
+          : i.message;
+      const env = key !== "(root)" && configLeaves().has(key) ? ` (env ${envName(key)})` : "";
+      return `config key ${key}${env}: ${extra}`;
+    })
+    .join("; ");
+}
+
+export interface LoadOptions {
+  /** YAML file path. */
+  file?: string;
+  /** Environment (defaults to none: only `main.ts` passes process.env). */
+  env?: Record<string, string | undefined>;
+  /** Values that win over file and env (tests, CLI flags). */
+  overrides?: ConfigInput;
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    if (v && typeof v === "object" && !Array.isArray(v) && b && typeof b === "object" && !Array.isArray(b)) {
+      out[k] = merge(b as Record<string, unknown>, v as Record<string, unknown>);
+    } else if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Builds the frozen config from a YAML file, the environment and overrides
+ * (in increasing precedence). Throws ConfigError naming the key on any problem.
+ */
+export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
+  let fromFile: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, "utf8");
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(e as Error).message}`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (e) {
+      throw new ConfigError(`config file ${opts.file} is not valid YAML: ${(e as Error).message}`);
+    }
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== "object" || Array.isArray(doc)) throw new ConfigError(`config file ${opts.file}: expected a mapping at the top`);
+      fromFile = doc as Record<string, unknown>;
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  const env = opts.env ?? {};
+  const leaves = configLeaves();
+  // DNSGEO_CONFIG names the YAML file (read by main.ts), not a key.
+  const known = new Set<string>(["DNSGEO_CONFIG"]);
+  for (const [path, type] of leaves) {
+    const name = envName(path);
+    known.add(name);
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    setPath(fromEnv, path.split("."), envValue(name, raw, type));
+  }
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("DNSGEO_") && !known.has(name) && env[name] !== undefined) {
+      throw new ConfigError(`unknown environment variable ${name}`);
+    }
+  }
+  const merged = merge(merge(fromFile, fromEnv), (opts.overrides ?? {}) as Record<string, unknown>);
+  const res = configSchema.safeParse(merged);
+  if (!res.success) throw new ConfigError(formatIssues(res.error));
+  return deepFreeze(res.data);
+}
+
+/** Path of the SQLite file under the config. */
+export function sqlitePath(cfg: Config): string {
+  return cfg.cache.sqlite.path ?? `${cfg.data_dir.replace(/\/+$/, "")}/dnsgeo.sqlite`;
+}

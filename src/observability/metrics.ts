@@ -1,0 +1,55 @@
+/**
+ * Every Prometheus metric dnsgeo exports. Label values come from closed
+ * vocabularies only (never an IP, a domain or a path from a request).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export interface Metrics {
+  registry: Registry;
+  /** result: enriched | partial | pending | skipped | error | unparsed */
+  records: Counter<"result">;
+  /** tier: memory | sqlite | dynamodb | ipapi | mmdb; outcome: hit | miss | stale | error | timeout */
+  lookups: Counter<"tier" | "outcome">;
+  /** provider: ipapi; code: HTTP status as text, or error | timeout */
+  providerRequests: Counter<"provider" | "code">;
+  /** IPs sent to a provider. */
+  providerIps: Counter<"provider">;
+  /** Requests (batches) left in the provider's current window. */
+  limiterRemaining: Gauge<"provider">;
+  /** queue: backfill | sqlite_write | dynamodb_write */
+  queueDepth: Gauge<"queue">;
+  /** Items dropped from a bounded queue (oldest first). */
+  queueDropped: Counter<"queue">;
+  /** Errors and timeouts of a tier that were skipped over. */
+  tierErrors: Counter<"tier">;
+  /** transport: http | grpc | cli; route: closed set of route names */
+  requestDuration: Histogram<"transport" | "route">;
+  /** Requests refused at once because of overload or limits; reason: overload | too_large | too_many_records | unauthorized */
+  refused: Counter<"transport" | "reason">;
+}
+
+/** Creates the metrics on a fresh registry (one per app, so tests don't collide). */
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "dnsgeo_" });
+  const registers = [registry];
+  return {
+    registry,
+    records: new Counter({ name: "dnsgeo_records_total", help: "Records processed, by result", labelNames: ["result"], registers }),
+    lookups: new Counter({ name: "dnsgeo_lookups_total", help: "IP lookups per tier and outcome", labelNames: ["tier", "outcome"], registers }),
+    providerRequests: new Counter({ name: "dnsgeo_provider_requests_total", help: "Requests sent to a geo provider, by answer code", labelNames: ["provider", "code"], registers }),
+    providerIps: new Counter({ name: "dnsgeo_provider_ips_total", help: "IPs sent to a geo provider", labelNames: ["provider"], registers }),
+    limiterRemaining: new Gauge({ name: "dnsgeo_provider_budget_remaining", help: "Provider requests left in the current window", labelNames: ["provider"], registers }),
+    queueDepth: new Gauge({ name: "dnsgeo_queue_depth", help: "Items waiting in a background queue", labelNames: ["queue"], registers }),
+    queueDropped: new Counter({ name: "dnsgeo_queue_dropped_total", help: "Items dropped from a full background queue (oldest first)", labelNames: ["queue"], registers }),
+    tierErrors: new Counter({ name: "dnsgeo_tier_errors_total", help: "Tier calls that failed or timed out and were skipped", labelNames: ["tier"], registers }),
+    requestDuration: new Histogram({
+      name: "dnsgeo_request_duration_seconds",
+      help: "Request handling time by transport and route",
+      labelNames: ["transport", "route"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    refused: new Counter({ name: "dnsgeo_requests_refused_total", help: "Requests refused at once, by reason", labelNames: ["transport", "reason"], registers }),
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Data that travels between the pure pipeline stages:
+ * decode → parse → extract → (lookup) → format → encode.
+ */
+
+/** How a body was framed; the response uses the same framing. */
+export type Framing = "ndjson" | "array" | "object";
+
+/** One item out of `decode`: a JSON value, or a line that is not JSON (passed through as is). */
+export type DecodedItem =
+  | { kind: "json"; value: unknown }
+  | { kind: "unparsed"; raw: string };
+
+export interface Decoded {
+  framing: Framing;
+  items: DecodedItem[];
+}
+
+/** Closed vocabulary of record kinds (also a metric label). */
+export type RecordKind =
+  | "route53"
+  | "dns_firewall"
+  | "ecs"
+  | "zeek"
+  | "sysmon"
+  | "custom"
+  | "unknown";
+
+/**
+ * One DNS log record found by `parse` (envelopes already unwrapped).
+ * `record` is the object the output is built on; its original fields are never
+ * changed or removed by later stages.
+ */
+export interface ParsedRecord {
+  kind: RecordKind;
+  /** The record object (for envelopes: the inner event's parsed message). */
+  record: Record<string, unknown>;
+  /** The queried name, when the kind has one. */
+  queryName?: string;
+  /** Raw answer candidates in answer order (strings that may or may not be IPs; names included). */
+  answers: string[];
+}
+
+/**
+ * One item out of `parse`: a DNS record, or a value to pass through untouched
+ * (not an object, an unparsed line, a CloudWatch control message gives none).
+ */
+export type ParsedItem =
+  | { kind: "record"; rec: ParsedRecord }
+  | { kind: "passthrough"; value: unknown; reason: "not_object" | "unparsed" }
+  | { kind: "unparsed"; raw: string };
+
+/** Why an answer is not looked up (closed vocabulary). */
+export type SkipReason =
+  | "private"
+  | "loopback"
+  | "link_local"
+  | "cgnat"
+  | "documentation"
+  | "benchmarking"
+  | "multicast"
+  | "reserved"
+  | "unspecified"
+  | "broadcast"
+  | "unique_local"
+  | "6to4_relay"
+  | "teredo"
+  | "nat64"
+  | "special_purpose"
+  | "zone_id"
+  | "not_canonical";
+
+/** One answer IP of a record after extraction and classification. */
+export interface AnswerIp {
+  /** Canonical IP text (or the raw text when it is not canonical). */
+  ip: string;
+  /** `public` answers are looked up; `skipped` ones never reach a provider. */
+  class: "public" | "skipped";
+  reason?: SkipReason;
+}
+
+/** Output of `extract` for one record. */
+export interface Extracted {
+  /** Deduplicated answer IPs in answer order (public and skipped). */
+  answers: AnswerIp[];
+}
