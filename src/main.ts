@@ -1,1 +1,39 @@
-console.log("dnsgeo");
+#!/usr/bin/env node
+/**
+ * The only file that touches `process`: argv, env, streams, signals, exit.
+ */
+import { loadConfig, type Config } from "./config.js";
+import { runCli } from "./cli/program.js";
+import { createLogger } from "./observability/logger.js";
+
+let configFile: string | undefined = process.env.DNSGEO_CONFIG || undefined;
+let cached: Readonly<Config> | undefined;
+const env = process.env as Record<string, string | undefined>;
+
+function config(): Readonly<Config> {
+  cached ??= loadConfig({ ...(configFile ? { file: configFile } : {}), env });
+  return cached;
+}
+
+const logLevel = env.DNSGEO_LOG_LEVEL ?? "info";
+const logger = createLogger(["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel) ? logLevel : "info");
+
+process.on("unhandledRejection", (err) => {
+  // Count and log, never die: a background lookup must not take the sidecar down.
+  logger.error({ err }, "unhandled rejection");
+});
+
+const code = await runCli(
+  process.argv.slice(2),
+  {
+    loadConfig: config,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    logger,
+  },
+  (file) => {
+    if (file) configFile = file;
+  },
+);
+process.exitCode = code;

@@ -1,0 +1,28 @@
+/** What every CLI verb gets from main.ts: config loading and the standard streams. */
+import type { Config } from "../config.js";
+import type { Logger } from "../observability/logger.js";
+
+export interface CliContext {
+  /** Loads and validates the config (file from --config or DNSGEO_CONFIG, then env); throws ConfigError. */
+  loadConfig(): Readonly<Config>;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdin: NodeJS.ReadableStream;
+  logger: Logger;
+}
+
+/** A failure a verb reports: one line on stderr and the exit code. */
+export class CliFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = 1,
+  ) {
+    super(message);
+    this.name = "CliFailure";
+  }
+}
+
+/** Exit code for usage errors (wrong flag, missing argument). */
+export const EXIT_USAGE = 2;
+/** Exit code for a wrong config value (as Vector does: EX_CONFIG). */
+export const EXIT_CONFIG = 78;

@@ -1,0 +1,199 @@
+/**
+ * `dnsgeo enrich [FILE]`: stdin (or FILE) → stdout in the same framing.
+ * NDJSON streams line by line in slices, so `tail -f … | dnsgeo enrich` works;
+ * a compressed file or a JSON array is read whole, then enriched in slices.
+ * Data only ever goes to stdout; progress and the summary go to stderr.
+ */
+import { createReadStream } from "node:fs";
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import { createApp, type App } from "../app.js";
+import { decode, encodeItems } from "../pipeline/decode.js";
+import type { EnrichCounts, EnrichOptions, OutputFormat } from "../pipeline/enrich.js";
+import type { Decoded } from "../pipeline/types.js";
+import { CliFailure, type CliContext } from "./context.js";
+
+/** Records per lookup batch: big enough to batch provider calls, small enough to stream. */
+const SLICE = 1000;
+
+interface EnrichFlags {
+  format?: OutputFormat;
+  explode?: boolean;
+  wait?: boolean;
+  deadlineMs?: number;
+  progress?: boolean;
+}
+
+function parsePositiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
+  return n;
+}
+
+export function registerEnrich(program: Command, ctx: CliContext): void {
+  program
+    .command("enrich")
+    .description("enrich DNS log records from FILE or stdin to stdout (NDJSON, JSON array or one object; gzip/zstd/snappy detected)")
+    .argument("[file]", "input file; stdin when absent or -")
+    .addOption(new Option("--format <format>", "output format").choices(["ecs", "quicksight"]))
+    .option("--explode", "quicksight: one row per public answer IP")
+    .option("--wait", "wait for the provider's full answers instead of the inline deadline")
+    .option("--deadline-ms <ms>", "inline lookup budget per slice of records", parsePositiveInt)
+    .option("--no-progress", "no progress line on stderr even when it is a terminal")
+    .action(async (file: string | undefined, flags: EnrichFlags) => {
+      const cfg = ctx.loadConfig();
+      const app = await createApp(cfg, { logger: ctx.logger });
+      try {
+        await runEnrich(app, ctx, file, flags);
+      } finally {
+        await app.close();
+      }
+    });
+}
+
+class Progress {
+  private readonly started = Date.now();
+  private lastDraw = 0;
+  readonly counts: EnrichCounts = { enriched: 0, partial: 0, pending: 0, skipped: 0, error: 0, unparsed: 0 };
+  records = 0;
+
+  constructor(
+    private readonly ctx: CliContext,
+    private readonly app: App,
+    private readonly live: boolean,
+  ) {}
+
+  add(counts: EnrichCounts): void {
+    for (const k of Object.keys(counts) as Array<keyof EnrichCounts>) {
+      this.counts[k] += counts[k];
+      this.records += counts[k];
+    }
+    const now = Date.now();
+    if (this.live && now - this.lastDraw > 250) {
+      this.lastDraw = now;
+      this.ctx.stderr.write(`\r${this.line()}\x1b[K`);
+    }
+  }
+
+  private line(): string {
+    const s = Math.max((Date.now() - this.started) / 1000, 0.001);
+    const st = this.app.stats();
+    const hit = st.lookups > 0 ? `${Math.round((100 * st.cacheHits) / st.lookups)}%` : "-";
+    const budget = st.providerBudget === undefined ? "" : `, provider budget ${st.providerBudget}`;
+    return `dnsgeo enrich: ${this.records} records, ${Math.round(this.records / s)}/s, cache hits ${hit}${budget}`;
+  }
+
+  finish(): void {
+    const c = this.counts;
+    if (this.live) this.ctx.stderr.write("\r\x1b[K");
+    this.ctx.stderr.write(
+      `${this.line()} — enriched ${c.enriched}, partial ${c.partial}, pending ${c.pending}, skipped ${c.skipped}, error ${c.error}, unparsed ${c.unparsed}\n`,
+    );
+  }
+}
+
+async function writeOut(ctx: CliContext, buf: Buffer): Promise<void> {
+  if (buf.length === 0) return;
+  if (!ctx.stdout.write(buf)) await new Promise<void>((r) => ctx.stdout.once("drain", () => r()));
+}
+
+function isCompressed(b: Buffer): boolean {
+  const b0 = b[0];
+  const b1 = b[1];
+  if (b0 === 0x1f && b1 === 0x8b) return true; // gzip
+  if (b0 === 0x28 && b1 === 0xb5 && b[2] === 0x2f && b[3] === 0xfd) return true; // zstd
+  if (b0 === 0xff && b1 === 0x06) return true; // snappy framed
+  if (b0 === 0x78 && (b1 === 0x01 || b1 === 0x5e || b1 === 0x9c || b1 === 0xda)) return true; // zlib
+  return false;
+}
+
+function firstNonSpace(b: Buffer): number | undefined {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i] as number;
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09 && c !== 0xef && c !== 0xbb && c !== 0xbf) return c;
+  }
+  return undefined;
+}
+
+/** Streams the input; exported for tests. */
+export async function runEnrich(app: App, ctx: CliContext, file: string | undefined, flags: EnrichFlags): Promise<Progress["counts"]> {
+  const input: NodeJS.ReadableStream = file && file !== "-" ? createReadStream(file) : ctx.stdin;
+  const opts: EnrichOptions = {};
+  if (flags.format) opts.format = flags.format;
+  if (flags.explode) opts.explode = true;
+  if (flags.wait) opts.wait = true;
+  if (flags.deadlineMs) opts.deadlineMs = flags.deadlineMs;
+  const progress = new Progress(ctx, app, flags.progress !== false && ctx.stderr.isTTY === true);
+
+  const enrichSlice = async (decoded: Decoded): Promise<Buffer> => {
+    const res = await app.enricher.enrichDecoded(decoded, opts);
+    progress.add(res.counts);
+    return encodeItems(res.framing, res.items);
+  };
+
+  const chunks: Buffer[] = [];
+  let mode: "unknown" | "stream" | "whole" = "unknown";
+  let pending = "";
+  let lines: string[] = [];
+  const flushLines = async (): Promise<void> => {
+    if (lines.length === 0) return;
+    const body = Buffer.from(lines.join("\n") + "\n");
+    lines = [];
+    await writeOut(ctx, await enrichSlice(decode(body, { contentType: "application/x-ndjson" })));
+  };
+  const takeLines = async (text: string, final: boolean): Promise<void> => {
+    const parts = (pending + text).split("\n");
+    pending = final ? "" : (parts.pop() ?? "");
+    for (const line of parts) {
+      if (line.trim() === "") continue;
+      lines.push(line);
+      if (lines.length >= SLICE) await flushLines();
+    }
+  };
+
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer | string>) {
+      const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      if (mode === "unknown") {
+        chunks.push(buf);
+        const head = Buffer.concat(chunks);
+        const c = firstNonSpace(head);
+        if (c === undefined && head.length < 4) continue;
+        mode = isCompressed(head) || c === 0x5b /* [ */ ? "whole" : "stream";
+        chunks.length = 0;
+        if (mode === "whole") chunks.push(head);
+        else await takeLines(head.toString("utf8").replace(/^\uFEFF/, ""), false);
+        continue;
+      }
+      if (mode === "whole") chunks.push(buf);
+      else await takeLines(buf.toString("utf8"), false);
+    }
+  } catch (e) {
+    throw new CliFailure(`cannot read ${file ?? "stdin"}: ${(e as Error).message}`, 1);
+  }
+
+  if (mode === "stream") {
+    await takeLines("", true);
+    await flushLines();
+  } else {
+    const whole = Buffer.concat(chunks);
+    let decoded: Decoded;
+    try {
+      decoded = decode(whole, {});
+    } catch (e) {
+      throw new CliFailure(`cannot decode ${file ?? "stdin"}: ${(e as Error).message}`, 1);
+    }
+    if (decoded.framing === "ndjson") {
+      for (let i = 0; i < decoded.items.length; i += SLICE) {
+        await writeOut(ctx, await enrichSlice({ framing: "ndjson", items: decoded.items.slice(i, i + SLICE) }));
+      }
+    } else {
+      // Array and single-object framing must come out as one value.
+      const res = await app.enricher.enrichDecoded(decoded, opts);
+      progress.add(res.counts);
+      await writeOut(ctx, encodeItems(res.framing, res.items));
+    }
+  }
+  progress.finish();
+  return progress.counts;
+}

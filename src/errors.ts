@@ -1,0 +1,58 @@
+/**
+ * The one table of error codes: code, message, HTTP status, gRPC status.
+ * The README's error table is checked against this by a test.
+ *
+ * Shippers drop a batch on 400/401/403/404/413/422 and retry 408/429/5xx, so a
+ * code gets a 4xx only when the same request can never succeed later.
+ */
+import { status as GrpcStatus } from "@grpc/grpc-js";
+
+export interface ErrorSpec {
+  message: string;
+  http: number;
+  grpc: GrpcStatus;
+  /** Whether a shipper should retry the same request. */
+  retryable: boolean;
+}
+
+export const ERROR_CODES = {
+  DNSGEO_BODY_TOO_LARGE: { message: "request body is larger than the configured limit", http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retryable: false },
+  DNSGEO_TOO_MANY_RECORDS: { message: "request holds more records than limits.max_records_per_request", http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retryable: false },
+  DNSGEO_UNSUPPORTED_ENCODING: { message: "Content-Encoding is not one of gzip, deflate, zstd, snappy, identity", http: 415, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
+  DNSGEO_BAD_COMPRESSION: { message: "compressed body is truncated or corrupt", http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
+  DNSGEO_OVERLOADED: { message: "too many requests in flight; retry after the given delay", http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retryable: true },
+  DNSGEO_UNAUTHENTICATED: { message: "missing or wrong bearer token", http: 401, grpc: GrpcStatus.UNAUTHENTICATED, retryable: false },
+  DNSGEO_NOT_FOUND: { message: "no such route", http: 404, grpc: GrpcStatus.UNIMPLEMENTED, retryable: false },
+  DNSGEO_METHOD_NOT_ALLOWED: { message: "method not allowed on this route", http: 405, grpc: GrpcStatus.UNIMPLEMENTED, retryable: false },
+  DNSGEO_BAD_REQUEST: { message: "request is malformed", http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
+  DNSGEO_NOT_LOOKUPABLE: { message: "address is special-purpose or not a canonical IP and is never looked up", http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
+  DNSGEO_FORWARD_NOT_CONFIGURED: { message: "forward.url is not set", http: 503, grpc: GrpcStatus.FAILED_PRECONDITION, retryable: true },
+  DNSGEO_NEXT_HOP_UNAVAILABLE: { message: "the next hop did not accept the batch; retry later", http: 503, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
+  DNSGEO_NEXT_HOP_REJECTED: { message: "the next hop refused the batch (its 4xx status is passed back)", http: 502, grpc: GrpcStatus.FAILED_PRECONDITION, retryable: false },
+  DNSGEO_SHUTTING_DOWN: { message: "server is shutting down; retry on another instance or later", http: 503, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
+  DNSGEO_INTERNAL: { message: "internal error; the request can be retried", http: 500, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
+  DNSGEO_CONFIG_INVALID: { message: "a config value is wrong; start-up stops naming the key", http: 500, grpc: GrpcStatus.INTERNAL, retryable: false },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error with a stable code from the table. */
+export class DnsgeoError extends Error {
+  readonly code: ErrorCode;
+  readonly http: number;
+  readonly grpc: GrpcStatus;
+  constructor(code: ErrorCode, detail?: string) {
+    const spec: ErrorSpec = ERROR_CODES[code];
+    super(detail ? `${spec.message}: ${detail}` : spec.message);
+    this.name = "DnsgeoError";
+    this.code = code;
+    this.http = spec.http;
+    this.grpc = spec.grpc;
+  }
+}
+
+/** The table entry for a code, or the internal one for anything unknown. */
+export function errorSpec(code: string | undefined): ErrorSpec & { code: ErrorCode } {
+  const c = (code && code in ERROR_CODES ? code : "DNSGEO_INTERNAL") as ErrorCode;
+  return Object.assign({ code: c }, ERROR_CODES[c]);
+}

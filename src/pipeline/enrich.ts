@@ -1,0 +1,183 @@
+/**
+ * The pipeline in one place: decode → parse → extract → lookup → format → encode.
+ * Only `lookup` (through the injected GeoService) does I/O; everything else is pure.
+ * A bad record never fails the others and no record is dropped: every input record
+ * comes back, enriched or with a status saying why not.
+ */
+import type { Config } from "../config.js";
+import type { GeoService, IpResult } from "../lookup/lookup.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Logger } from "../observability/logger.js";
+import { decode, encodeItems } from "./decode.js";
+import { parse } from "./parse.js";
+import { extract, publicIps } from "./extract.js";
+import { formatEcs, passthroughEcs } from "./format-ecs.js";
+import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
+import { recordStatus } from "./status.js";
+import type { Decoded, DecodedItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
+
+export type OutputFormat = Config["output"]["format"];
+
+/** Per-request choices; anything unset comes from `output.*` in the config. */
+export interface EnrichOptions {
+  format?: OutputFormat;
+  explode?: boolean;
+  /** Overrides `lookup.deadline_ms`. */
+  deadlineMs?: number;
+  /** Wait for final provider answers (CLI `--wait`). */
+  wait?: boolean;
+}
+
+/** One output item: a JSON value, or an unparsed line passed through as is. */
+export type OutputItem = { kind: "json"; value: unknown } | { kind: "unparsed"; raw: string };
+
+export type RecordResult = "enriched" | "partial" | "pending" | "skipped" | "error" | "unparsed";
+
+/** Counts of one call, by result (records, not rows: an exploded record counts once). */
+export type EnrichCounts = Record<RecordResult, number>;
+
+export interface EnrichOutput {
+  framing: Framing;
+  items: OutputItem[];
+  counts: EnrichCounts;
+  /** Distinct public IPs looked up in this call. */
+  lookedUp: number;
+}
+
+export interface EnricherDeps {
+  geo: GeoService;
+  config: Readonly<Config>;
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+function emptyCounts(): EnrichCounts {
+  return { enriched: 0, partial: 0, pending: 0, skipped: 0, error: 0, unparsed: 0 };
+}
+
+const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
+
+/** Runs the pipeline for decoded batches; one instance per process. */
+export class Enricher {
+  private readonly geo: GeoService;
+  private readonly cfg: Readonly<Config>;
+  private readonly metrics: Metrics | undefined;
+  private readonly logger: Logger | undefined;
+  private readonly parseOpts: { ipFields: readonly string[] };
+
+  constructor(deps: EnricherDeps) {
+    this.geo = deps.geo;
+    this.cfg = deps.config;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger;
+    this.parseOpts = { ipFields: deps.config.input.ip_fields };
+  }
+
+  /** Parses decoded items into records and pass-through items (pure). */
+  parseItems(items: readonly DecodedItem[]): ParsedItem[] {
+    const out: ParsedItem[] = [];
+    for (const item of items) {
+      let parsed: ParsedItem[];
+      try {
+        parsed = parse(item, this.parseOpts);
+      } catch (e) {
+        // parse promises never to throw; if it ever does, the record still flows.
+        this.logger?.error({ err: e }, "parse threw; record passed through");
+        parsed = item.kind === "json" ? [{ kind: "passthrough", value: item.value, reason: "not_object" }] : [{ kind: "unparsed", raw: item.raw }];
+      }
+      for (const p of parsed) out.push(p);
+    }
+    return out;
+  }
+
+  /** Enriches decoded items; never rejects because a tier or provider is down. */
+  async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
+    const parsed = this.parseItems(decoded.items);
+    const extracted: Array<Extracted | undefined> = new Array(parsed.length);
+    const exs: Extracted[] = [];
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i] as ParsedItem;
+      if (p.kind === "record") {
+        const ex = extract(p.rec);
+        extracted[i] = ex;
+        exs.push(ex);
+      }
+    }
+    const ips = publicIps(exs);
+    let results: ReadonlyMap<string, IpResult> = NO_RESULTS;
+    let failed = false;
+    if (ips.length > 0) {
+      try {
+        const lookupOpts: { deadlineMs?: number; wait?: boolean } = {};
+        if (opts.deadlineMs !== undefined) lookupOpts.deadlineMs = opts.deadlineMs;
+        if (opts.wait) lookupOpts.wait = true;
+        results = await this.geo.lookup(ips, lookupOpts);
+      } catch (e) {
+        failed = true;
+        this.logger?.error({ err: e }, "lookup failed; records returned unenriched");
+      }
+    }
+    const format = opts.format ?? this.cfg.output.format;
+    const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
+    const counts = emptyCounts();
+    const items: OutputItem[] = [];
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i] as ParsedItem;
+      if (p.kind === "unparsed") {
+        counts.unparsed++;
+        items.push({ kind: "unparsed", raw: p.raw });
+        continue;
+      }
+      if (p.kind === "passthrough") {
+        counts.skipped++;
+        this.pushPassthrough(items, format, p.value, p.reason);
+        continue;
+      }
+      const ex = extracted[i] as Extracted;
+      try {
+        counts[recordStatus(ex, results, failed).status]++;
+        this.pushRecord(items, format, out, p.rec, ex, results, failed);
+      } catch (e) {
+        // A formatter bug must not lose the record: it goes out as it came in.
+        counts.error++;
+        this.logger?.error({ err: e, kind: p.rec.kind }, "format failed; record passed through");
+        items.push({ kind: "json", value: p.rec.record });
+      }
+    }
+    if (this.metrics) {
+      for (const [k, v] of Object.entries(counts)) if (v > 0) this.metrics.records.inc({ result: k }, v);
+    }
+    return { framing: decoded.framing, items, counts, lookedUp: ips.length };
+  }
+
+  /** Decodes a body, enriches it and encodes the answer in the same framing. */
+  async enrichBody(
+    body: Uint8Array,
+    meta: { contentType?: string; contentEncoding?: string; maxDecodedBytes?: number },
+    opts: EnrichOptions = {},
+  ): Promise<EnrichOutput & { body: Buffer }> {
+    const decoded = decode(body, meta);
+    const res = await this.enrichDecoded(decoded, opts);
+    return Object.assign(res, { body: encodeItems(res.framing, res.items) });
+  }
+
+  private pushPassthrough(items: OutputItem[], format: OutputFormat, value: unknown, reason: "not_object" | "unparsed"): void {
+    items.push({ kind: "json", value: format === "quicksight" ? passthroughQuicksight(value, reason) : passthroughEcs(value, reason) });
+  }
+
+  private pushRecord(
+    items: OutputItem[],
+    format: OutputFormat,
+    out: Config["output"],
+    rec: ParsedRecord,
+    ex: Extracted,
+    results: ReadonlyMap<string, IpResult>,
+    failed: boolean,
+  ): void {
+    if (format === "quicksight") {
+      for (const row of formatQuicksight(rec, ex, results, out, failed)) items.push({ kind: "json", value: row });
+    } else {
+      items.push({ kind: "json", value: formatEcs(rec, ex, results, out, failed) });
+    }
+  }
+}
