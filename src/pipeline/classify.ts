@@ -35,6 +35,10 @@
 import ipaddr from "ipaddr.js";
 import type { AnswerIp, SkipReason } from "./types.js";
 
+const C_0 = 48;
+const C_9 = 57;
+const C_DOT = 46;
+
 /** Pre-shifted base (`base >>> shift`), shift (32 - prefix length), reason. */
 type V4Rule = readonly [prefix: number, shift: number, reason: SkipReason];
 
@@ -95,11 +99,6 @@ const V6_RULES: readonly V6Rule[] = [
   v6("fe80::/10", "link_local"),
   v6("ff00::/8", "multicast"),
 ];
-
-const C_0 = 48;
-const C_9 = 57;
-const C_DOT = 46;
-const C_COLON = 58;
 
 /**
  * Strict dotted quad → unsigned 32-bit number, or -1. No leading zeros, no
