@@ -41,6 +41,8 @@ export interface App {
   readonly metrics: Metrics;
   readonly enricher: Enricher;
   readonly geo: GeoService;
+  /** The cache chain (memory → SQLite → DynamoDB), when any tier is on. */
+  readonly cache: Lookup | undefined;
   /** Looks arbitrary query strings up (HTTP /v1/lookup, gRPC Lookup, CLI lookup). */
   lookupIps(queries: readonly string[], opts?: { deadlineMs?: number; wait?: boolean }): Promise<IpLookupAnswer[]>;
   /** True once the stores are open (not tied to DynamoDB or ip-api). */
@@ -118,6 +120,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     metrics,
     enricher,
     geo,
+    cache: memory,
     async lookupIps(queries, opts = {}) {
       const answers: IpLookupAnswer[] = [];
       const wanted: string[] = [];

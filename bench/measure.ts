@@ -1,0 +1,46 @@
+/** Timing helpers: interleaved rounds so baseline and subject see the same machine noise. */
+
+export interface Rate {
+  name: string;
+  /** Units (records, lookups) per second, median over rounds. */
+  perS: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+/**
+ * Runs each subject for `msPerRound` per round, `rounds` times, interleaved.
+ * `fn` does one unit of work and returns how many units it did.
+ */
+export async function compareRates(
+  subjects: Array<{ name: string; fn: () => number | Promise<number> }>,
+  opts: { rounds?: number; msPerRound?: number } = {},
+): Promise<Rate[]> {
+  const rounds = opts.rounds ?? 5;
+  const ms = opts.msPerRound ?? 400;
+  const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  for (const s of subjects) await s.fn(); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const s of subjects) {
+      let units = 0;
+      const start = process.hrtime.bigint();
+      let elapsed = 0;
+      while (elapsed < ms) {
+        units += await s.fn();
+        elapsed = Number(process.hrtime.bigint() - start) / 1e6;
+      }
+      samples.get(s.name)?.push((units * 1000) / elapsed);
+    }
+  }
+  return subjects.map((s) => ({ name: s.name, perS: median(samples.get(s.name) ?? []) }));
+}
+
+/** Percentile of a list of numbers (p in 0..100). */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+}

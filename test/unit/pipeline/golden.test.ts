@@ -1,0 +1,58 @@
+/**
+ * Golden tests: every input fixture through the whole pipeline, compared with
+ * its reviewed ECS and QuickSight output in test/fixtures/expected/.
+ * Regenerate (then review the diff!) with UPDATE_GOLDEN=1.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../../src/config.js";
+import { Enricher } from "../../../src/pipeline/enrich.js";
+import { FixtureGeoService } from "../../helpers/fixture-geo.js";
+
+const inputs = new URL("../../fixtures/inputs/", import.meta.url);
+const expectedDir = new URL("../../fixtures/expected/", import.meta.url);
+const update = process.env.UPDATE_GOLDEN === "1";
+
+/** ip_fields used for records of no known kind (the custom fixture). */
+const IP_FIELDS = ["destination.address", "remote_ip", "net.peer_ips"];
+
+const files = readdirSync(inputs).filter((f) => /\.(json|ndjson)$/.test(f)).sort();
+
+describe("golden outputs", () => {
+  it("has a fixture for every input kind", () => {
+    const kinds = files.join(" ");
+    for (const k of ["route53", "firewall", "cloudwatch", "firehose", "ecs", "zeek", "sysmon", "custom"]) {
+      expect(kinds, `no fixture for ${k}`).toContain(k);
+    }
+  });
+
+  for (const file of files) {
+    for (const format of ["ecs", "quicksight"] as const) {
+      it(`${file} → ${format}`, async () => {
+        // Prepare
+        const body = readFileSync(new URL(file, inputs));
+        const geo = new FixtureGeoService();
+        const cfg = loadConfig({ overrides: { input: { ip_fields: IP_FIELDS } } });
+        const enricher = new Enricher({ geo, config: cfg });
+        // Act
+        const res = await enricher.enrichBody(body, { contentType: file.endsWith(".ndjson") ? "application/x-ndjson" : "application/json" }, { format });
+        const actual = JSON.stringify(
+          { framing: res.framing, counts: res.counts, items: res.items.map((i) => (i.kind === "json" ? i.value : { unparsed: i.raw })) },
+          null,
+          2,
+        ) + "\n";
+        // Assess
+        const target = new URL(`${file.replace(/\.(ndjson|json)$/, "")}.${format}.json`, expectedDir);
+        if (update || !existsSync(target)) {
+          mkdirSync(expectedDir, { recursive: true });
+          writeFileSync(target, actual);
+          if (!update) throw new Error(`no golden file yet for ${file} (${format}); wrote one — review it and rerun`);
+        }
+        expect(actual).toBe(readFileSync(target, "utf8"));
+        // The response is framed like the request.
+        const re = res.body.toString("utf8");
+        if (file.endsWith(".ndjson")) expect(re.endsWith("\n")).toBe(true);
+      });
+    }
+  }
+});
