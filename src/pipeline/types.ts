@@ -39,6 +39,24 @@ export interface ParsedRecord {
   queryName?: string;
   /** Raw answer candidates in answer order (strings that may or may not be IPs; names included). */
   answers: string[];
+  /**
+   * Where an envelope carried this record (CloudWatch Logs subscription: the log
+   * group/stream, account and the log event's id and epoch-ms timestamp). Absent for
+   * records that arrived on their own. Format may add it to the output.
+   */
+  envelope?: RecordEnvelope;
+}
+
+/** Metadata of the envelope a record came in (see `ParsedRecord.envelope`). */
+export interface RecordEnvelope {
+  logGroup?: string;
+  logStream?: string;
+  /** AWS account id of the log group (`owner`). */
+  owner?: string;
+  /** Log event id. */
+  id?: string;
+  /** Log event time, epoch milliseconds. */
+  timestamp?: number;
 }
 
 /**

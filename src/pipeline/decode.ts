@@ -1,0 +1,503 @@
+/**
+ * decode: a request body (bytes) → framing + JSON items, and the way back
+ * (`encodeItems`, `compress`). Pure functions, no I/O.
+ *
+ * Only compression and size problems throw (`DecodeError`); any uncompressed
+ * bytes decode: a line that is not JSON becomes an `unparsed` item.
+ */
+import { createRequire } from "node:module";
+import * as zlib from "node:zlib";
+import { Decompress as ZstdDecompress } from "fzstd";
+import type { Decoded, DecodedItem, Framing } from "./types.js";
+
+interface SnappyJs {
+  uncompress(compressed: Uint8Array, maxLength?: number): Uint8Array;
+  compress(uncompressed: Uint8Array): Uint8Array;
+}
+// snappyjs is CommonJS without type declarations; the two functions used are typed here.
+const snappy = createRequire(import.meta.url)("snappyjs") as SnappyJs;
+
+/** Stable codes of decode errors. */
+export type DecodeErrorCode =
+  | "DNSGEO_UNSUPPORTED_ENCODING"
+  | "DNSGEO_BODY_TOO_LARGE"
+  | "DNSGEO_BAD_COMPRESSION";
+
+/** A body that cannot be decompressed, or decompresses past the size limit. */
+export class DecodeError extends Error {
+  readonly code: DecodeErrorCode;
+  constructor(code: DecodeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DecodeError";
+    this.code = code;
+  }
+}
+
+/** Options of `decode`. */
+export interface DecodeOptions {
+  /** `Content-Type` header (parameters allowed); NDJSON types force `ndjson` framing. */
+  contentType?: string;
+  /** `Content-Encoding` header; may list several codings (`"deflate, gzip"`). Absent: sniffed from magic bytes. */
+  contentEncoding?: string;
+  /** Largest decoded body in bytes; past it `DNSGEO_BODY_TOO_LARGE` is thrown before inflating further. */
+  maxDecodedBytes?: number;
+}
+
+/** Compressions `compress` can produce. */
+export type Compression = "gzip" | "deflate" | "zstd" | "snappy" | "none";
+
+const NDJSON_TYPES = new Set([
+  "application/x-ndjson",
+  "application/ndjson",
+  "application/jsonlines",
+  "application/x-jsonlines",
+  "application/jsonl",
+  "application/json-seq",
+  "application/x-json-stream",
+]);
+
+const SNAPPY_STREAM_ID = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
+
+/**
+ * Decompresses and splits a body into JSON items.
+ *
+ * Framing: an NDJSON content type forces `ndjson`; otherwise a body that is one
+ * JSON array → `array`, one JSON object → `object` (but a single line ending in
+ * `\n` stays `ndjson`, as Fluent Bit's `json_lines` sends it), anything else →
+ * `ndjson` line by line, so one bad line never fails the others.
+ *
+ * @throws DecodeError on an unknown `Content-Encoding`, corrupt or truncated
+ *   compressed data, or decoded output past `maxDecodedBytes`.
+ */
+export function decode(body: Buffer | Uint8Array, opts: DecodeOptions = {}): Decoded {
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const max = opts.maxDecodedBytes;
+  const raw = opts.contentEncoding !== undefined && opts.contentEncoding.trim() !== ""
+    ? decodeDeclared(buf, opts.contentEncoding, max)
+    : decodeSniffed(buf, max);
+  if (max !== undefined && raw.length > max) {
+    throw tooLarge(max);
+  }
+  return splitText(raw.toString("utf8"), isNdjsonType(opts.contentType));
+}
+
+function isNdjsonType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const semi = contentType.indexOf(";");
+  const mime = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  return NDJSON_TYPES.has(mime);
+}
+
+function decodeDeclared(buf: Buffer, header: string, max: number | undefined): Buffer {
+  // Codings are listed in the order they were applied; undo them last first.
+  const codings = header.split(",");
+  let out = buf;
+  for (let i = codings.length - 1; i >= 0; i--) {
+    const coding = (codings[i] ?? "").trim().toLowerCase();
+    switch (coding) {
+      case "":
+      case "identity":
+      case "none":
+        break;
+      case "gzip":
+      case "x-gzip":
+        out = gunzip(out, max);
+        break;
+      case "deflate":
+      case "zlib":
+        out = inflate(out, max);
+        break;
+      case "zstd":
+        out = unzstd(out, max);
+        break;
+      case "snappy":
+      case "x-snappy-framed":
+        out = unsnappy(out, max);
+        break;
+      default:
+        throw new DecodeError("DNSGEO_UNSUPPORTED_ENCODING", `unsupported Content-Encoding "${coding}"`);
+    }
+  }
+  return out;
+}
+
+function decodeSniffed(buf: Buffer, max: number | undefined): Buffer {
+  const b0 = buf[0];
+  const b1 = buf[1];
+  if (b0 === 0x1f && b1 === 0x8b) return gunzip(buf, max);
+  if (b0 === 0x28 && b1 === 0xb5 && buf[2] === 0x2f && buf[3] === 0xfd) return unzstd(buf, max);
+  if (b0 === 0xff && isSnappyFramed(buf)) return unsnappyFramed(buf, max);
+  if (b0 === 0x78 && (b1 === 0x01 || b1 === 0x5e || b1 === 0x9c || b1 === 0xda)) {
+    // "x^" and "xÚ" can start plain text; if it does not inflate it was text.
+    try {
+      return inflateZlib(buf, max);
+    } catch (err) {
+      if (err instanceof DecodeError && err.code === "DNSGEO_BODY_TOO_LARGE") throw err;
+      return buf;
+    }
+  }
+  return buf;
+}
+
+function tooLarge(max: number): DecodeError {
+  return new DecodeError("DNSGEO_BODY_TOO_LARGE", `decoded body is larger than ${max} bytes`);
+}
+
+function zlibError(err: unknown, what: string, max: number | undefined): DecodeError {
+  if (max !== undefined && (err as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") return tooLarge(max);
+  return new DecodeError("DNSGEO_BAD_COMPRESSION", `${what} data is corrupt or truncated`, { cause: err });
+}
+
+function zlibOpts(max: number | undefined): zlib.ZlibOptions {
+  // maxOutputLength makes zlib stop inflating as soon as the limit is passed.
+  return max === undefined ? {} : { maxOutputLength: Math.max(1, max) };
+}
+
+function gunzip(buf: Buffer, max: number | undefined): Buffer {
+  try {
+    return zlib.gunzipSync(buf, zlibOpts(max));
+  } catch (err) {
+    throw zlibError(err, "gzip", max);
+  }
+}
+
+function inflateZlib(buf: Buffer, max: number | undefined): Buffer {
+  try {
+    return zlib.inflateSync(buf, zlibOpts(max));
+  } catch (err) {
+    throw zlibError(err, "deflate", max);
+  }
+}
+
+function inflate(buf: Buffer, max: number | undefined): Buffer {
+  try {
+    return inflateZlib(buf, max);
+  } catch (err) {
+    if (err instanceof DecodeError && err.code === "DNSGEO_BODY_TOO_LARGE") throw err;
+    // Some clients send raw deflate under "deflate" (RFC 9110 says zlib-wrapped).
+    try {
+      return zlib.inflateRawSync(buf, zlibOpts(max));
+    } catch (rawErr) {
+      throw zlibError(rawErr, "deflate", max);
+    }
+  }
+}
+
+interface ZstdScan {
+  contentSize: number;
+  maxWindow: number;
+}
+
+/**
+ * Walks zstd frame and block headers (cheap: no decompression) so an absurd
+ * declared size or window is refused before fzstd allocates for it.
+ */
+function scanZstd(buf: Buffer): ZstdScan {
+  let pos = 0;
+  let contentSize = 0;
+  let maxWindow = 0;
+  const bad = (): DecodeError => new DecodeError("DNSGEO_BAD_COMPRESSION", "zstd data is corrupt or truncated");
+  while (pos < buf.length) {
+    if (pos + 4 > buf.length) throw bad();
+    const magic = buf.readUInt32LE(pos);
+    if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) {
+      if (pos + 8 > buf.length) throw bad();
+      pos += 8 + buf.readUInt32LE(pos + 4);
+      continue;
+    }
+    if (magic !== 0xfd2fb528) throw bad();
+    const fhd = buf[pos + 4];
+    if (fhd === undefined) throw bad();
+    const fcsFlag = fhd >> 6;
+    const single = (fhd >> 5) & 1;
+    const checksum = (fhd >> 2) & 1;
+    const dictBytes = [0, 1, 2, 4][fhd & 3] ?? 0;
+    let p = pos + 5;
+    let window = 0;
+    if (!single) {
+      const wd = buf[p];
+      if (wd === undefined) throw bad();
+      const base = 2 ** (10 + (wd >> 3));
+      window = base + (base / 8) * (wd & 7);
+      p += 1;
+    }
+    p += dictBytes;
+    const fcsBytes = fcsFlag === 0 ? single : 1 << fcsFlag;
+    if (p + fcsBytes > buf.length) throw bad();
+    let fcs = 0;
+    for (let i = fcsBytes - 1; i >= 0; i--) fcs = fcs * 256 + (buf[p + i] ?? 0);
+    if (fcsFlag === 1) fcs += 256;
+    p += fcsBytes;
+    if (single) window = fcs;
+    if (window > maxWindow) maxWindow = window;
+    contentSize += fcs;
+    for (;;) {
+      if (p + 3 > buf.length) throw bad();
+      const hdr = (buf[p] ?? 0) | ((buf[p + 1] ?? 0) << 8) | ((buf[p + 2] ?? 0) << 16);
+      const type = (hdr >> 1) & 3;
+      if (type === 3) throw bad();
+      p += 3 + (type === 1 ? 1 : hdr >>> 3);
+      if (hdr & 1) break;
+    }
+    p += checksum * 4;
+    if (p > buf.length) throw bad();
+    pos = p;
+  }
+  return { contentSize, maxWindow };
+}
+
+const ZSTD_WINDOW_FLOOR = 8 * 1024 * 1024;
+
+function unzstd(buf: Buffer, max: number | undefined): Buffer {
+  const scan = scanZstd(buf);
+  if (max !== undefined) {
+    if (scan.contentSize > max) throw tooLarge(max);
+    if (scan.maxWindow > Math.max(max, ZSTD_WINDOW_FLOOR)) throw tooLarge(max);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const limit = max ?? Infinity;
+  const stream = new ZstdDecompress((data) => {
+    total += data.length;
+    // Throwing here stops fzstd mid-stream: the rest is never inflated.
+    if (total > limit) throw tooLarge(limit);
+    if (data.length > 0) chunks.push(data);
+  });
+  try {
+    stream.push(buf, true);
+  } catch (err) {
+    if (err instanceof DecodeError) throw err;
+    throw new DecodeError("DNSGEO_BAD_COMPRESSION", "zstd data is corrupt or truncated", { cause: err });
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function isSnappyFramed(buf: Buffer): boolean {
+  return buf.length >= SNAPPY_STREAM_ID.length && buf.compare(SNAPPY_STREAM_ID, 0, SNAPPY_STREAM_ID.length, 0, SNAPPY_STREAM_ID.length) === 0;
+}
+
+function unsnappy(buf: Buffer, max: number | undefined): Buffer {
+  return isSnappyFramed(buf) ? unsnappyFramed(buf, max) : unsnappyRaw(buf, max);
+}
+
+/** Reads the raw block's varint length; -1 when malformed. */
+function snappyLength(buf: Uint8Array): number {
+  let result = 0;
+  let mul = 1;
+  for (let i = 0; i < 5 && i < buf.length; i++) {
+    const c = buf[i] ?? 0;
+    result += (c & 0x7f) * mul;
+    if (c < 0x80) return result;
+    mul *= 128;
+  }
+  return -1;
+}
+
+// A snappy copy element yields at most 64 bytes from 2–5 input bytes, so a block
+// can never expand past ~32× its size; a header claiming more is corrupt.
+const SNAPPY_MAX_RATIO = 32;
+
+function unsnappyRaw(buf: Uint8Array, max: number | undefined): Buffer {
+  const len = snappyLength(buf);
+  if (len < 0 || len > buf.length * SNAPPY_MAX_RATIO + 16) {
+    throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated");
+  }
+  if (max !== undefined && len > max) throw tooLarge(max);
+  try {
+    const out = snappy.uncompress(buf);
+    return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  } catch (err) {
+    throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated", { cause: err });
+  }
+}
+
+/** Snappy framing format: chunks of type(1) + length(3, LE); CRCs are not checked. */
+function unsnappyFramed(buf: Buffer, max: number | undefined): Buffer {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let pos = 0;
+  const bad = (): DecodeError => new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy framed data is corrupt or truncated");
+  while (pos < buf.length) {
+    if (pos + 4 > buf.length) throw bad();
+    const type = buf[pos] ?? 0;
+    const len = (buf[pos + 1] ?? 0) | ((buf[pos + 2] ?? 0) << 8) | ((buf[pos + 3] ?? 0) << 16);
+    const start = pos + 4;
+    const end = start + len;
+    if (end > buf.length) throw bad();
+    if (type === 0x00 || type === 0x01) {
+      if (len < 4) throw bad();
+      const data = buf.subarray(start + 4, end);
+      const out = type === 0x00 ? unsnappyRaw(data, max === undefined ? undefined : max - total) : data;
+      total += out.length;
+      if (max !== undefined && total > max) throw tooLarge(max);
+      chunks.push(out);
+    } else if (type >= 0x02 && type <= 0x7f) {
+      throw bad();
+    }
+    // 0xff stream identifier (may repeat), 0xfe padding, 0x80–0xfd skippable.
+    pos = end;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function isBlank(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a && c !== 0x1e) return false;
+  }
+  return true;
+}
+
+function firstNonWhitespace(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return i;
+  }
+  return -1;
+}
+
+function tryParse(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch {
+    return { ok: false };
+  }
+}
+
+/** Exactly one non-blank line, and the body ends with a newline (Fluent Bit `json_lines`). */
+function isSingleTerminatedLine(text: string): boolean {
+  const end = text.length - 1;
+  if (text.charCodeAt(end) !== 0x0a) return false;
+  const nl = text.indexOf("\n");
+  return nl === end || isBlank(text.slice(nl + 1));
+}
+
+function splitText(input: string, forceNdjson: boolean): Decoded {
+  const text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
+  if (!forceNdjson) {
+    const first = firstNonWhitespace(text);
+    const c = first === -1 ? -1 : text.charCodeAt(first);
+    if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      const whole = tryParse(text);
+      if (whole.ok) {
+        if (Array.isArray(whole.value)) {
+          const items: DecodedItem[] = new Array(whole.value.length);
+          for (let i = 0; i < whole.value.length; i++) items[i] = { kind: "json", value: whole.value[i] };
+          return { framing: "array", items };
+        }
+        if (whole.value !== null && typeof whole.value === "object") {
+          if (isSingleTerminatedLine(text)) return { framing: "ndjson", items: [{ kind: "json", value: whole.value }] };
+          return { framing: "object", items: [{ kind: "json", value: whole.value }] };
+        }
+      }
+    }
+  }
+  return { framing: "ndjson", items: splitLines(text) };
+}
+
+function splitLines(text: string): DecodedItem[] {
+  const items: DecodedItem[] = [];
+  let start = 0;
+  while (start < text.length) {
+    let nl = text.indexOf("\n", start);
+    if (nl === -1) nl = text.length;
+    let end = nl;
+    if (end > start && text.charCodeAt(end - 1) === 0x0d) end--;
+    if (end > start) {
+      let line = text.slice(start, end);
+      // RFC 7464 json-seq puts a record separator before each value.
+      if (line.charCodeAt(0) === 0x1e) line = line.slice(1);
+      if (!isBlank(line)) {
+        try {
+          items.push({ kind: "json", value: JSON.parse(line) as unknown });
+        } catch {
+          items.push({ kind: "unparsed", raw: line });
+        }
+      }
+    }
+    start = nl + 1;
+  }
+  return items;
+}
+
+function itemText(item: DecodedItem): string {
+  if (item.kind === "unparsed") return item.raw;
+  return JSON.stringify(item.value) ?? "null";
+}
+
+function itemJson(item: DecodedItem): string {
+  if (item.kind === "unparsed") return JSON.stringify(item.raw);
+  return JSON.stringify(item.value) ?? "null";
+}
+
+/**
+ * Serialises items in a framing (the response uses the request's framing).
+ *
+ * - `ndjson`: one line per item, every line ending in `\n`; unparsed lines go out unchanged.
+ * - `array`: `[v1,v2,…]`; an unparsed line (which cannot come from an array body) is written as a JSON string.
+ * - `object`: exactly one item → that value alone. Zero or several items (an
+ *   envelope expanded into many records, or a control message into none) → a JSON
+ *   array, since one object cannot hold them and `application/json` readers
+ *   (Fluent Bit `in_http`, Vector `http_server`) accept an array too.
+ */
+export function encodeItems(framing: Framing, items: readonly DecodedItem[]): Buffer {
+  if (framing === "ndjson") {
+    if (items.length === 0) return Buffer.alloc(0);
+    const parts = new Array<string>(items.length);
+    for (let i = 0; i < items.length; i++) parts[i] = itemText(items[i] as DecodedItem);
+    return Buffer.from(parts.join("\n") + "\n", "utf8");
+  }
+  if (framing === "object" && items.length === 1) {
+    return Buffer.from(itemJson(items[0] as DecodedItem), "utf8");
+  }
+  const parts = new Array<string>(items.length);
+  for (let i = 0; i < items.length; i++) parts[i] = itemJson(items[i] as DecodedItem);
+  return Buffer.from("[" + parts.join(",") + "]", "utf8");
+}
+
+/**
+ * Serialises JSON values in a framing; see `encodeItems` for the rules.
+ * `unparsed` lines (ndjson only) are appended after the values, unchanged.
+ */
+export function encode(framing: Framing, values: readonly unknown[], unparsed?: readonly string[]): Buffer {
+  const items: DecodedItem[] = new Array(values.length);
+  for (let i = 0; i < values.length; i++) items[i] = { kind: "json", value: values[i] };
+  if (unparsed !== undefined) for (const raw of unparsed) items.push({ kind: "unparsed", raw });
+  return encodeItems(framing, items);
+}
+
+type ZstdCompressSync = (buf: Buffer) => Buffer;
+
+/**
+ * Compresses a body for a response or a forward target.
+ * gzip and deflate (zlib-wrapped, as HTTP means it) via node:zlib; snappy as a raw
+ * block (what Vector's `compression: snappy` sends). zstd needs a Node with
+ * `zlib.zstdCompressSync` (22.15+); on older Node it throws
+ * `DNSGEO_UNSUPPORTED_ENCODING` (fzstd only decompresses).
+ */
+export function compress(buf: Buffer, encoding: Compression): Buffer {
+  switch (encoding) {
+    case "none":
+      return buf;
+    case "gzip":
+      return zlib.gzipSync(buf);
+    case "deflate":
+      return zlib.deflateSync(buf);
+    case "snappy": {
+      const out = snappy.compress(buf);
+      return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+    }
+    case "zstd": {
+      const zstdCompressSync = (zlib as unknown as { zstdCompressSync?: ZstdCompressSync }).zstdCompressSync;
+      if (zstdCompressSync === undefined) {
+        throw new DecodeError(
+          "DNSGEO_UNSUPPORTED_ENCODING",
+          "zstd compression needs Node 22.15 or later; on this Node zstd is decoded only",
+        );
+      }
+      return zstdCompressSync(buf);
+    }
+    default:
+      throw new DecodeError("DNSGEO_UNSUPPORTED_ENCODING", `unsupported compression "${String(encoding)}"`);
+  }
+}

@@ -1,0 +1,289 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as zlib from "node:zlib";
+import { createRequire } from "node:module";
+import { describe, expect, it } from "vitest";
+import { compress, decode, DecodeError, encode, encodeItems } from "../../../src/pipeline/decode.js";
+import type { DecodedItem } from "../../../src/pipeline/types.js";
+
+const snappy = createRequire(import.meta.url)("snappyjs") as { compress(b: Uint8Array): Uint8Array };
+const inputs = new URL("../../fixtures/inputs/", import.meta.url);
+const fixture = (name: string): Buffer => readFileSync(fileURLToPath(new URL(name, inputs)));
+
+/** CRC32C is not checked by decode, so frames carry a zero checksum. */
+function snappyFramed(data: Buffer, chunkSize = 65536): Buffer {
+  const parts: Buffer[] = [Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59])];
+  for (let off = 0, n = 0; off < data.length; off += chunkSize, n++) {
+    const slice = data.subarray(off, off + chunkSize);
+    const asCompressed = n % 2 === 0;
+    const payload = asCompressed ? Buffer.from(snappy.compress(slice)) : slice;
+    const len = payload.length + 4;
+    parts.push(Buffer.from([asCompressed ? 0x00 : 0x01, len & 0xff, (len >> 8) & 0xff, len >> 16, 0, 0, 0, 0]), payload);
+  }
+  return Buffer.concat(parts);
+}
+
+function expectCode(fn: () => unknown, code: string): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(DecodeError);
+  expect((caught as DecodeError).code).toBe(code);
+}
+
+const records = [{ a: 1, ip: "8.8.8.8" }, { b: "x" }, { c: [1, 2] }];
+const bodies: Record<"ndjson" | "array" | "object", { text: string; items: unknown[]; contentType?: string }> = {
+  ndjson: { text: records.map((r) => JSON.stringify(r)).join("\n") + "\n", items: records, contentType: "application/x-ndjson" },
+  array: { text: JSON.stringify(records), items: records, contentType: "application/json" },
+  object: { text: JSON.stringify(records[0]), items: [records[0]], contentType: "application/json" },
+};
+
+type Coder = { encoding: string; apply: (b: Buffer) => Buffer };
+const zstdSample = fixture("route53.ndjson.zst");
+const coders: Coder[] = [
+  { encoding: "identity", apply: (b) => b },
+  { encoding: "gzip", apply: (b) => zlib.gzipSync(b) },
+  { encoding: "x-gzip", apply: (b) => zlib.gzipSync(b) },
+  { encoding: "deflate", apply: (b) => zlib.deflateSync(b) },
+  { encoding: "deflate", apply: (b) => zlib.deflateRawSync(b) },
+  { encoding: "snappy", apply: (b) => Buffer.from(snappy.compress(b)) },
+  { encoding: "snappy", apply: (b) => snappyFramed(b) },
+];
+
+describe("decode framing × compression", () => {
+  for (const [framing, body] of Object.entries(bodies)) {
+    coders.forEach((coder, i) => {
+      it(`${framing} with ${coder.encoding} #${i}`, () => {
+        // Prepare
+        const wire = coder.apply(Buffer.from(body.text));
+        // Act
+        const out = decode(wire, { contentEncoding: coder.encoding, contentType: body.contentType });
+        // Assess
+        expect(out.framing).toBe(framing);
+        expect(out.items).toEqual(body.items.map((value) => ({ kind: "json", value })));
+      });
+    });
+  }
+
+  it("zstd (fixture made with the zstd CLI) declared and sniffed", () => {
+    const plain = fixture("route53.ndjson").toString("utf8");
+    const expected = plain.trim().split("\n").map((l) => ({ kind: "json", value: JSON.parse(l) }));
+    const declared = decode(zstdSample, { contentEncoding: "zstd", contentType: "application/x-ndjson" });
+    const sniffed = decode(zstdSample);
+    expect(declared).toEqual({ framing: "ndjson", items: expected });
+    expect(sniffed).toEqual({ framing: "ndjson", items: expected });
+    expect(expected).toHaveLength(6);
+  });
+
+  it("sniffs gzip, zlib and snappy framed when no Content-Encoding is given", () => {
+    const text = Buffer.from(bodies.array.text);
+    for (const wire of [zlib.gzipSync(text), zlib.deflateSync(text), snappyFramed(text)]) {
+      expect(decode(wire)).toEqual({ framing: "array", items: records.map((value) => ({ kind: "json", value })) });
+    }
+  });
+
+  it("undoes several codings in reverse order", () => {
+    const wire = zlib.gzipSync(zlib.deflateSync(Buffer.from(bodies.ndjson.text)));
+    expect(decode(wire, { contentEncoding: "deflate, gzip" }).items).toHaveLength(3);
+  });
+
+  it("snappy framed with many chunks and padding", () => {
+    const big = Buffer.from(Array.from({ length: 5000 }, (_, i) => JSON.stringify({ i, pad: "x".repeat(40) })).join("\n") + "\n");
+    const framed = Buffer.concat([snappyFramed(big, 30000), Buffer.from([0xfe, 2, 0, 0, 0, 0])]);
+    const out = decode(framed, { contentEncoding: "snappy" });
+    expect(out.items).toHaveLength(5000);
+    expect(out.items[4999]).toEqual({ kind: "json", value: { i: 4999, pad: "x".repeat(40) } });
+  });
+});
+
+describe("decode framing rules", () => {
+  it("single line ending in a newline is ndjson, without one it is an object", () => {
+    expect(decode(Buffer.from('{"a":1}\n')).framing).toBe("ndjson");
+    expect(decode(Buffer.from('{"a":1}')).framing).toBe("object");
+    expect(decode(Buffer.from('{\n  "a": 1\n}\n')).framing).toBe("object");
+  });
+
+  it("an ndjson content type forces ndjson even for one object", () => {
+    expect(decode(Buffer.from('{"a":1}'), { contentType: "application/x-ndjson; charset=utf-8" }).framing).toBe("ndjson");
+  });
+
+  it("newline-separated objects sent as application/json decode as ndjson", () => {
+    const out = decode(Buffer.from('{"a":1}\n{"b":2}'), { contentType: "application/json" });
+    expect(out).toEqual({ framing: "ndjson", items: [{ kind: "json", value: { a: 1 } }, { kind: "json", value: { b: 2 } }] });
+  });
+
+  it("bad lines pass through, others still parse; CRLF and blank lines handled", () => {
+    const out = decode(Buffer.from('{"a":1}\r\nnot json\r\n\r\n   \n[1,2\n{"b":2}\r\n'));
+    expect(out).toEqual({
+      framing: "ndjson",
+      items: [
+        { kind: "json", value: { a: 1 } },
+        { kind: "unparsed", raw: "not json" },
+        { kind: "unparsed", raw: "[1,2" },
+        { kind: "json", value: { b: 2 } },
+      ],
+    });
+  });
+
+  it("a broken array falls back to line by line", () => {
+    const out = decode(Buffer.from('[{"a":1},\n{"b":2}'));
+    expect(out.framing).toBe("ndjson");
+    expect(out.items.map((i) => i.kind)).toEqual(["unparsed", "json"]);
+  });
+
+  it("strips a UTF-8 BOM", () => {
+    const out = decode(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('[{"a":1}]')]));
+    expect(out).toEqual({ framing: "array", items: [{ kind: "json", value: { a: 1 } }] });
+  });
+
+  it("empty and whitespace bodies give ndjson with no items", () => {
+    expect(decode(Buffer.alloc(0))).toEqual({ framing: "ndjson", items: [] });
+    expect(decode(Buffer.from(" \n\r\n"))).toEqual({ framing: "ndjson", items: [] });
+  });
+
+  it("a body that is one scalar is an ndjson item", () => {
+    expect(decode(Buffer.from("42"))).toEqual({ framing: "ndjson", items: [{ kind: "json", value: 42 }] });
+  });
+
+  it("json-seq record separators are stripped", () => {
+    const out = decode(Buffer.from('\u001e{"a":1}\n\u001e{"b":2}\n'), { contentType: "application/json-seq" });
+    expect(out.items).toEqual([{ kind: "json", value: { a: 1 } }, { kind: "json", value: { b: 2 } }]);
+  });
+
+  it("text that starts like zlib but is not stays text", () => {
+    const out = decode(Buffer.from("x^ not compressed\n"));
+    expect(out.items).toEqual([{ kind: "unparsed", raw: "x^ not compressed" }]);
+  });
+
+  it("never throws on arbitrary uncompressed bytes", () => {
+    const samples = [
+      Buffer.from([0xc3, 0x28, 0x0a, 0xff, 0xfe]),
+      Buffer.from("[".repeat(100000)),
+      Buffer.from("{".repeat(50000) + "\n" + "]".repeat(10)),
+      Buffer.from('"\\ud800"\n\u0000\n'),
+      Buffer.from([0x78, 0x9c, 0x00, 0x01]),
+    ];
+    for (const s of samples) expect(() => decode(s)).not.toThrow();
+  });
+});
+
+describe("decode errors", () => {
+  it("unknown Content-Encoding", () => {
+    expectCode(() => decode(Buffer.from("{}"), { contentEncoding: "br" }), "DNSGEO_UNSUPPORTED_ENCODING");
+  });
+
+  it("truncated or corrupt gzip", () => {
+    const gz = zlib.gzipSync(Buffer.from(bodies.ndjson.text.repeat(50)));
+    expectCode(() => decode(gz.subarray(0, gz.length - 20), { contentEncoding: "gzip" }), "DNSGEO_BAD_COMPRESSION");
+    expectCode(() => decode(gz.subarray(0, gz.length - 20)), "DNSGEO_BAD_COMPRESSION");
+    expectCode(() => decode(Buffer.from("plain text"), { contentEncoding: "gzip" }), "DNSGEO_BAD_COMPRESSION");
+  });
+
+  it("truncated zstd and snappy", () => {
+    expectCode(() => decode(zstdSample.subarray(0, zstdSample.length - 10)), "DNSGEO_BAD_COMPRESSION");
+    const framed = snappyFramed(Buffer.from(bodies.ndjson.text));
+    expectCode(() => decode(framed.subarray(0, framed.length - 3)), "DNSGEO_BAD_COMPRESSION");
+    expectCode(() => decode(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]), { contentEncoding: "snappy" }), "DNSGEO_BAD_COMPRESSION");
+  });
+
+  it("a gzip bomb is refused at the limit", async () => {
+    // Prepare: 64 MiB of zeros streamed through gzip (~64 KiB on the wire).
+    const gz = zlib.createGzip({ level: 9 });
+    const chunks: Buffer[] = [];
+    gz.on("data", (c: Buffer) => chunks.push(c));
+    const done = new Promise((resolve) => gz.on("end", resolve));
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < 64; i++) gz.write(zeros);
+    gz.end();
+    await done;
+    const bomb = Buffer.concat(chunks);
+    // Act + Assess
+    expect(bomb.length).toBeLessThan(1024 * 1024);
+    expectCode(() => decode(bomb, { contentEncoding: "gzip", maxDecodedBytes: 1024 * 1024 }), "DNSGEO_BODY_TOO_LARGE");
+    expectCode(() => decode(bomb, { maxDecodedBytes: 1024 * 1024 }), "DNSGEO_BODY_TOO_LARGE");
+    expectCode(() => decode(zlib.deflateSync(zeros), { contentEncoding: "deflate", maxDecodedBytes: 1000 }), "DNSGEO_BODY_TOO_LARGE");
+  });
+
+  it("zstd bombs are refused (streamed, and by declared size)", () => {
+    expectCode(() => decode(fixture("bomb-200mb-zeros.zst"), { maxDecodedBytes: 1024 * 1024 }), "DNSGEO_BODY_TOO_LARGE");
+    expectCode(
+      () => decode(fixture("bomb-200mb-zeros-sized.zst"), { contentEncoding: "zstd", maxDecodedBytes: 1024 * 1024 }),
+      "DNSGEO_BODY_TOO_LARGE",
+    );
+  });
+
+  it("snappy past the limit is refused from the declared length", () => {
+    const zeros = Buffer.alloc(200000);
+    expectCode(() => decode(Buffer.from(snappy.compress(zeros)), { contentEncoding: "snappy", maxDecodedBytes: 1000 }), "DNSGEO_BODY_TOO_LARGE");
+    expectCode(() => decode(snappyFramed(zeros), { maxDecodedBytes: 100000 }), "DNSGEO_BODY_TOO_LARGE");
+  });
+
+  it("an uncompressed body past the limit is refused; one at the limit is not", () => {
+    const body = Buffer.from(bodies.ndjson.text);
+    expectCode(() => decode(body, { maxDecodedBytes: body.length - 1 }), "DNSGEO_BODY_TOO_LARGE");
+    expect(decode(zlib.gzipSync(body), { maxDecodedBytes: body.length }).items).toHaveLength(3);
+  });
+});
+
+describe("encodeItems / encode", () => {
+  const items: DecodedItem[] = [
+    { kind: "json", value: { a: 1 } },
+    { kind: "unparsed", raw: "not json" },
+    { kind: "json", value: [2] },
+  ];
+
+  it("ndjson: one line per item, each ending in a newline, raw lines unchanged", () => {
+    expect(encodeItems("ndjson", items).toString()).toBe('{"a":1}\nnot json\n[2]\n');
+    expect(encodeItems("ndjson", []).length).toBe(0);
+  });
+
+  it("array: raw lines become JSON strings", () => {
+    expect(encodeItems("array", items).toString()).toBe('[{"a":1},"not json",[2]]');
+    expect(encodeItems("array", []).toString()).toBe("[]");
+  });
+
+  it("object: one item alone, several or none as an array", () => {
+    expect(encodeItems("object", [{ kind: "json", value: { a: 1 } }]).toString()).toBe('{"a":1}');
+    expect(encodeItems("object", items).toString()).toBe('[{"a":1},"not json",[2]]');
+    expect(encodeItems("object", []).toString()).toBe("[]");
+  });
+
+  it("round-trips each framing through decode", () => {
+    for (const [framing, body] of Object.entries(bodies)) {
+      const decoded = decode(Buffer.from(body.text), { contentType: body.contentType });
+      expect(encodeItems(decoded.framing, decoded.items).toString()).toBe(body.text);
+      expect(framing).toBe(decoded.framing);
+    }
+  });
+
+  it("encode appends unparsed lines", () => {
+    expect(encode("ndjson", [{ a: 1 }], ["raw"]).toString()).toBe('{"a":1}\nraw\n');
+  });
+});
+
+describe("compress", () => {
+  const body = Buffer.from(bodies.ndjson.text.repeat(20));
+  for (const enc of ["gzip", "deflate", "snappy"] as const) {
+    it(`${enc} round-trips through decode`, () => {
+      const wire = compress(body, enc);
+      expect(wire.equals(body)).toBe(false);
+      expect(decode(wire, { contentEncoding: enc }).items).toHaveLength(60);
+    });
+  }
+
+  it("none returns the body", () => {
+    expect(compress(body, "none")).toBe(body);
+  });
+
+  it("zstd works where node:zlib can, else says so with a stable code", () => {
+    const hasZstd = typeof (zlib as unknown as { zstdCompressSync?: unknown }).zstdCompressSync === "function";
+    if (hasZstd) {
+      expect(decode(compress(body, "zstd"), { contentEncoding: "zstd" }).items).toHaveLength(60);
+    } else {
+      expectCode(() => compress(body, "zstd"), "DNSGEO_UNSUPPORTED_ENCODING");
+    }
+  });
+});
