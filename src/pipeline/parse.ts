@@ -1,0 +1,200 @@
+/**
+ * parse: one decoded item → the DNS records in it (envelopes unwrapped) or
+ * items to pass through. Pure; never throws; never mutates its input
+ * (`rec.record` is the very input object for records that came on their own).
+ *
+ * Detection checks a few keys per kind, in this order: CloudWatch envelope,
+ * Lambda `awslogs` event, Firehose request, Route 53 / DNS Firewall, Zeek, ECS,
+ * Sysmon 22, then `input.ip_fields` (custom) or unknown.
+ */
+import type { DecodedItem, ParsedItem, RecordEnvelope } from "./types.js";
+import type { JsonObject, ParseContext } from "./parse/common.js";
+import { isBase64Gzip, isObject } from "./parse/common.js";
+import { awslogsData, expandBase64, expandCloudWatch, isCloudWatch } from "./parse/cloudwatch.js";
+import { expandFirehose, isFirehose } from "./parse/firehose.js";
+import { isRoute53, parseRoute53 } from "./parse/route53.js";
+import { isZeek, parseZeek } from "./parse/zeek.js";
+import { isEcs, parseEcs } from "./parse/ecs.js";
+import { parseSysmon, sysmonData } from "./parse/sysmon.js";
+import { parseCustom } from "./parse/custom.js";
+
+export { firehoseRequest } from "./parse/firehose.js";
+
+/** Options of `parse`. */
+export interface ParseOptions {
+  /** Dotted paths read as answers from records of no known kind (`input.ip_fields`). */
+  ipFields: readonly string[];
+  /** Largest gzip payload inflated inside an envelope, bytes (default 64 MiB). */
+  maxDecodedBytes?: number;
+}
+
+/** Envelopes nest (Firehose → gzip CloudWatch → message); deeper ones are not unwrapped. */
+const MAX_DEPTH = 4;
+const DEFAULT_MAX_DECODED = 64 * 1024 * 1024;
+
+/**
+ * Detects the kind of a decoded item and returns one item per output record:
+ * envelopes expand into their events (a CloudWatch `CONTROL_MESSAGE` into none),
+ * non-object JSON passes through (`not_object`), unparsed lines stay unparsed.
+ */
+export function parse(item: DecodedItem, opts: ParseOptions): ParsedItem[] {
+  const out: ParsedItem[] = [];
+  const ctx = contextFor(opts);
+  try {
+    if (item.kind === "unparsed") {
+      if (!(isBase64Gzip(item.raw.trim()) && expandBase64(item.raw.trim(), 0, out, ctx))) {
+        return [{ kind: "unparsed", raw: item.raw }];
+      }
+      return out;
+    }
+    parseValue(item.value, 0, out, undefined, ctx);
+    return out;
+  } catch {
+    // Nothing above should throw on JSON input; if it ever does, the item still flows.
+    return item.kind === "unparsed"
+      ? [{ kind: "unparsed", raw: item.raw }]
+      : [{ kind: "passthrough", value: item.value, reason: "not_object" }];
+  }
+}
+
+const contexts = new WeakMap<ParseOptions, ParseContext>();
+
+function contextFor(opts: ParseOptions): ParseContext {
+  let ctx = contexts.get(opts);
+  if (ctx === undefined) {
+    const c: ParseContext = {
+      ipFields: opts.ipFields,
+      maxDecodedBytes: opts.maxDecodedBytes ?? DEFAULT_MAX_DECODED,
+      value: (value, depth, out, envelope) => parseValue(value, depth, out, envelope, c),
+      text: (text, depth, out) => parseText(text, depth, out, c),
+    };
+    ctx = c;
+    contexts.set(opts, ctx);
+  }
+  return ctx;
+}
+
+function parseValue(
+  value: unknown,
+  depth: number,
+  out: ParsedItem[],
+  envelope: RecordEnvelope | undefined,
+  ctx: ParseContext,
+): void {
+  if (!isObject(value)) {
+    if (typeof value === "string" && depth < MAX_DEPTH && isBase64Gzip(value) && expandBase64(value, depth, out, ctx)) {
+      return;
+    }
+    out.push({ kind: "passthrough", value, reason: "not_object" });
+    return;
+  }
+  if (depth < MAX_DEPTH && expandEnvelope(value, depth, out, ctx)) return;
+  const rec = parseRecord(value, ctx.ipFields);
+  if (envelope !== undefined) rec.envelope = envelope;
+  out.push({ kind: "record", rec });
+}
+
+function expandEnvelope(o: JsonObject, depth: number, out: ParsedItem[], ctx: ParseContext): boolean {
+  if (isCloudWatch(o)) {
+    expandCloudWatch(o, depth, out, ctx);
+    return true;
+  }
+  const awslogs = awslogsData(o);
+  if (awslogs !== undefined) return expandBase64(awslogs, depth, out, ctx);
+  if (isFirehose(o)) {
+    expandFirehose(o, depth, out, ctx);
+    return true;
+  }
+  return false;
+}
+
+function parseRecord(o: JsonObject, ipFields: readonly string[]) {
+  if (isRoute53(o)) return parseRoute53(o);
+  if (isZeek(o)) return parseZeek(o);
+  if (isEcs(o)) return parseEcs(o);
+  const sysmon = sysmonData(o);
+  if (sysmon !== undefined) return parseSysmon(o, sysmon);
+  return parseCustom(o, ipFields);
+}
+
+/**
+ * Text found inside an envelope: one JSON document (possibly pretty-printed, an
+ * array expands to its elements) or NDJSON lines, each parsed on its own.
+ */
+function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseContext): void {
+  const text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
+  const trimmed = text.trim();
+  if (trimmed.length === 0) return;
+  const c = trimmed.charCodeAt(0);
+  if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+    let whole: unknown;
+    let ok = false;
+    try {
+      whole = JSON.parse(trimmed);
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    if (ok) {
+      if (Array.isArray(whole)) for (const v of whole) parseValue(v, depth, out, undefined, ctx);
+      else parseValue(whole, depth, out, undefined, ctx);
+      return;
+    }
+  }
+  let start = 0;
+  while (start < text.length) {
+    let nl = text.indexOf("\n", start);
+    if (nl === -1) nl = text.length;
+    const line = text.slice(start, nl).trim();
+    start = nl + 1;
+    if (line.length === 0) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      const parts = line.charCodeAt(0) === 0x7b ? splitConcatenated(line) : undefined;
+      if (parts !== undefined) {
+        for (const v of parts) parseValue(v, depth, out, undefined, ctx);
+      } else if (!(depth < MAX_DEPTH && isBase64Gzip(line) && expandBase64(line, depth, out, ctx))) {
+        out.push({ kind: "unparsed", raw: line });
+      }
+      continue;
+    }
+    parseValue(value, depth, out, undefined, ctx);
+  }
+}
+
+/**
+ * `{…}{…}` with no separator (Firehose can join records that way); undefined
+ * unless every piece parses.
+ */
+function splitConcatenated(line: string): unknown[] | undefined {
+  const values: unknown[] = [];
+  let depthCount = 0;
+  let inString = false;
+  let start = 0;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+      continue;
+    }
+    if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) depthCount++;
+    else if (c === 0x7d || c === 0x5d) {
+      depthCount--;
+      if (depthCount === 0) {
+        try {
+          values.push(JSON.parse(line.slice(start, i + 1)));
+        } catch {
+          return undefined;
+        }
+        start = i + 1;
+        while (start < line.length && line.charCodeAt(start) <= 0x20) start++;
+        i = start - 1;
+      }
+    }
+  }
+  return start >= line.length && values.length > 1 ? values : undefined;
+}

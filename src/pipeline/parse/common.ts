@@ -1,0 +1,49 @@
+/**
+ * Helpers shared by the per-kind parsers (parse/<kind>.ts).
+ */
+import * as zlib from "node:zlib";
+import type { ParsedItem, RecordEnvelope } from "../types.js";
+
+/** A plain JSON object (not an array, not null). */
+export type JsonObject = Record<string, unknown>;
+
+/** True for a non-null, non-array object. */
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Callbacks envelopes use to parse what they carry, so kinds need not import parse.ts. */
+export interface ParseContext {
+  readonly ipFields: readonly string[];
+  readonly maxDecodedBytes: number;
+  /** Parses one JSON value found at envelope `depth`, appending to `out`. */
+  value(value: unknown, depth: number, out: ParsedItem[], envelope?: RecordEnvelope): void;
+  /** Parses text (one JSON document, or NDJSON lines) found at `depth`, appending to `out`. */
+  text(text: string, depth: number, out: ParsedItem[]): void;
+}
+
+/** True when a base64 string starts with the gzip magic (`1f 8b 08` encodes as "H4sI"). */
+export function isBase64Gzip(s: string): boolean {
+  return s.length >= 8 && s.charCodeAt(0) === 0x48 && s.startsWith("H4sI");
+}
+
+/** gunzips when the bytes start with the gzip magic; undefined when corrupt or larger than `max`. */
+export function maybeGunzip(bytes: Buffer, max: number): Buffer | undefined {
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  try {
+    return zlib.gunzipSync(bytes, { maxOutputLength: max });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Decodes base64 (of gzip, or not) to text; undefined when it cannot be. */
+export function base64Text(data: string, max: number): string | undefined {
+  const bytes = maybeGunzip(Buffer.from(data, "base64"), max);
+  return bytes === undefined ? undefined : bytes.toString("utf8");
+}
+
+/** A string field, or undefined. */
+export function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
