@@ -31,6 +31,11 @@ const code = await runCli(
     stderr: process.stderr,
     stdin: process.stdin,
     logger,
+    signals: process,
+    exit: (c) => {
+      logger.flush();
+      process.exit(c);
+    },
   },
   (file) => {
     if (file) configFile = file;

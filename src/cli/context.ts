@@ -9,6 +9,13 @@ export interface CliContext {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   stdin: NodeJS.ReadableStream;
   logger: Logger;
+  /** Where long-running verbs (serve) hear SIGTERM/SIGINT; main.ts passes `process`. */
+  signals?: {
+    on(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
+    off(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
+  };
+  /** Ends the process with a code (main.ts passes `process.exit`). */
+  exit?: (code: number) => void;
 }
 
 /** A failure a verb reports: one line on stderr and the exit code. */

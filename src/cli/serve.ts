@@ -1,0 +1,134 @@
+/**
+ * `dnsgeo serve`: the HTTP and gRPC sidecar. Shutdown order (house style):
+ * ingress (stop accepting) → in-flight requests → `app.close()` (background
+ * lookups, write-behind flush, stores).
+ */
+import type { Command } from "commander";
+import { createApp, type App } from "../app.js";
+import { createMetrics } from "../observability/metrics.js";
+import { Forwarder } from "../transport/forwarder.js";
+import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
+import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
+import { InflightLimiter } from "../transport/limits.js";
+import { loadTls } from "../transport/tls.js";
+import type { CliContext } from "./context.js";
+
+export interface ServeHandle {
+  /** "host:port" of the HTTP server when enabled. */
+  httpAddress?: string;
+  /** "host:port" of the gRPC server when enabled. */
+  grpcAddress?: string;
+  /** Graceful, idempotent: stop accepting, finish in-flight requests (up to `shutdown.timeout_ms`), then `app.close()`. */
+  close(): Promise<void>;
+  /** Resolves once `close()` has finished. */
+  readonly closed: Promise<void>;
+}
+
+/** Starts the transports enabled in `app.config`; on a bind failure everything started is closed again. */
+export async function startServe(app: App): Promise<ServeHandle> {
+  const cfg = app.config;
+  const limiter = new InflightLimiter(cfg.http.max_inflight_requests);
+  const forwarder = cfg.forward.url ? new Forwarder(cfg.forward, { logger: app.logger }) : undefined;
+  let http: HttpTransport | undefined;
+  let grpc: GrpcTransport | undefined;
+  let closing: Promise<void> | undefined;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const t = cfg.shutdown.timeout_ms;
+      const started = Date.now();
+      await Promise.all([http?.close(t), grpc?.close(t)]);
+      await forwarder?.close();
+      app.logger.info({ ms: Date.now() - started }, "transports closed; closing the app");
+      await app.close();
+      markClosed();
+    })();
+    return closing;
+  };
+
+  const handle: ServeHandle = { close, closed };
+  try {
+    if (cfg.http.enabled) {
+      const tls = loadTls(cfg.http.tls, "http.tls");
+      http = createHttpServer(Object.assign({ app, limiter }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
+      handle.httpAddress = await http.listen();
+    }
+    if (cfg.grpc.enabled) {
+      const tls = loadTls(cfg.grpc.tls, "grpc.tls");
+      grpc = createGrpcServer(Object.assign({ app, limiter }, tls ? { tls } : {}));
+      handle.grpcAddress = await grpc.listen();
+    }
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+  return handle;
+}
+
+/** What `installSignalHandlers` listens on (`process` fits). */
+export interface SignalSource {
+  on(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
+  off(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
+}
+
+/**
+ * First SIGTERM/SIGINT: graceful `close()`, then `exit(0)` (or 1 when close failed).
+ * A second signal exits at once (128 + signal number, as shells report it).
+ * Returns a function that removes the handlers.
+ */
+export function installSignalHandlers(
+  source: SignalSource,
+  close: () => Promise<void>,
+  exit: (code: number) => void,
+  log?: { info(o: object, msg: string): void; error(o: object, msg: string): void },
+): () => void {
+  let first = true;
+  const handler = (signal: "SIGTERM" | "SIGINT") => () => {
+    if (!first) {
+      log?.error({ signal }, "second signal: exiting now");
+      exit(signal === "SIGINT" ? 130 : 143);
+      return;
+    }
+    first = false;
+    log?.info({ signal }, "shutting down");
+    close().then(
+      () => exit(0),
+      (e: unknown) => {
+        log?.error({ err: e }, "shutdown failed");
+        exit(1);
+      },
+    );
+  };
+  const onTerm = handler("SIGTERM");
+  const onInt = handler("SIGINT");
+  source.on("SIGTERM", onTerm);
+  source.on("SIGINT", onInt);
+  return () => {
+    source.off("SIGTERM", onTerm);
+    source.off("SIGINT", onInt);
+  };
+}
+
+/** Adds `dnsgeo serve`. */
+export function registerServe(program: Command, ctx: CliContext): void {
+  program
+    .command("serve")
+    .description("run the HTTP (default 127.0.0.1:8053) and gRPC (default 127.0.0.1:8054) sidecar until SIGTERM/SIGINT")
+    .action(async () => {
+      const cfg = ctx.loadConfig();
+      const app = await createApp(cfg, { logger: ctx.logger, metrics: createMetrics({ defaultMetrics: true }) });
+      let handle: ServeHandle;
+      try {
+        handle = await startServe(app);
+      } catch (e) {
+        await app.close();
+        throw e;
+      }
+      // Tests and supervisors read the bound addresses from this line (ports may be 0 in config).
+      ctx.logger.info({ http: handle.httpAddress ?? null, grpc: handle.grpcAddress ?? null }, "listening");
+      if (ctx.signals) installSignalHandlers(ctx.signals, handle.close, ctx.exit ?? (() => undefined), ctx.logger);
+      await handle.closed;
+    });
+}

@@ -1,0 +1,493 @@
+/**
+ * The HTTP transport (node:http, or node:https when `http.tls` is set).
+ *
+ * Routes: POST /v1/enrich, POST /v1/forward, GET /v1/lookup/{ip}, POST /v1/lookup,
+ * GET /livez, GET /readyz, GET /metrics. Answers follow design.md: a batch that
+ * could succeed later is never refused with a 4xx (shippers drop those); overload is
+ * refused at once with 503 + Retry-After before the body is read.
+ */
+import * as http from "node:http";
+import * as https from "node:https";
+import type { AddressInfo } from "node:net";
+import * as zlib from "node:zlib";
+import { performance } from "node:perf_hooks";
+import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
+import { compress, decode, encodeItems, type Compression } from "../pipeline/decode.js";
+import type { EnrichOptions } from "../pipeline/enrich.js";
+import { firehoseRequest } from "../pipeline/parse/firehose.js";
+import type { Decoded, Framing } from "../pipeline/types.js";
+import { createSecretCheck, createTokenCheck } from "./auth.js";
+import type { Forwarder } from "./forwarder.js";
+import { InflightLimiter, within } from "./limits.js";
+import { httpsOptions, type TlsMaterial } from "./tls.js";
+import type { TransportApp } from "./transport-app.js";
+import { refusalReason } from "./refusal.js";
+
+/** The routes, named in 404/405 answers. */
+export const HTTP_ROUTES: readonly string[] = [
+  "POST /v1/enrich",
+  "POST /v1/forward",
+  "GET /v1/lookup/{ip}",
+  "POST /v1/lookup",
+  "GET /livez",
+  "GET /readyz",
+  "GET /metrics",
+];
+
+type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "other";
+
+const ALLOW: Record<Exclude<RouteName, "other">, string> = {
+  enrich: "POST",
+  forward: "POST",
+  lookup: "GET, POST",
+  livez: "GET, HEAD",
+  readyz: "GET, HEAD",
+  metrics: "GET, HEAD",
+};
+
+const CONTENT_TYPE: Record<Framing, string> = {
+  ndjson: "application/x-ndjson",
+  array: "application/json",
+  object: "application/json",
+};
+
+const HAS_ZSTD = typeof (zlib as unknown as { zstdCompressSync?: unknown }).zstdCompressSync === "function";
+
+export interface HttpServerDeps {
+  app: TransportApp;
+  /** Shared with the gRPC server: one in-flight budget per process. */
+  limiter: InflightLimiter;
+  /** Present when `forward.url` is set. */
+  forwarder?: Forwarder;
+  tls?: TlsMaterial;
+}
+
+export interface HttpTransport {
+  readonly server: http.Server;
+  /** Binds `http.host:http.port`; resolves to "host:port". */
+  listen(): Promise<string>;
+  /** "host:port" once listening. */
+  address(): string | undefined;
+  /** Stops accepting, lets in-flight requests finish (up to `timeoutMs`), then closes every connection. Idempotent. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+class Aborted extends Error {}
+
+/** Reads a body, counting bytes; rejects with DNSGEO_BODY_TOO_LARGE past `max`, Aborted when the client goes away. */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let done = false;
+    const onData = (c: Buffer): void => {
+      n += c.length;
+      if (n > max) {
+        done = true;
+        req.off("data", onData);
+        req.pause();
+        reject(new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `more than http.max_body_bytes (${max}) on the wire`));
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on("data", onData);
+    req.once("end", () => {
+      done = true;
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
+    });
+    req.once("error", () => {
+      if (!done) reject(new Aborted());
+      done = true;
+    });
+    req.once("close", () => {
+      if (!done) reject(new Aborted());
+      done = true;
+    });
+  });
+}
+
+/** Picks a response coding from Accept-Encoding (q-values honoured; snappy and zstd only when named). */
+export function negotiateEncoding(header: string | undefined): Compression {
+  if (!header) return "none";
+  let best: Compression = "none";
+  let bestQ = 0;
+  let bestRank = 99;
+  for (const part of header.split(",")) {
+    const [nameRaw, ...params] = part.split(";");
+    const name = (nameRaw ?? "").trim().toLowerCase();
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split("=");
+      if ((k ?? "").trim() === "q") q = Number((v ?? "").trim());
+    }
+    if (!(q > 0)) continue;
+    let enc: Compression | undefined;
+    let rank = 99;
+    if (name === "gzip" || name === "x-gzip") [enc, rank] = ["gzip", 0];
+    else if (name === "deflate") [enc, rank] = ["deflate", 1];
+    else if (name === "zstd" && HAS_ZSTD) [enc, rank] = ["zstd", 2];
+    else if (name === "snappy") [enc, rank] = ["snappy", 3];
+    if (enc && (q > bestQ || (q === bestQ && rank < bestRank))) {
+      best = enc;
+      bestQ = q;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
+function routeOf(path: string): RouteName {
+  switch (path) {
+    case "/v1/enrich":
+      return "enrich";
+    case "/v1/forward":
+      return "forward";
+    case "/v1/lookup":
+      return "lookup";
+    case "/livez":
+      return "livez";
+    case "/readyz":
+      return "readyz";
+    case "/metrics":
+      return "metrics";
+    default:
+      return path.startsWith("/v1/lookup/") ? "lookup" : "other";
+  }
+}
+
+function parseQuery(qs: string): EnrichOptions {
+  const opts: EnrichOptions = {};
+  if (qs === "") return opts;
+  const p = new URLSearchParams(qs);
+  const format = p.get("format");
+  if (format !== null) {
+    if (format !== "ecs" && format !== "quicksight") throw new DnsgeoError("DNSGEO_BAD_REQUEST", `format must be ecs or quicksight, got "${format.slice(0, 40)}"`);
+    opts.format = format;
+  }
+  const explode = p.get("explode");
+  if (explode !== null) {
+    if (explode !== "true" && explode !== "false") throw new DnsgeoError("DNSGEO_BAD_REQUEST", "explode must be true or false");
+    opts.explode = explode === "true";
+  }
+  return opts;
+}
+
+/** Builds the HTTP transport; call `listen()` to bind. */
+export function createHttpServer(deps: HttpServerDeps): HttpTransport {
+  const { app, limiter, forwarder } = deps;
+  const cfg = app.config.http;
+  const maxRecords = app.config.limits.max_records_per_request;
+  const retryAfter = String(cfg.retry_after_s);
+  const protectOps = app.config.auth.protect_ops;
+  const tokenCheck = app.config.auth.token ? createTokenCheck(app.config.auth.token) : undefined;
+  const firehoseKeyCheck = createSecretCheck(app.config.auth.token);
+  const logger = app.logger;
+  const metrics = app.metrics;
+
+  let listening = false;
+  let closing = false;
+  let closed: Promise<void> | undefined;
+  let active = 0;
+  let idleWaiters: Array<() => void> = [];
+  let addr: string | undefined;
+
+  const observe = (route: RouteName, start: number): void => {
+    metrics.requestDuration.observe({ transport: "http", route }, (performance.now() - start) / 1000);
+  };
+
+  const send = (res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, body: Buffer | string): void => {
+    if (res.headersSent || res.destroyed) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    if (closing) headers.connection = "close";
+    headers["content-length"] = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+    res.writeHead(status, headers);
+    res.end(body);
+  };
+
+  const sendError = (
+    res: http.ServerResponse,
+    code: ErrorCode,
+    message: string,
+    extra?: Record<string, unknown>,
+    status?: number,
+    headers: http.OutgoingHttpHeaders = {},
+  ): void => {
+    const spec = ERROR_CODES[code];
+    const httpStatus = status ?? spec.http;
+    if (httpStatus === 503 || httpStatus === 429) headers["retry-after"] = retryAfter;
+    headers["content-type"] = "application/json";
+    const reason = refusalReason(code);
+    if (reason) metrics.refused.inc({ transport: "http", reason });
+    send(res, httpStatus, headers, JSON.stringify(Object.assign({ code, message }, extra)));
+  };
+
+  const sendDnsgeoError = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>): void => {
+    if (e instanceof DnsgeoError) {
+      // A 4xx on a batch route means the shipper drops the batch: say so loudly.
+      if (e.http >= 400 && e.http < 500) logger.error({ code: e.code, status: e.http }, `request refused: ${e.message}`);
+      sendError(res, e.code, e.message, extra);
+      return;
+    }
+    const code = (e as { code?: unknown } | null)?.code;
+    if (typeof code === "string" && code in ERROR_CODES) {
+      const c = code as ErrorCode;
+      logger.error({ code: c }, `request refused: ${(e as Error).message}`);
+      sendError(res, c, (e as Error).message, extra);
+      return;
+    }
+    logger.error({ err: e }, "request failed");
+    sendError(res, "DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message, extra);
+  };
+
+  const decodeBody = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): Promise<Decoded> => {
+    const cl = req.headers["content-length"];
+    if (cl !== undefined && Number(cl) > cfg.max_body_bytes) {
+      throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `Content-Length ${cl} is over http.max_body_bytes (${cfg.max_body_bytes})`);
+    }
+    if (expectContinue) res.writeContinue();
+    const body = await readBody(req, cfg.max_body_bytes);
+    const decodeOpts: { contentType?: string; contentEncoding?: string; maxDecodedBytes: number } = { maxDecodedBytes: cfg.max_decoded_bytes };
+    const ct = req.headers["content-type"];
+    if (ct !== undefined) decodeOpts.contentType = ct;
+    const ce = req.headers["content-encoding"];
+    if (ce !== undefined) decodeOpts.contentEncoding = ce;
+    const decoded = decode(body, decodeOpts);
+    if (decoded.items.length > maxRecords) {
+      throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
+    }
+    return decoded;
+  };
+
+  const firehoseOf = (req: http.IncomingMessage, decoded: Decoded): { requestId: string; timestamp: number } | undefined => {
+    const header = req.headers["x-amz-firehose-request-id"];
+    const fromBody = decoded.framing === "object" && decoded.items.length === 1 && decoded.items[0]?.kind === "json" ? firehoseRequest(decoded.items[0].value) : undefined;
+    if (typeof header === "string" && header !== "") return { requestId: header, timestamp: fromBody?.timestamp ?? 0 };
+    return fromBody;
+  };
+
+  const handleEnrich = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean): Promise<void> => {
+    const opts = parseQuery(qs);
+    const decoded = await decodeBody(req, res, expectContinue);
+    const out = await app.enricher.enrichDecoded(decoded, opts);
+    let body = encodeItems(out.framing, out.items);
+    const headers: http.OutgoingHttpHeaders = { "content-type": CONTENT_TYPE[out.framing], vary: "Accept-Encoding" };
+    const enc = negotiateEncoding(req.headers["accept-encoding"]);
+    if (enc !== "none") {
+      body = compress(body, enc);
+      headers["content-encoding"] = enc;
+    }
+    send(res, 200, headers, body);
+  };
+
+  const handleForward = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean): Promise<void> => {
+    if (!forwarder) throw new DnsgeoError("DNSGEO_FORWARD_NOT_CONFIGURED");
+    const opts = parseQuery(qs);
+    const decoded = await decodeBody(req, res, expectContinue);
+    const firehose = firehoseOf(req, decoded);
+    const out = await app.enricher.enrichDecoded(decoded, opts);
+    // One object cannot carry an expanded envelope; send such batches as NDJSON unless a framing is configured.
+    const framing: Framing = out.framing === "object" && out.items.length !== 1 ? "ndjson" : out.framing;
+    const result = await forwarder.send(out.items, framing);
+    const fh = firehose ? { requestId: firehose.requestId, timestamp: Date.now() } : undefined;
+    if (result.ok) {
+      send(res, 200, { "content-type": "application/json" }, JSON.stringify(fh ?? { records: out.items.length, next_hop_status: result.status }));
+      return;
+    }
+    const extra: Record<string, unknown> = fh ? { requestId: fh.requestId, timestamp: fh.timestamp, errorMessage: result.detail } : {};
+    if (result.kind === "unavailable") {
+      sendError(res, "DNSGEO_NEXT_HOP_UNAVAILABLE", result.detail, Object.assign(extra, result.status ? { next_hop_status: result.status } : {}));
+    } else {
+      sendError(res, "DNSGEO_NEXT_HOP_REJECTED", result.detail, Object.assign(extra, { next_hop_status: result.status }), result.status);
+    }
+  };
+
+  const handleLookup = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, expectContinue: boolean): Promise<void> => {
+    if (req.method === "GET") {
+      let ip: string;
+      try {
+        ip = decodeURIComponent(path.slice("/v1/lookup/".length));
+      } catch {
+        throw new DnsgeoError("DNSGEO_BAD_REQUEST", "the IP in the path is not valid percent-encoding");
+      }
+      const [a] = await app.lookupIps([ip]);
+      if (!a) throw new Error("lookupIps returned no answer");
+      if (a.status === "invalid" || a.status === "skipped") {
+        // Not a batch route: a per-IP client error is honest here.
+        sendError(res, "DNSGEO_NOT_LOOKUPABLE", a.status === "invalid" ? "not an IP address" : `special-purpose address (${a.reason ?? "special_purpose"})`, { query: a.query, ...(a.ip ? { ip: a.ip } : {}), reason: a.reason });
+        return;
+      }
+      send(res, 200, { "content-type": "application/json" }, JSON.stringify(a));
+      return;
+    }
+    const cl = req.headers["content-length"];
+    if (cl !== undefined && Number(cl) > cfg.max_body_bytes) throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE");
+    if (expectContinue) res.writeContinue();
+    const body = await readBody(req, cfg.max_body_bytes);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(body.toString("utf8"));
+    } catch {
+      throw new DnsgeoError("DNSGEO_BAD_REQUEST", 'expected a JSON array of IPs or {"ips":[…]}');
+    }
+    const ips = Array.isArray(doc) ? doc : (doc as { ips?: unknown } | null)?.ips;
+    if (!Array.isArray(ips) || !ips.every((x) => typeof x === "string")) {
+      throw new DnsgeoError("DNSGEO_BAD_REQUEST", 'expected a JSON array of IP strings or {"ips":[…]}');
+    }
+    if (ips.length > maxRecords) throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${ips.length} IPs, limits.max_records_per_request is ${maxRecords}`);
+    const answers = await app.lookupIps(ips as string[]);
+    send(res, 200, { "content-type": "application/json" }, JSON.stringify(answers));
+  };
+
+  const ready = (): boolean => listening && !closing && app.ready();
+
+  const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics", head: boolean): Promise<void> => {
+    let status = 200;
+    let body: string;
+    let type = "application/json";
+    if (route === "livez") body = '{"status":"ok"}';
+    else if (route === "readyz") {
+      const ok = ready();
+      status = ok ? 200 : 503;
+      body = ok ? '{"status":"ready"}' : `{"status":"${closing ? "shutting_down" : "not_ready"}"}`;
+    } else {
+      body = await metrics.registry.metrics();
+      type = metrics.registry.contentType;
+    }
+    if (head) {
+      res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
+      res.end();
+    } else send(res, status, { "content-type": type }, body);
+  };
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void => {
+    const start = performance.now();
+    active++;
+    res.once("close", () => {
+      active--;
+      if (active === 0 && idleWaiters.length > 0) {
+        const ws = idleWaiters;
+        idleWaiters = [];
+        for (const w of ws) w();
+      }
+    });
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    const qs = q < 0 ? "" : url.slice(q + 1);
+    const route = routeOf(path);
+    const method = req.method ?? "GET";
+    res.once("finish", () => observe(route, start));
+
+    if (route === "other") {
+      sendError(res, "DNSGEO_NOT_FOUND", `no route ${path.slice(0, 200)}`, { routes: HTTP_ROUTES });
+      return;
+    }
+    const allow = ALLOW[route];
+    const isHead = method === "HEAD" && allow.includes("HEAD");
+    const lookupPathOk = route !== "lookup" || (method === "GET" ? path.startsWith("/v1/lookup/") && path.length > 11 : path === "/v1/lookup");
+    if ((!allow.split(", ").includes(method) && !isHead) || !lookupPathOk) {
+      sendError(res, "DNSGEO_METHOD_NOT_ALLOWED", `${method} is not allowed on ${path.slice(0, 200)}`, { routes: HTTP_ROUTES }, undefined, {
+        allow: route === "lookup" ? (path === "/v1/lookup" ? "POST" : "GET") : allow,
+      });
+      return;
+    }
+    const isOps = route === "livez" || route === "readyz" || route === "metrics";
+    if (tokenCheck && (!isOps || protectOps)) {
+      const fhKey = req.headers["x-amz-firehose-access-key"];
+      const ok = tokenCheck(req.headers.authorization) || (typeof fhKey === "string" && firehoseKeyCheck(fhKey));
+      if (!ok) {
+        logger.error({ route }, "request refused: missing or wrong bearer token (Fluent Bit and Vector drop the batch on 401)");
+        sendError(res, "DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message, undefined, undefined, { "www-authenticate": 'Bearer realm="dnsgeo"' });
+        return;
+      }
+    }
+    if (isOps) {
+      handleOps(res, route, isHead).catch((e: unknown) => sendDnsgeoError(res, e));
+      return;
+    }
+    if (closing) {
+      sendError(res, "DNSGEO_SHUTTING_DOWN", ERROR_CODES.DNSGEO_SHUTTING_DOWN.message);
+      return;
+    }
+    if (!limiter.tryAcquire()) {
+      // Refused before reading the body; node discards the unread body so the connection stays usable.
+      sendError(res, "DNSGEO_OVERLOADED", ERROR_CODES.DNSGEO_OVERLOADED.message);
+      return;
+    }
+    res.once("close", () => limiter.release());
+    const work =
+      route === "enrich"
+        ? handleEnrich(req, res, qs, expectContinue)
+        : route === "forward"
+          ? handleForward(req, res, qs, expectContinue)
+          : handleLookup(req, res, path, expectContinue);
+    work.catch((e: unknown) => {
+      if (e instanceof Aborted) {
+        res.destroy();
+        return;
+      }
+      if (e instanceof DnsgeoError && e.code === "DNSGEO_BODY_TOO_LARGE" && !req.complete) {
+        // The rest of the body is not read: close the connection after answering.
+        res.shouldKeepAlive = false;
+      }
+      sendDnsgeoError(res, e);
+    });
+  };
+
+  const server: http.Server = deps.tls
+    ? https.createServer(Object.assign(httpsOptions(deps.tls), { keepAlive: true }))
+    : http.createServer({ keepAlive: true });
+  // Idle keep-alive connections outlive the shippers' own idle timeouts (Fluent Bit 30 s,
+  // Vector/undici 4 s) so the server is never the side that closes a connection a client is about to reuse.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 120_000;
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, false));
+  server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, true));
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (err.code !== "ECONNRESET" && err.code !== "EPIPE") logger.debug({ code: err.code }, "http client error");
+    if (socket.writable && !socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    else socket.destroy();
+  });
+  if (deps.tls) {
+    server.on("tlsClientError", (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, "tls handshake failed"));
+  }
+
+  return {
+    server,
+    listen() {
+      return new Promise((resolve, reject) => {
+        const onError = (e: Error): void => reject(e);
+        server.once("error", onError);
+        server.listen(cfg.port, cfg.host, () => {
+          server.off("error", onError);
+          server.on("error", (e) => logger.error({ err: e }, "http server error"));
+          const a = server.address() as AddressInfo;
+          addr = a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+          listening = true;
+          resolve(addr);
+        });
+      });
+    },
+    address: () => addr,
+    close(timeoutMs) {
+      closed ??= (async () => {
+        closing = true;
+        if (!listening) return;
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        if (active > 0) {
+          const drained = new Promise<void>((resolve) => idleWaiters.push(resolve));
+          if (!(await within(drained, timeoutMs))) logger.warn({ active }, "http: shutdown timeout; closing connections with requests in flight");
+        }
+        server.closeAllConnections();
+        await serverClosed;
+        listening = false;
+      })();
+      return closed;
+    },
+  };
+}
