@@ -43,6 +43,18 @@ function isPlain(v: unknown): v is Obj {
  * existing plain object, a new object when absent, undefined when the key holds
  * something else. The copy is written back into `parent` (itself a copy).
  */
+/**
+ * Shallow copy that keeps an own `__proto__` key: Object.assign would call the
+ * prototype setter instead (JSON.parse creates such keys as plain data).
+ */
+function copyOf(src: Obj): Obj {
+  const o: Obj = Object.assign({}, src);
+  if (Object.prototype.hasOwnProperty.call(src, "__proto__")) {
+    Object.defineProperty(o, "__proto__", { value: src["__proto__"], enumerable: true, writable: true, configurable: true });
+  }
+  return o;
+}
+
 function child(parent: Obj, key: string): Obj | undefined {
   const cur = parent[key];
   if (cur === undefined) {
@@ -51,7 +63,7 @@ function child(parent: Obj, key: string): Obj | undefined {
     return o;
   }
   if (!isPlain(cur)) return undefined;
-  const o = Object.assign({}, cur);
+  const o = copyOf(cur);
   parent[key] = o;
   return o;
 }
@@ -84,23 +96,57 @@ export function geoPoint(lat: number | undefined, lon: number | undefined, enc: 
   }
 }
 
-/** Writes the ECS geo fields of `g` into `geo` (add-only). */
-function fillGeo(geo: Obj, g: GeoInfo, enc: GeoPoint): void {
+/**
+ * A fresh ECS geo object for `g`, or undefined when it would be empty. Named
+ * property writes on a fresh object keep V8 on its fast path; merging into an
+ * existing object goes through `mergeInto`.
+ */
+function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
+  const geo: Obj = {};
+  let any = false;
   const loc = geoPoint(g.lat, g.lon, enc);
-  if (loc !== undefined) add(geo, "location", loc);
-  if (str(g.countryCode)) add(geo, "country_iso_code", g.countryCode);
-  if (str(g.country)) add(geo, "country_name", g.country);
-  if (str(g.regionCode)) add(geo, "region_iso_code", g.regionCode);
-  if (str(g.regionName)) add(geo, "region_name", g.regionName);
-  if (str(g.city)) add(geo, "city_name", g.city);
-  if (str(g.postalCode)) add(geo, "postal_code", g.postalCode);
-  if (str(g.timezone)) add(geo, "timezone", g.timezone);
-  if (str(g.continentCode)) add(geo, "continent_code", g.continentCode);
+  if (loc !== undefined) {
+    geo.location = loc;
+    any = true;
+  }
+  if (str(g.countryCode)) {
+    geo.country_iso_code = g.countryCode;
+    any = true;
+  }
+  if (str(g.country)) {
+    geo.country_name = g.country;
+    any = true;
+  }
+  if (str(g.regionCode)) {
+    geo.region_iso_code = g.regionCode;
+    any = true;
+  }
+  if (str(g.regionName)) {
+    geo.region_name = g.regionName;
+    any = true;
+  }
+  if (str(g.city)) {
+    geo.city_name = g.city;
+    any = true;
+  }
+  if (str(g.postalCode)) {
+    geo.postal_code = g.postalCode;
+    any = true;
+  }
+  if (str(g.timezone)) {
+    geo.timezone = g.timezone;
+    any = true;
+  }
+  if (str(g.continentCode)) {
+    geo.continent_code = g.continentCode;
+    any = true;
+  }
+  return any ? geo : undefined;
 }
 
-function hasKeys(o: Obj): boolean {
-  for (const _ in o) return true;
-  return false;
+/** Adds the keys of `src` that `target` lacks (one level). */
+function mergeInto(target: Obj, src: Obj): void {
+  for (const k in src) add(target, k, src[k]);
 }
 
 /** ECS `as` object for a GeoInfo, or undefined when it has neither number nor organization. */
@@ -124,9 +170,8 @@ function answerObject(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: 
   const e = view.entry;
   if (e && e.geo) {
     const g = e.geo;
-    const geo: Obj = {};
-    fillGeo(geo, g, enc);
-    if (hasKeys(geo)) o.geo = geo;
+    const geo = buildGeo(g, enc);
+    if (geo) o.geo = geo;
     const as = asObject(g);
     if (as) o.as = as;
     if (str(g.isp)) o.isp = g.isp;
@@ -140,31 +185,43 @@ function answerObject(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: 
 }
 
 function addDestination(top: Obj, a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): void {
-  const existing = top.destination;
-  if (existing !== undefined && !isPlain(existing)) return;
-  if (existing !== undefined && existing.ip !== undefined && existing.ip !== a.ip) return;
-  const dest = child(top, "destination") as Obj;
-  add(dest, "ip", a.ip);
   const e = results.get(a.ip)?.entry;
   const g = e && !e.neg ? e.geo : undefined;
-  if (!g) return;
-  if (dest.geo === undefined) {
-    const geo: Obj = {};
-    fillGeo(geo, g, enc);
-    if (hasKeys(geo)) dest.geo = geo;
-  } else {
-    const geo = child(dest, "geo");
-    if (geo) fillGeo(geo, g, enc);
+  const geo = g ? buildGeo(g, enc) : undefined;
+  const as = g ? asObject(g) : undefined;
+  const existing = top.destination;
+  if (existing === undefined) {
+    const dest: Obj = { ip: a.ip };
+    if (geo) dest.geo = geo;
+    if (as) dest.as = as;
+    top.destination = dest;
+    return;
   }
-  const as = asObject(g);
-  if (!as) return;
-  const target = child(dest, "as");
-  if (!target) return;
-  if (as.number !== undefined) add(target, "number", as.number);
-  const name = (as.organization as Obj | undefined)?.name;
-  if (name !== undefined) {
-    const org = child(target, "organization");
-    if (org) add(org, "name", name);
+  if (!isPlain(existing)) return;
+  if (existing.ip !== undefined && existing.ip !== a.ip) return;
+  const dest = child(top, "destination") as Obj;
+  add(dest, "ip", a.ip);
+  if (geo) {
+    if (dest.geo === undefined) dest.geo = geo;
+    else {
+      const target = child(dest, "geo");
+      if (target) mergeInto(target, geo);
+    }
+  }
+  if (as) {
+    if (dest.as === undefined) dest.as = as;
+    else {
+      const target = child(dest, "as");
+      if (!target) return;
+      if (as.number !== undefined) add(target, "number", as.number);
+      const org = as.organization as Obj | undefined;
+      if (org === undefined) return;
+      if (target.organization === undefined) target.organization = org;
+      else {
+        const t = child(target, "organization");
+        if (t) mergeInto(t, org);
+      }
+    }
   }
 }
 
@@ -196,7 +253,7 @@ export function formatEcs(
   out: Config["output"],
   failed?: boolean,
 ): Record<string, unknown> {
-  const top: Obj = Object.assign({}, rec.record);
+  const top: Obj = copyOf(rec.record);
   const enc = out.geo_point;
   const answers = ex.answers;
 
@@ -205,9 +262,8 @@ export function formatEcs(
     for (const a of answers) if (isIpText(a)) ips.push(a.ip);
     if (ips.length > 0) {
       const existing = top.dns;
-      if (existing === undefined || (isPlain(existing) && existing.resolved_ip === undefined)) {
-        (child(top, "dns") as Obj).resolved_ip = ips;
-      }
+      if (existing === undefined) top.dns = { resolved_ip: ips };
+      else if (isPlain(existing) && existing.resolved_ip === undefined) (child(top, "dns") as Obj).resolved_ip = ips;
     }
   }
 
@@ -220,16 +276,18 @@ export function formatEcs(
     }
   }
 
-  const dnsgeo = child(top, "dnsgeo");
-  if (dnsgeo) {
-    const st = recordStatus(ex, results, failed, rec.kind);
-    add(dnsgeo, "status", st.status);
-    if (st.reason !== undefined) add(dnsgeo, "reason", st.reason);
-    if (answers.length > 0) {
-      const list: Obj[] = new Array(answers.length);
-      for (let i = 0; i < answers.length; i++) list[i] = answerObject(answers[i] as AnswerIp, results, enc, failed);
-      add(dnsgeo, "answers", list);
-    }
+  const st = recordStatus(ex, results, failed, rec.kind);
+  const fresh: Obj = { status: st.status };
+  if (st.reason !== undefined) fresh.reason = st.reason;
+  if (answers.length > 0) {
+    const list: Obj[] = new Array(answers.length);
+    for (let i = 0; i < answers.length; i++) list[i] = answerObject(answers[i] as AnswerIp, results, enc, failed);
+    fresh.answers = list;
+  }
+  if (top.dnsgeo === undefined) top.dnsgeo = fresh;
+  else {
+    const dnsgeo = child(top, "dnsgeo");
+    if (dnsgeo) mergeInto(dnsgeo, fresh);
   }
 
   addEnvelope(top, rec);
@@ -243,7 +301,7 @@ export function formatEcs(
  */
 export function passthroughEcs(value: unknown, reason: string): unknown {
   if (!isPlain(value)) return value;
-  const top: Obj = Object.assign({}, value);
+  const top: Obj = copyOf(value);
   const dnsgeo = child(top, "dnsgeo");
   if (dnsgeo) {
     add(dnsgeo, "status", "skipped");

@@ -14,7 +14,7 @@ const expectedDir = new URL("../../fixtures/expected/", import.meta.url);
 const update = process.env.UPDATE_GOLDEN === "1";
 
 /** ip_fields used for records of no known kind (the custom fixture). */
-const IP_FIELDS = ["destination.address", "remote_ip", "net.peer_ips"];
+const IP_FIELDS = ["lookup.result.ips", "upstream.addr"];
 
 const files = readdirSync(inputs).filter((f) => /\.(json|ndjson)$/.test(f)).sort();
 

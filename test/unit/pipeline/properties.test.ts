@@ -84,7 +84,10 @@ describe("pipeline properties", () => {
           const out = (item as { value: unknown }).value;
           for (const [path, v] of leaves(parsedBack[i])) {
             if (path.length === 0) continue;
-            expect(at(out, path), `field ${path.join(".")}`).toEqual(v);
+            const got = at(out, path);
+            // An empty object may gain keys (dnsgeo adds, never changes); every other leaf is kept as is.
+            if (v !== null && typeof v === "object" && !Array.isArray(v)) expect(got, `field ${path.join(".")}`).toBeTypeOf("object");
+            else expect(got, `field ${path.join(".")}`).toEqual(v);
           }
         });
       }),
