@@ -1,0 +1,156 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Agent, request } from "undici";
+import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
+
+/** A next hop that records the batches it accepted; `mode` sets how it answers. */
+interface Receiver {
+  url: string;
+  mode: "ok" | "slow" | "500" | "400";
+  /** Marker values (`batch` field) of every record in every batch answered 2xx. */
+  accepted: Set<string>;
+  requests: Array<{ headers: http.IncomingHttpHeaders; body: string }>;
+  close(): Promise<void>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const r: Receiver = { url: "", mode: "ok", accepted: new Set(), requests: [], close: async () => {} };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      r.requests.push({ headers: req.headers, body });
+      const mode = r.mode;
+      if (mode === "slow") {
+        setTimeout(() => res.writeHead(201).end(), 1500).unref();
+        return;
+      }
+      if (mode === "500") return void res.writeHead(500).end("boom");
+      if (mode === "400") return void res.writeHead(400, { "content-type": "text/plain" }).end("invalid 'Content-Type'");
+      for (const line of body.split("\n")) {
+        if (line.trim() === "") continue;
+        const rec = JSON.parse(line) as { batch?: string };
+        if (rec.batch) r.accepted.add(rec.batch);
+      }
+      res.writeHead(201).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dns/enriched`;
+  r.close = () =>
+    new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return r;
+}
+
+const agent = new Agent({ connections: 8 });
+
+function batch(id: string): string {
+  return ROUTE53_LINES.map((l) => JSON.stringify(Object.assign(JSON.parse(l) as object, { batch: id }))).join("\n") + "\n";
+}
+
+async function send(url: string, body: string, headers: Record<string, string> = {}) {
+  const res = await request(`${url}/v1/forward`, { method: "POST", body, headers: Object.assign({ "content-type": "application/x-ndjson" }, headers), dispatcher: agent });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+describe("POST /v1/forward", () => {
+  let rcv: Receiver;
+  let h: Harness;
+  beforeAll(async () => {
+    rcv = await startReceiver();
+    h = await startHarness({ forward: { url: rcv.url, content_type: "application/json", timeout_ms: 500 }, http: { retry_after_s: 2 } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await rcv.close();
+  });
+  afterEach(() => {
+    rcv.mode = "ok";
+  });
+
+  it("acknowledges only after the next hop took the batch, sending the configured Content-Type", async () => {
+    // Act
+    const res = await send(h.httpUrl, batch("b-up"));
+    // Assess
+    expect(res.status).toBe(200);
+    expect(rcv.accepted.has("b-up")).toBe(true);
+    const last = rcv.requests.at(-1);
+    expect(last?.headers["content-type"]).toBe("application/json");
+    const lines = (last?.body ?? "").split("\n").filter((l) => l !== "");
+    expect(lines).toHaveLength(ROUTE53_LINES.length);
+    expect(JSON.parse(lines[0] as string)).toHaveProperty("dnsgeo");
+  });
+
+  it("shipper view: every batch is acknowledged and at the receiver, or refused with a retryable status", async () => {
+    // Prepare: the receiver cycles through up, slow (past forward.timeout_ms), 500
+    const modes: Array<Receiver["mode"]> = ["ok", "slow", "500", "ok", "500", "slow", "ok"];
+    const outcomes: Array<{ id: string; status: number; retryAfter: unknown }> = [];
+    // Act
+    for (let i = 0; i < modes.length; i++) {
+      rcv.mode = modes[i] as Receiver["mode"];
+      const id = `b-mix-${i}`;
+      const res = await send(h.httpUrl, batch(id));
+      outcomes.push({ id, status: res.status, retryAfter: res.headers["retry-after"] });
+    }
+    // Assess
+    for (const o of outcomes) {
+      if (o.status >= 200 && o.status < 300) expect(rcv.accepted.has(o.id)).toBe(true);
+      else {
+        expect([429, 503]).toContain(o.status);
+        expect(o.retryAfter).toBe("2");
+      }
+    }
+    expect(outcomes.filter((o) => o.status === 200)).toHaveLength(3);
+    expect(outcomes.filter((o) => o.status === 503)).toHaveLength(4);
+  });
+
+  it("passes a next hop 4xx back with its status and an explaining JSON error", async () => {
+    // Prepare
+    rcv.mode = "400";
+    // Act
+    const res = await send(h.httpUrl, batch("b-400"));
+    // Assess
+    expect(res.status).toBe(400);
+    const err = JSON.parse(res.text) as { code: string; message: string; next_hop_status: number };
+    expect(err.code).toBe("DNSGEO_NEXT_HOP_REJECTED");
+    expect(err.next_hop_status).toBe(400);
+    expect(err.message).toContain("invalid 'Content-Type'");
+  });
+
+  it("answers a Firehose request with {requestId, timestamp} after the next hop took it", async () => {
+    // Prepare
+    const data = Buffer.from(ROUTE53_LINES.map((l) => JSON.stringify(Object.assign(JSON.parse(l) as object, { batch: "fh-1" }))).join("\n")).toString("base64");
+    const body = JSON.stringify({ requestId: "req-123", timestamp: 1715677923000, records: [{ data }] });
+    // Act
+    const res = await send(h.httpUrl, body, { "content-type": "application/json", "x-amz-firehose-request-id": "req-123" });
+    // Assess
+    expect(res.status).toBe(200);
+    const ack = JSON.parse(res.text) as { requestId: string; timestamp: number };
+    expect(ack.requestId).toBe("req-123");
+    expect(typeof ack.timestamp).toBe("number");
+    expect(rcv.accepted.has("fh-1")).toBe(true);
+  });
+
+  it("refuses with 503 + Retry-After when the next hop is down", async () => {
+    // Prepare
+    const down = await startReceiver();
+    const url = down.url;
+    await down.close();
+    const h2 = await startHarness({ forward: { url, timeout_ms: 500 } });
+    try {
+      // Act
+      const res = await send(h2.httpUrl, batch("b-down"));
+      // Assess
+      expect(res.status).toBe(503);
+      expect(res.headers["retry-after"]).toBe("1");
+      expect(JSON.parse(res.text).code).toBe("DNSGEO_NEXT_HOP_UNAVAILABLE");
+    } finally {
+      await h2.close();
+    }
+  });
+});
