@@ -29,15 +29,16 @@
  *
  * ipaddr.js's `range()` lumps documentation, benchmarking and 6to4 relay into
  * "reserved" and accepts `::1.2.3.4` as IPv4-mapped, so ranges are checked
- * against tables built from the IANA registries instead; ipaddr.js is used for
- * RFC 5952 text.
+ * against tables built from the IANA registries instead, and parsing and
+ * RFC 5952 text are done here (a property test checks the text against
+ * ipaddr.js `toRFC5952String()`): this runs once per answer.
  */
-import ipaddr from "ipaddr.js";
 import type { AnswerIp, SkipReason } from "./types.js";
 
 const C_0 = 48;
 const C_9 = 57;
 const C_DOT = 46;
+const C_COLON = 58;
 
 /** Pre-shifted base (`base >>> shift`), shift (32 - prefix length), reason. */
 type V4Rule = readonly [prefix: number, shift: number, reason: SkipReason];
@@ -137,50 +138,59 @@ function hexVal(c: number): number {
   return -1;
 }
 
-/** Groups of one side of `::` (may be empty), or undefined. */
-function groupsOf(s: string, allowV4Tail: boolean): number[] | undefined {
-  const out: number[] = [];
-  if (s === "") return out;
-  const fields = s.split(":");
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i] as string;
-    if (allowV4Tail && i === fields.length - 1 && f.indexOf(".") >= 0) {
-      const n = parseV4(f);
-      if (n < 0) return undefined;
-      out.push(Math.floor(n / 65536), n % 65536);
-      continue;
-    }
-    if (f.length === 0 || f.length > 4) return undefined;
-    let g = 0;
-    for (let j = 0; j < f.length; j++) {
-      const h = hexVal(f.charCodeAt(j));
-      if (h < 0) return undefined;
-      g = g * 16 + h;
-    }
-    out.push(g);
-  }
-  return out;
-}
-
 /** RFC 4291 text (no zone id) → eight 16-bit groups, or undefined. */
 function parseV6Groups(s: string): number[] | undefined {
-  const dc = s.indexOf("::");
-  if (dc < 0) {
-    const g = groupsOf(s, true);
-    return g && g.length === 8 ? g : undefined;
+  const len = s.length;
+  if (len < 2 || len > 45) return undefined;
+  const g: number[] = [];
+  let dc = -1;
+  let i = 0;
+  if (s.charCodeAt(0) === C_COLON) {
+    if (s.charCodeAt(1) !== C_COLON) return undefined;
+    dc = 0;
+    i = 2;
   }
-  if (s.indexOf("::", dc + 1) >= 0) return undefined;
-  const head = groupsOf(s.slice(0, dc), false);
-  const tail = groupsOf(s.slice(dc + 2), true);
-  if (!head || !tail || head.length + tail.length > 7) return undefined;
-  const out = head;
-  for (let i = head.length + tail.length; i < 8; i++) out.push(0);
-  for (const g of tail) out.push(g);
+  while (i < len) {
+    const start = i;
+    let v = 0;
+    for (; i < len; i++) {
+      const h = hexVal(s.charCodeAt(i));
+      if (h < 0) break;
+      v = v * 16 + h;
+    }
+    if (i < len && s.charCodeAt(i) === C_DOT) {
+      // Trailing dotted quad: only a strict one, and only as the last two groups.
+      if (g.length > 6) return undefined;
+      const n = parseV4(s.slice(start));
+      if (n < 0) return undefined;
+      g.push(n >>> 16, n & 0xffff);
+      break;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || g.length === 8) return undefined;
+    g.push(v);
+    if (i === len) break;
+    if (s.charCodeAt(i) !== C_COLON) return undefined;
+    i++;
+    if (i < len && s.charCodeAt(i) === C_COLON) {
+      if (dc >= 0) return undefined;
+      dc = g.length;
+      i++;
+    } else if (i === len) return undefined;
+  }
+  if (dc < 0) return g.length === 8 ? g : undefined;
+  if (g.length > 7) return undefined;
+  const zeros = 8 - g.length;
+  const out: number[] = new Array(8);
+  for (let k = 0; k < dc; k++) out[k] = g[k] as number;
+  for (let k = 0; k < zeros; k++) out[dc + k] = 0;
+  for (let k = dc; k < g.length; k++) out[k + zeros] = g[k] as number;
   return out;
 }
 
 function v6Match(parts: readonly number[], rule: V6Rule): boolean {
-  const [base, bits] = rule;
+  const base = rule[0];
+  const bits = rule[1];
   let left = bits;
   for (let i = 0; i < 8 && left > 0; i++) {
     const take = left >= 16 ? 16 : left;
@@ -189,6 +199,42 @@ function v6Match(parts: readonly number[], rule: V6Rule): boolean {
     left -= take;
   }
   return true;
+}
+
+/**
+ * RFC 5952 text of eight groups: lower-case hex without leading zeros, the
+ * longest run (first on a tie) of two or more zero groups compressed to `::`.
+ * Same output as ipaddr.js `toRFC5952String()` (a property test holds them
+ * equal) without building an address object per answer.
+ */
+function rfc5952(parts: readonly number[]): string {
+  let bestAt = -1;
+  let bestLen = 1;
+  let runAt = -1;
+  for (let i = 0; i <= 8; i++) {
+    if (i < 8 && parts[i] === 0) {
+      if (runAt < 0) runAt = i;
+      continue;
+    }
+    if (runAt >= 0) {
+      if (i - runAt > bestLen) {
+        bestAt = runAt;
+        bestLen = i - runAt;
+      }
+      runAt = -1;
+    }
+  }
+  let out = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestAt) {
+      out += i === 0 ? "::" : ":";
+      i += bestLen - 1;
+      continue;
+    }
+    out += (parts[i] as number).toString(16);
+    if (i < 7) out += ":";
+  }
+  return out;
 }
 
 function classifyV4(n: number, text: string): AnswerIp {
@@ -214,7 +260,7 @@ function classifyV6(parts: number[]): AnswerIp {
       return classifyV4(p6 * 65536 + p7, text);
     }
   }
-  const text = new ipaddr.IPv6(parts).toRFC5952String();
+  const text = rfc5952(parts);
   for (const rule of V6_RULES) {
     if (v6Match(parts, rule)) return { ip: text, class: "skipped", reason: rule[2] };
   }
@@ -248,7 +294,7 @@ export function classifyIp(text: string): AnswerIp | undefined {
   if (text.indexOf(":") >= 0) {
     const pct = text.indexOf("%");
     const addr = pct >= 0 ? text.slice(0, pct) : text;
-    const parts = V6ISH.test(addr) ? parseV6Groups(addr) : undefined;
+    const parts = parseV6Groups(addr);
     if (parts) {
       if (pct >= 0) return { ip: text, class: "skipped", reason: "zone_id" };
       return classifyV6(parts);

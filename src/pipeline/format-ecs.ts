@@ -20,6 +20,7 @@
  */
 import type { Config } from "../config.js";
 import type { GeoInfo, IpResult } from "../lookup/lookup.js";
+import { copyOf, isPlain } from "./plain-object.js";
 import { answerView, recordStatus } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
@@ -32,29 +33,11 @@ interface EnvelopeMeta {
   logStream?: unknown;
 }
 
-function isPlain(v: unknown): v is Obj {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
 /**
  * The object under `key` of `parent` to add keys into: a fresh copy of an
  * existing plain object, a new object when absent, undefined when the key holds
  * something else. The copy is written back into `parent` (itself a copy).
  */
-/**
- * Shallow copy that keeps an own `__proto__` key: Object.assign would call the
- * prototype setter instead (JSON.parse creates such keys as plain data).
- */
-function copyOf(src: Obj): Obj {
-  const o: Obj = Object.assign({}, src);
-  if (Object.prototype.hasOwnProperty.call(src, "__proto__")) {
-    Object.defineProperty(o, "__proto__", { value: src["__proto__"], enumerable: true, writable: true, configurable: true });
-  }
-  return o;
-}
-
 function child(parent: Obj, key: string): Obj | undefined {
   const cur = parent[key];
   if (cur === undefined) {

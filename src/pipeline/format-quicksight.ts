@@ -12,12 +12,13 @@
  * - when two paths flatten to the same column (`{a:{b:1}, a_b:2}`), the first
  *   in key order wins and the later one is dropped.
  * The enrichment columns (`QUICKSIGHT_COLUMNS`) are on every row, `null` when
- * unknown, so the table schema stays stable. If the original record already
- * has a column of the same name, the original value is kept (original fields
- * are never changed).
+ * unknown, so the table schema stays stable; they follow the original's
+ * columns. If the original record already has a column of the same name, the
+ * original value is kept (original fields are never changed).
  */
 import type { Config } from "../config.js";
 import type { IpResult } from "../lookup/lookup.js";
+import { copyOf, isPlain, setOwn } from "./plain-object.js";
 import { answerView, recordStatus } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
@@ -53,12 +54,7 @@ export const QUICKSIGHT_COLUMNS = [
 export type QuicksightColumn = (typeof QUICKSIGHT_COLUMNS)[number];
 
 const MAX_DEPTH = 32;
-
-function isPlain(v: unknown): v is Obj {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
+const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
 
 function joinAnswers(arr: readonly unknown[]): string | undefined {
   const vals: string[] = [];
@@ -102,13 +98,13 @@ function flattenInto(out: Obj, o: Obj, prefix: string, depth: number): void {
     const name = prefix === "" ? k : prefix + "_" + k;
     if (isPlain(v)) {
       if (depth < MAX_DEPTH) flattenInto(out, v, name, depth + 1);
-      else if (out[name] === undefined) out[name] = JSON.stringify(v);
+      else if (!Object.prototype.hasOwnProperty.call(out, name)) setOwn(out, name, JSON.stringify(v));
       continue;
     }
-    if (out[name] !== undefined) continue;
-    if (Array.isArray(v)) out[name] = arrayColumn(k, v);
-    else if (typeof v === "object" && v !== null) out[name] = JSON.stringify(v);
-    else out[name] = v;
+    if (Object.prototype.hasOwnProperty.call(out, name)) continue;
+    if (Array.isArray(v)) setOwn(out, name, arrayColumn(k, v));
+    else if (typeof v === "object" && v !== null) setOwn(out, name, JSON.stringify(v));
+    else setOwn(out, name, v);
   }
 }
 
@@ -127,37 +123,73 @@ function finite(v: number | undefined): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 
-function put(row: Obj, k: string, v: unknown): void {
-  if (row[k] === undefined) row[k] = v;
-}
-
-/** Writes every enrichment column for `a` (or nulls when undefined) into `row`. */
-function fillColumns(
-  row: Obj,
+/**
+ * A fresh row holding every enrichment column for `a` (nulls when undefined).
+ * Built with named writes so every row shares one shape.
+ */
+function columns(
   a: AnswerIp | undefined,
   answerIps: string | null,
   results: ReadonlyMap<string, IpResult>,
   status: string,
   reason: string | null,
-): void {
+): Obj {
   const e = a && a.class === "public" ? results.get(a.ip)?.entry : undefined;
   const g = e && !e.neg ? e.geo : undefined;
-  put(row, "answer_ip", a ? a.ip : null);
-  put(row, "answer_ips", answerIps);
-  put(row, "geo_lat", g ? finite(g.lat) : null);
-  put(row, "geo_lon", g ? finite(g.lon) : null);
-  put(row, "geo_country_code", g ? nonEmpty(g.countryCode) : null);
-  put(row, "geo_country", g ? nonEmpty(g.country) : null);
-  put(row, "geo_region", g ? (nonEmpty(g.regionName) ?? nonEmpty(g.regionCode)) : null);
-  put(row, "geo_city", g ? nonEmpty(g.city) : null);
-  put(row, "geo_postal_code", g ? nonEmpty(g.postalCode) : null);
-  put(row, "geo_timezone", g ? nonEmpty(g.timezone) : null);
-  put(row, "as_number", g ? finite(g.asn) : null);
-  put(row, "as_org", g ? nonEmpty(g.asOrg) : null);
-  put(row, "org", g ? nonEmpty(g.org) : null);
-  put(row, "isp", g ? nonEmpty(g.isp) : null);
-  put(row, "enrichment_status", status);
-  put(row, "enrichment_reason", reason);
+  if (!g) {
+    return {
+      answer_ip: a ? a.ip : null,
+      answer_ips: answerIps,
+      geo_lat: null,
+      geo_lon: null,
+      geo_country_code: null,
+      geo_country: null,
+      geo_region: null,
+      geo_city: null,
+      geo_postal_code: null,
+      geo_timezone: null,
+      as_number: null,
+      as_org: null,
+      org: null,
+      isp: null,
+      enrichment_status: status,
+      enrichment_reason: reason,
+    };
+  }
+  return {
+    answer_ip: a ? a.ip : null,
+    answer_ips: answerIps,
+    geo_lat: finite(g.lat),
+    geo_lon: finite(g.lon),
+    geo_country_code: nonEmpty(g.countryCode),
+    geo_country: nonEmpty(g.country),
+    geo_region: nonEmpty(g.regionName) ?? nonEmpty(g.regionCode),
+    geo_city: nonEmpty(g.city),
+    geo_postal_code: nonEmpty(g.postalCode),
+    geo_timezone: nonEmpty(g.timezone),
+    as_number: finite(g.asn),
+    as_org: nonEmpty(g.asOrg),
+    org: nonEmpty(g.org),
+    isp: nonEmpty(g.isp),
+    enrichment_status: status,
+    enrichment_reason: reason,
+  };
+}
+
+const hasOwn = (o: Obj, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/** True when the flattened original already has a column named like an enrichment column. */
+function collidesWithColumns(flat: Obj): boolean {
+  for (const c of QUICKSIGHT_COLUMNS) if (hasOwn(flat, c)) return true;
+  return false;
+}
+
+/** One output row: the original's columns first, then the enrichment columns it lacks. */
+function row(flat: Obj, cols: Obj, collides: boolean): Obj {
+  const r = copyOf(flat);
+  if (!collides) return Object.assign(r, cols);
+  for (const c of QUICKSIGHT_COLUMNS) if (!hasOwn(r, c)) r[c] = cols[c];
+  return r;
 }
 
 function answerReason(a: AnswerIp, results: ReadonlyMap<string, IpResult>, failed: boolean | undefined): string | null {
@@ -186,19 +218,17 @@ export function formatQuicksight(
     if (ips.length > 0) answerIps = ips.join(";");
   }
   const st = recordStatus(ex, results, failed, rec.kind);
+  const collides = collidesWithColumns(flat);
 
   if (out.explode) {
     const rows: Obj[] = [];
     for (const a of answers) {
       if (a.class !== "public") continue;
       const one = recordStatus({ answers: [a] }, results, failed, rec.kind);
-      const row = Object.assign({}, flat);
-      fillColumns(row, a, answerIps, results, one.status, answerReason(a, results, failed));
-      rows.push(row);
+      rows.push(row(flat, columns(a, answerIps, results, one.status, answerReason(a, results, failed)), collides));
     }
     if (rows.length > 0) return rows;
-    fillColumns(flat, undefined, answerIps, results, st.status, st.reason ?? null);
-    return [flat];
+    return [row(flat, columns(undefined, answerIps, results, st.status, st.reason ?? null), collides)];
   }
 
   let primary: AnswerIp | undefined;
@@ -209,8 +239,7 @@ export function formatQuicksight(
     }
   }
   const reason = primary ? answerReason(primary, results, failed) : (st.reason ?? null);
-  fillColumns(flat, primary, answerIps, results, st.status, reason);
-  return [flat];
+  return [row(flat, columns(primary, answerIps, results, st.status, reason), collides)];
 }
 
 /**
@@ -220,7 +249,6 @@ export function formatQuicksight(
  */
 export function passthroughQuicksight(value: unknown, reason: string): unknown {
   if (!isPlain(value)) return value;
-  const row = flattenRecord(value);
-  fillColumns(row, undefined, null, new Map(), "skipped", reason);
-  return row;
+  const flat = flattenRecord(value);
+  return row(flat, columns(undefined, null, NO_RESULTS, "skipped", reason), collidesWithColumns(flat));
 }

@@ -244,10 +244,13 @@ describe("classifyIp: properties", () => {
 
   it("canonical IPv6 text is RFC 5952 and stable under reclassification", () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }), (groups) => {
+      fc.property(fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 8, maxLength: 8 }), (groups) => {
         const text = groups.map((g) => g.toString(16).toUpperCase()).join(":");
         const got = classifyIp(text);
         expect(got).toBeDefined();
+        const padded = groups.map((g) => g.toString(16).padStart(4, "0")).join(":");
+        expect(classifyIp(padded)).toEqual(got);
+        expect(classifyIp(new ipaddr.IPv6(groups).toRFC5952String())).toEqual(got);
         const again = classifyIp(got!.ip);
         expect(again).toEqual(got);
         if (got!.ip.includes(":")) expect(got!.ip).toBe(new ipaddr.IPv6(groups).toRFC5952String());
