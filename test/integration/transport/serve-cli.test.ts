@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { request } from "undici";
+import { ROUTE53_LINES } from "./harness.js";
+
+// `.ci/run` builds dist/ (npm ci → prepare) before the tests run.
+const MAIN = fileURLToPath(new URL("../../../dist/src/main.js", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+
+/** Errors that mean the request never reached the application (the listener was already closed). */
+const NOT_ACCEPTED = new Set(["ECONNREFUSED", "ECONNRESET", "UND_ERR_SOCKET"]);
+
+describe("dnsgeo serve (the built CLI)", () => {
+  it("on SIGTERM during load answers every accepted request, finishes a request still uploading, and exits 0", async () => {
+    // Prepare
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
+    Object.assign(env, {
+      DNSGEO_HTTP_PORT: "0",
+      DNSGEO_GRPC_PORT: "0",
+      DNSGEO_CACHE_SQLITE_ENABLED: "false",
+      DNSGEO_IPAPI_ENABLED: "false",
+      DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-serve-")),
+      DNSGEO_LOG_LEVEL: "info",
+      DNSGEO_SHUTDOWN_TIMEOUT_MS: "10000",
+    });
+    const child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const listening = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
+      child.stderr.on("data", (b: Buffer) => {
+        stderr += b.toString();
+        for (const line of stderr.split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string };
+          if (o.msg === "listening" && o.http && o.grpc) resolve({ http: o.http, grpc: o.grpc });
+        }
+      });
+      void exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${stderr}`)));
+    });
+    const base = `http://${listening.http}`;
+    const body = Array.from({ length: 400 }, (_, i) => ROUTE53_LINES[i % ROUTE53_LINES.length]).join("\n") + "\n";
+    const outcomes: Array<number | string> = [];
+    let stop = false;
+    const worker = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          // A fresh connection per request, so "accepted" means the server took the connection.
+          const res = await request(`${base}/v1/enrich`, { method: "POST", body, headers: { "content-type": "application/x-ndjson" }, reset: true });
+          const text = await res.body.text();
+          outcomes.push(res.statusCode);
+          if (res.statusCode === 200) expect(text.split("\n").filter((l) => l !== "")).toHaveLength(400);
+          if (res.statusCode !== 200) stop = true;
+        } catch (e) {
+          outcomes.push((e as { code?: string }).code ?? String(e));
+          stop = true;
+        }
+      }
+    };
+    const workers = Array.from({ length: 16 }, () => worker());
+    // A request still uploading its body when SIGTERM arrives.
+    const u = new URL(base);
+    const sock = net.connect(Number(u.port), u.hostname);
+    await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+    const line = Buffer.from((ROUTE53_LINES[0] as string) + "\n");
+    let reply = "";
+    sock.on("data", (b: Buffer) => (reply += b.toString()));
+    const sockClosed = new Promise<void>((resolve) => sock.on("close", () => resolve()));
+    sock.write(`POST /v1/enrich HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${line.length}\r\n\r\n`);
+    sock.write(line.subarray(0, 20));
+    await new Promise((r) => setTimeout(r, 300));
+
+    // Act
+    child.kill("SIGTERM");
+    // The rest of the body goes out only once the server has begun shutting down.
+    while (!stderr.includes('"msg":"shutting down"')) await new Promise((r) => setTimeout(r, 10));
+    sock.write(line.subarray(20));
+    await Promise.all(workers);
+    await sockClosed;
+    const code = await exited;
+
+    // Assess
+    expect(code).toBe(0);
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reply.toLowerCase()).toContain("connection: close");
+    expect(outcomes.filter((o) => o === 200).length).toBeGreaterThan(0);
+    for (const o of outcomes) {
+      if (typeof o === "number") expect([200, 503]).toContain(o);
+      else expect(NOT_ACCEPTED.has(o)).toBe(true);
+    }
+  }, 60_000);
+});
