@@ -23,6 +23,7 @@
  * `lookup` never rejects: any error leaves the IPs without an entry and
  * `final: false`, counted in `dnsgeo_tier_errors_total`.
  */
+import { setMaxListeners } from "node:events";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -97,6 +98,8 @@ interface Waiter {
 /** How long a provider answer short-circuits new misses for the same IP (cache writes may still be on their way). */
 const RECENT_MS = 60_000;
 const RECENT_MAX = 50_000;
+/** How long an asynchronous fallback may take once the deadline has passed, milliseconds. */
+const FALLBACK_GRACE_MS = 5;
 
 export class DefaultGeoService implements GeoService {
   private readonly clock: Clock;
@@ -115,6 +118,8 @@ export class DefaultGeoService implements GeoService {
 
   constructor(private readonly opts: GeoServiceOptions) {
     this.clock = opts.clock ?? systemClock;
+    // Every in-flight provider request listens on this one signal.
+    setMaxListeners(0, this.abort.signal);
     if (opts.provider && (!opts.limiter || !opts.queue)) throw new TypeError("DefaultGeoService: a provider needs a limiter and a queue");
   }
 
@@ -215,9 +220,6 @@ export class DefaultGeoService implements GeoService {
         return out;
       }
 
-      let fbMap: Map<string, Entry> | undefined;
-      const fallback = this.opts.fallback;
-      if (fallback) void this.safeGet(fallback, misses).then((m) => (fbMap = m));
       const banned = this.opts.limiter?.banned === true;
       // Answers arriving after the deadline must not change the map the caller already has.
       let open = true;
@@ -232,15 +234,11 @@ export class DefaultGeoService implements GeoService {
       else await Promise.race([answered, deadline]);
       open = false;
 
-      if (fallback && !fbMap && out.size < ips.length) {
-        // mmdb answers synchronously; a slower fallback that is not done by now is skipped.
-        try {
-          const r = fallback.get(misses.filter((ip) => !out.has(ip)));
-          if (r instanceof Map) fbMap = r;
-        } catch (e) {
-          this.fault(fallback.name, e);
-        }
-      }
+      // Asked only now and only for what is left: mmdb answers synchronously in
+      // microseconds per IP, and most misses are answered by the provider in time.
+      let fbMap: Map<string, Entry> | undefined;
+      const fallback = this.opts.fallback;
+      if (fallback && out.size < ips.length) fbMap = await this.quickGet(fallback, misses.filter((ip) => !out.has(ip) && !stale.has(ip)));
       for (const ip of misses) {
         if (out.has(ip)) continue;
         const e = stale.get(ip) ?? fbMap?.get(ip);
@@ -411,6 +409,29 @@ export class DefaultGeoService implements GeoService {
     for (const [ip, r] of this.recent) {
       if (this.recent.size <= RECENT_MAX && now - r.at < RECENT_MS) break;
       this.recent.delete(ip);
+    }
+  }
+
+  /** A fallback's answer when it comes at once (sync, or within `FALLBACK_GRACE_MS`); the deadline has passed already. */
+  private async quickGet(l: Lookup, ips: string[]): Promise<Map<string, Entry> | undefined> {
+    if (ips.length === 0) return undefined;
+    try {
+      const r = l.get(ips);
+      if (r instanceof Map) return r;
+      let t: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((res) => (t = setTimeout(() => res(undefined), FALLBACK_GRACE_MS)));
+      const got = await Promise.race([
+        r.catch((e: unknown) => {
+          this.fault(l.name, e);
+          return undefined;
+        }),
+        late,
+      ]);
+      clearTimeout(t);
+      return got ?? undefined;
+    } catch (e) {
+      this.fault(l.name, e);
+      return undefined;
     }
   }
 
