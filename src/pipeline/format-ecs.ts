@@ -27,12 +27,6 @@ import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 type Obj = Record<string, unknown>;
 type GeoPoint = Config["output"]["geo_point"];
 
-/** CloudWatch Logs envelope metadata a parser may attach to a record. */
-interface EnvelopeMeta {
-  logGroup?: unknown;
-  logStream?: unknown;
-}
-
 /**
  * The object under `key` of `parent` to add keys into: a fresh copy of an
  * existing plain object, a new object when absent, undefined when the key holds
@@ -209,7 +203,7 @@ function addDestination(top: Obj, a: AnswerIp, results: ReadonlyMap<string, IpRe
 }
 
 function addEnvelope(top: Obj, rec: ParsedRecord): void {
-  const env = (rec as ParsedRecord & { envelope?: EnvelopeMeta }).envelope;
+  const env = rec.envelope;
   if (!env || typeof env !== "object") return;
   const group = typeof env.logGroup === "string" && env.logGroup !== "" ? env.logGroup : undefined;
   const stream = typeof env.logStream === "string" && env.logStream !== "" ? env.logStream : undefined;

@@ -124,6 +124,19 @@ describe("formatEcs", () => {
     expect(rec).toEqual(before);
   });
 
+  it("keeps an own __proto__ key as data and does not adopt it as the prototype", () => {
+    // Prepare
+    const rec = route53(["8.8.8.8"]);
+    rec.record = JSON.parse('{"__proto__":{"dnsgeo":5},"query_name":"q"}') as Record<string, unknown>;
+    // Act
+    const out = formatEcs(rec, extract(rec), new Map(), OUT);
+    // Assess
+    expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+    const round = JSON.parse(JSON.stringify(out)) as Record<string, unknown>;
+    expect(Object.prototype.hasOwnProperty.call(round, "__proto__")).toBe(true);
+    expect((round.dnsgeo as Record<string, unknown>).status).toBe("pending");
+  });
+
   it("adds nothing under dns/destination/dnsgeo when they are not plain objects", () => {
     // Prepare
     const rec = route53(["8.8.8.8"]);

@@ -62,6 +62,16 @@ describe("flattenRecord", () => {
     });
   });
 
+  it("keeps own __proto__ and Object.prototype-named keys as plain columns", () => {
+    // Prepare
+    const record = JSON.parse('{"__proto__":"p","toString":"t","nested":{"__proto__":{"x":1},"constructor":2}}') as Record<string, unknown>;
+    // Act
+    const flat = flattenRecord(record);
+    // Assess
+    expect(Object.getPrototypeOf(flat)).toBe(Object.prototype);
+    expect(JSON.parse(JSON.stringify(flat))).toEqual(JSON.parse('{"__proto__":"p","toString":"t","nested___proto___x":1,"nested_constructor":2}'));
+  });
+
   it("lets the first key win on a flatten collision", () => {
     expect(flattenRecord({ a: { b: 1 }, a_b: 2 })).toEqual({ a_b: 1 });
     expect(flattenRecord({ a_b: 2, a: { b: 1 } })).toEqual({ a_b: 2 });
@@ -163,6 +173,14 @@ describe("formatQuicksight", () => {
     const [row] = formatQuicksight(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8", "X"), final: true }]]), OUT);
     expect(row!.isp).toBe("from-the-log");
     expect(row!.geo_city).toBe("X");
+  });
+
+  it("keeps an own __proto__ column through row assembly", () => {
+    const rec = route53(["8.8.8.8"]);
+    rec.record = JSON.parse('{"__proto__":{"answer_ip":"evil"},"query_name":"q"}') as Record<string, unknown>;
+    const [row] = formatQuicksight(rec, extract(rec), new Map(), OUT);
+    expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+    expect(JSON.parse(JSON.stringify(row))).toMatchObject(JSON.parse('{"__proto___answer_ip":"evil","query_name":"q","answer_ip":"8.8.8.8"}'));
   });
 
   it("reports error status when the lookup failed", () => {
