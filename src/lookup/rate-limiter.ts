@@ -14,9 +14,10 @@
  * - backoff: network errors, timeouts, 5xx and unreadable bodies back off
  *   exponentially with jitter; a success clears it.
  * - budget: at most `requestsPerWindow` sends in any sliding span of
- *   `windowS` (+ a small margin for network delay). A sliding log is stricter
- *   than any fixed window the server may use, so it holds whatever the
- *   server's window start is. The server's own `X-Rl` count, when lower,
+ *   `windowS` (+ a small margin), each send stamped with the time its answer
+ *   came (the latest moment the server can have counted it). A sliding log
+ *   is stricter than any fixed window the server may use, so it holds
+ *   whatever the server's window start is. The server's own `X-Rl` count, when lower,
  *   wins until its window resets.
  *
  * A send that never reached the server (connection refused, connect timeout)
@@ -180,6 +181,7 @@ export class RateLimiter {
   update(o: SendOutcome): void {
     const now = this.clock.now();
     if (this.inFlight > 0) this.inFlight--;
+    if (o.sentAt !== undefined && o.error !== "connect") this.restamp(o.sentAt, now);
     if (o.rl !== undefined && Number.isFinite(o.rl)) {
       // Requests still in flight may or may not be in the server's count: assume they are not yet.
       this.serverLeft = o.rl - this.inFlight;
@@ -232,6 +234,20 @@ export class RateLimiter {
 
   stats(): RateLimiterStats {
     return Object.assign({ remaining: this.remaining(), banned: this.banned }, this.counters);
+  }
+
+  /**
+   * Moves a send's time from when it was allowed to when its answer came: the
+   * server counted it somewhere in between, and a busy event loop may have
+   * held the request back, so the answer time is the safe end of the window.
+   */
+  private restamp(sentAt: number, answeredAt: number): void {
+    const i = this.sends.indexOf(sentAt);
+    if (i < 0) return;
+    this.sends.splice(i, 1);
+    let j = this.sends.length;
+    while (j > 0 && (this.sends[j - 1] as number) > answeredAt) j--;
+    this.sends.splice(j, 0, answeredAt);
   }
 
   private refund(sentAt: number): void {

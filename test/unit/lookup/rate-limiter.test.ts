@@ -31,6 +31,19 @@ describe("RateLimiter", () => {
     expect(onTime).toBe(true);
   });
 
+  it("counts a send's window from when its answer came, not from when it was allowed", () => {
+    // Prepare
+    const clock = manualClock();
+    const l = limiter(clock, { requestsPerWindow: 1 });
+    const sentAt = clock.now();
+    l.tryAcquire();
+    // Act: the answer takes 5 s (a busy loop or a slow network may have held the request).
+    clock.advance(5_000);
+    l.update({ status: 200, sentAt });
+    // Assess
+    expect(l.waitMs()).toBe(61_000);
+  });
+
   it("sends nothing while X-Rl is 0 until X-Ttl has passed", () => {
     // Prepare
     const clock = manualClock();
