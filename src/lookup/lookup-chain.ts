@@ -78,17 +78,58 @@ export class LookupChain implements Lookup {
    * The best entry for each IP: fresh answers from any tier first; stale ones
    * (only with `allowStale`) for what no tier had fresh. Resolves by the
    * caller's signal at the latest, with what was known by then.
+   *
+   * The first tier (memory, in practice) is asked directly for the whole
+   * batch: when it answers everything — the common case — its map is the
+   * result, with no per-IP bookkeeping. Only what it misses goes through
+   * in-flight sharing and the lower tiers.
    */
   async get(ips: readonly string[], opts?: GetOptions): Promise<Map<string, Entry>> {
-    const out = new Map<string, Entry>();
-    if (ips.length === 0) return out;
-    const inflight = opts?.allowStale ? this.inflightStale : this.inflight;
+    if (ips.length === 0 || this.tiers.length === 0) return new Map();
+    const allowStale = opts?.allowStale === true;
+    const tierOpts: GetOptions = { signal: opts?.signal, allowStale };
+    const first = this.tiers[0] as Lookup;
+    const c0 = this.counters[0] as Counters;
+    // In-batch dedupe: every tier sees each IP once.
+    let unique = ips;
+    if (ips.length > 1) {
+      const set = new Set(ips);
+      if (set.size !== ips.length) unique = Array.from(set);
+    }
+    const asked = this.ask(first, unique, tierOpts);
+    const r0 = asked instanceof Map || typeof asked === "string" ? asked : await asked;
+    let out: Map<string, Entry>;
+    let missing: Set<string> | undefined;
+    let stale: Map<string, Entry> | undefined;
+    if (typeof r0 === "string") {
+      c0[r0].inc(unique.length);
+      c0.tierErrors.inc();
+      out = new Map();
+      missing = new Set(unique);
+    } else {
+      out = r0;
+      for (let k = 0; k < unique.length; k++) {
+        const ip = unique[k] as string;
+        const e = r0.get(ip);
+        if (e !== undefined && e.stale !== true) continue;
+        (missing ??= new Set()).add(ip);
+        if (e !== undefined) {
+          r0.delete(ip);
+          (stale ??= new Map()).set(ip, e);
+        }
+      }
+      if (r0.size > 0) c0.hit.inc(r0.size);
+      if (missing) c0.miss.inc(missing.size);
+    }
+    if (!missing || this.tiers.length === 1) {
+      if (missing && stale) for (const [ip, e] of stale) out.set(ip, e);
+      return out;
+    }
+
+    const inflight = allowStale ? this.inflightStale : this.inflight;
     const mine: string[] = [];
     let joined: Map<Promise<Map<string, Entry>>, string[]> | undefined;
-    const seen = new Set<string>();
-    for (const ip of ips) {
-      if (seen.has(ip)) continue;
-      seen.add(ip);
+    for (const ip of missing) {
       const p = inflight.get(ip);
       if (p === undefined) {
         mine.push(ip);
@@ -99,40 +140,44 @@ export class LookupChain implements Lookup {
       if (list) list.push(ip);
       else joined.set(p, [ip]);
     }
+    const take = (res: Map<string, Entry>, list: Iterable<string>): void => {
+      for (const ip of list) {
+        const e = res.get(ip);
+        if (e !== undefined) out.set(ip, e);
+      }
+    };
 
     if (mine.length > 0) {
-      const own = this.lookup(mine, opts);
+      const own = this.lookup(mine, tierOpts);
       for (const ip of mine) inflight.set(ip, own);
       try {
-        const res = await own;
-        for (const [ip, e] of res) out.set(ip, e);
+        take(await own, mine);
       } finally {
         for (const ip of mine) if (inflight.get(ip) === own) inflight.delete(ip);
       }
     }
-
     if (joined) {
-      const collect = (res: Map<string, Entry>, list: string[]): void => {
-        for (const ip of list) {
-          const e = res.get(ip);
-          if (e) out.set(ip, e);
-        }
-      };
       // Another batch started these earlier; wait for it, but never past our own signal.
-      const all = Promise.all(Array.from(joined, ([p, list]) => p.then((res) => collect(res, list))));
+      const all = Promise.all(Array.from(joined, ([p, list]) => p.then((res) => take(res, list))));
       await raceSignal(all, opts?.signal);
+    }
+    if (stale) {
+      // A fresher-expiring stale entry from the first tier wins over a lower tier's stale one.
+      for (const [ip, e] of stale) {
+        const got = out.get(ip);
+        if (got === undefined || (got.stale === true && got.expiresAt < e.expiresAt)) out.set(ip, e);
+      }
     }
     return out;
   }
 
-  /** One pass over the tiers for IPs nobody else is looking up. */
-  private async lookup(ips: string[], opts: GetOptions | undefined): Promise<Map<string, Entry>> {
+  /** One pass over the tiers below the first for IPs nobody else is looking up. */
+  private async lookup(ips: string[], tierOpts: GetOptions): Promise<Map<string, Entry>> {
     const found = new Map<string, Entry>();
-    const allowStale = opts?.allowStale === true;
+    const allowStale = tierOpts.allowStale === true;
     let stale: Map<string, Entry> | undefined;
     let missing = ips;
-    const tierOpts: GetOptions = { signal: opts?.signal, allowStale };
-    for (let i = 0; i < this.tiers.length && missing.length > 0; i++) {
+    for (let i = 1; i < this.tiers.length && missing.length > 0; i++) {
       const tier = this.tiers[i] as Lookup;
       const c = this.counters[i] as Counters;
       const res = await this.ask(tier, missing, tierOpts);
@@ -178,7 +223,7 @@ export class LookupChain implements Lookup {
   }
 
   /** Asks one tier, bounded by the tier timeout and the caller's signal; never throws. */
-  private ask(tier: Lookup, ips: string[], opts: GetOptions): Asked | Promise<Asked> {
+  private ask(tier: Lookup, ips: readonly string[], opts: GetOptions): Asked | Promise<Asked> {
     let r: Map<string, Entry> | Promise<Map<string, Entry>>;
     try {
       r = tier.get(ips, opts);

@@ -181,7 +181,7 @@ describe("LookupChain", () => {
   it("a get joining another's in-flight lookup returns by its own signal", async () => {
     const b = new FakeTier("dynamodb");
     b.mode = "hang";
-    const chain = new LookupChain([b], { logger: silentLogger() });
+    const chain = new LookupChain([new FakeTier("memory"), b], { logger: silentLogger() });
     void chain.get(["8.8.8.8"]);
     const ac = new AbortController();
     const p = chain.get(["8.8.8.8"], { signal: ac.signal });
