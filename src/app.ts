@@ -3,11 +3,16 @@
  * the Enricher. The one place where wiring happens; transports and CLI verbs get
  * an `App`.
  */
-import type { Config } from "./config.js";
-import type { Clock, GeoInfo, GeoService, IpResult, Lookup } from "./lookup/lookup.js";
+import { sqlitePath, type Config } from "./config.js";
+import type { Clock, Entry, GeoInfo, GetOptions, Lookup } from "./lookup/lookup.js";
 import { systemClock } from "./lookup/lookup.js";
 import { MemoryTier } from "./lookup/memory-tier.js";
 import { MmdbProvider } from "./lookup/mmdb-provider.js";
+import { SqliteTier } from "./lookup/sqlite-tier.js";
+import { DynamoDbTier, createDynamoClient } from "./lookup/dynamodb-tier.js";
+import { LookupChain } from "./lookup/lookup-chain.js";
+import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-service.js";
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
@@ -40,9 +45,9 @@ export interface App {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly enricher: Enricher;
-  readonly geo: GeoService;
-  /** The cache chain (memory → SQLite → DynamoDB), when any tier is on. */
-  readonly cache: Lookup | undefined;
+  readonly geo: DefaultGeoService;
+  /** The cache chain (memory → SQLite → DynamoDB); empty when every tier is off. */
+  readonly cache: Lookup;
   /** Looks arbitrary query strings up (HTTP /v1/lookup, gRPC Lookup, CLI lookup). */
   lookupIps(queries: readonly string[], opts?: { deadlineMs?: number; wait?: boolean }): Promise<IpLookupAnswer[]>;
   /** True once the stores are open (not tied to DynamoDB or ip-api). */
@@ -56,33 +61,30 @@ export interface AppDeps {
   logger?: Logger;
   metrics?: Metrics;
   clock?: Clock;
+  /** DynamoDB client (tests point one at dynalite); built from `dynamodb.*` when absent. */
+  dynamoClient?: DynamoDBDocumentClient;
 }
 
-/** Answers from the cache, then the offline provider; every answer is final. */
-class OfflineGeoService implements GeoService {
-  constructor(
-    private readonly cache: Lookup | undefined,
-    private readonly fallback: Lookup | undefined,
-  ) {}
-
-  async lookup(ips: readonly string[]): Promise<Map<string, IpResult>> {
-    const out = new Map<string, IpResult>();
-    let missing: readonly string[] = ips;
-    if (this.cache) {
-      const hits = await this.cache.get(ips);
-      for (const [ip, entry] of hits) out.set(ip, { entry, final: true });
-      missing = ips.filter((ip) => !hits.has(ip));
-    }
-    if (this.fallback && missing.length > 0) {
-      const found = await this.fallback.get(missing);
-      if (this.cache && found.size > 0) await this.cache.set([...found.values()]);
-      for (const [ip, entry] of found) out.set(ip, { entry, final: true });
-    }
-    for (const ip of ips) if (!out.has(ip)) out.set(ip, { final: true });
-    return out;
+/** Counts what the cache was asked and what it answered, for the CLI progress line. */
+class CountingLookup implements Lookup {
+  readonly name: string;
+  asked = 0;
+  hits = 0;
+  constructor(private readonly inner: Lookup) {
+    this.name = inner.name;
   }
-
-  async close(): Promise<void> {}
+  async get(ips: readonly string[], opts?: GetOptions): Promise<Map<string, Entry>> {
+    this.asked += ips.length;
+    const res = await this.inner.get(ips, opts);
+    this.hits += res.size;
+    return res;
+  }
+  set(entries: readonly Entry[]): Promise<void> | void {
+    return this.inner.set(entries);
+  }
+  close(): Promise<void> | void {
+    return this.inner.close();
+  }
 }
 
 /** Builds the app; opens stores and offline data. */
@@ -92,9 +94,52 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
   const clock = deps.clock ?? systemClock;
   const closers: Array<[string, { close(): Promise<void> | void }]> = [];
 
+  const tiers: Lookup[] = [];
   const memory = config.cache.memory.enabled
     ? new MemoryTier({ maxEntries: config.cache.memory.max_entries, clock, staleMaxS: config.cache.stale_max_s })
     : undefined;
+  if (memory) tiers.push(memory);
+  let sqlite: SqliteTier | undefined;
+  if (config.cache.sqlite.enabled) {
+    sqlite = SqliteTier.open({
+      path: sqlitePath(config),
+      maxRows: config.cache.sqlite.max_rows,
+      writeBatch: config.cache.sqlite.write_batch,
+      flushIntervalMs: config.cache.sqlite.flush_interval_ms,
+      queueMax: config.cache.sqlite.queue_max,
+      staleMaxS: config.cache.stale_max_s,
+      clock,
+      logger,
+      metrics,
+    });
+    tiers.push(sqlite);
+  }
+  let dynamo: DynamoDbTier | undefined;
+  const dyn = config.dynamodb;
+  if (dyn.table) {
+    const client =
+      deps.dynamoClient ??
+      createDynamoClient({
+        ...(dyn.endpoint ? { endpoint: dyn.endpoint } : {}),
+        ...(dyn.region ? { region: dyn.region } : {}),
+        connectTimeoutMs: dyn.connect_timeout_ms,
+        requestTimeoutMs: dyn.request_timeout_ms,
+      });
+    dynamo = new DynamoDbTier({
+      client,
+      table: dyn.table,
+      staleMaxS: config.cache.stale_max_s,
+      logger,
+      metrics,
+      clock,
+      callTimeoutMs: dyn.request_timeout_ms,
+      flushIntervalMs: config.cache.sqlite.flush_interval_ms,
+      queueMax: config.cache.sqlite.queue_max,
+      ownsClient: deps.dynamoClient === undefined,
+    });
+    tiers.push(dynamo);
+  }
+  const cache = new CountingLookup(new LookupChain(tiers, { logger, metrics, clock }));
   const mmdb = config.mmdb.enabled
     ? await MmdbProvider.open({
         ...(config.mmdb.city_v4_path ? { cityV4Path: config.mmdb.city_v4_path } : {}),
@@ -105,13 +150,13 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
         clock,
       })
     : undefined;
-  const geo: GeoService = new OfflineGeoService(memory, mmdb);
+  const geo: DefaultGeoService = geoServiceFromConfig(config, Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}));
+  // Shutdown order: background lookups → write-behind flush and stores (the chain closes its tiers in order).
   closers.push(["geo", geo]);
-  if (memory) closers.push(["memory", memory]);
+  closers.push(["cache", cache]);
   if (mmdb) closers.push(["mmdb", mmdb]);
 
   const enricher = new Enricher({ geo, config, metrics, logger });
-  let lookups = 0;
   let closed: Promise<void> | undefined;
 
   const app: App = {
@@ -120,7 +165,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     metrics,
     enricher,
     geo,
-    cache: memory,
+    cache,
     async lookupIps(queries, opts = {}) {
       const answers: IpLookupAnswer[] = [];
       const wanted: string[] = [];
@@ -134,7 +179,6 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
         }
       }
       if (wanted.length === 0) return answers;
-      lookups += wanted.length;
       const lookupOpts: { deadlineMs?: number; wait?: boolean } = {};
       if (opts.deadlineMs !== undefined) lookupOpts.deadlineMs = opts.deadlineMs;
       if (opts.wait) lookupOpts.wait = true;
@@ -155,7 +199,10 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
       return answers;
     },
     ready: () => closed === undefined,
-    stats: () => ({ lookups, cacheHits: 0 }),
+    stats: () => {
+      const g = geo.stats();
+      return Object.assign({ lookups: cache.asked, cacheHits: cache.hits }, config.ipapi.enabled ? { providerBudget: g.limiterRemaining } : {});
+    },
     close() {
       closed ??= (async () => {
         for (const [name, c] of closers) {

@@ -135,7 +135,7 @@ export class Enricher {
       }
       const ex = extracted[i] as Extracted;
       try {
-        counts[recordStatus(ex, results, failed).status]++;
+        counts[recordStatus(ex, results, failed, p.rec.kind).status]++;
         this.pushRecord(items, format, out, p.rec, ex, results, failed);
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
