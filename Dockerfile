@@ -40,9 +40,9 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/proto ./proto
 
 # Outside a container dnsgeo listens on 127.0.0.1 only, so nothing but the local
-# shipper can reach it. Inside a container 127.0.0.1 is the container itself and
-# could not be reached through a published port, a pod's probes or another
-# container, so the image listens on every interface of its own network namespace.
+# shipper can reach it. Inside a container 127.0.0.1 is the container's own
+# loopback, out of reach of a published port, a pod's probes or other containers
+# on the network, so the image listens on every interface of its own namespace.
 # Publish the ports to 127.0.0.1 on the host (-p 127.0.0.1:8053:8053), or set
 # DNSGEO_AUTH_TOKEN when other hosts can reach them.
 ENV NODE_ENV=production \
