@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, parseAllDocuments, type ScalarTag, type CollectionTag } from "yaml";
-import { configSchema, loadConfig } from "../../src/config.js";
+import { configLeaves, configSchema, envName, loadConfig } from "../../src/config.js";
+import { ERROR_CODES } from "../../src/errors.js";
 import { HTTP_ROUTES } from "../../src/transport/http-server.js";
 import { QUICKSIGHT_COLUMNS } from "../../src/pipeline/format-quicksight.js";
 
@@ -126,6 +127,19 @@ describe("examples/: every YAML and JSON file parses", () => {
     const docs = parseAllDocuments(text, { customTags: CFN_TAGS });
     for (const d of docs) expect(d.errors, `${file}: ${d.errors.map((e) => e.message).join("; ")}`).toEqual([]);
     expect(docs.length).toBeGreaterThan(0);
+  });
+});
+
+describe("examples/: environment variables", () => {
+  it("names only DNSGEO_ variables the config loader knows (or error codes)", () => {
+    // Prepare
+    const known = new Set<string>(["DNSGEO_CONFIG", ...[...configLeaves().keys()].map(envName), ...Object.keys(ERROR_CODES)]);
+    const files = [...walk(EX), join(ROOT, "Dockerfile")];
+    // Act
+    const named = files.flatMap((f) => [...readFileSync(f, "utf8").matchAll(/\bDNSGEO_[A-Z0-9_]+/g)].map((m) => [relative(ROOT, f), m[0]] as const));
+    // Assess
+    expect(named.length).toBeGreaterThan(5);
+    for (const [f, n] of named) expect(known.has(n), `${f}: ${n}`).toBe(true);
   });
 });
 
