@@ -42,6 +42,12 @@ export const configSchema = z
         max_inflight_requests: positiveInt.default(64),
         /** Seconds sent in Retry-After with 429/503. */
         retry_after_s: positiveInt.default(1),
+        /**
+         * Requests (HTTP and gRPC) that arrive after the event loop has been busy this long
+         * without a break are refused at once (503 / RESOURCE_EXHAUSTED): they queued behind
+         * a burst, and serving them would only add latency. Milliseconds; 0 turns it off.
+         */
+        overload_turn_ms: nonNegInt.default(100),
         tls: tlsSchema,
       })
       .prefault({}),

@@ -9,7 +9,7 @@ import { createMetrics } from "../observability/metrics.js";
 import { Forwarder } from "../transport/forwarder.js";
 import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
 import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
-import { InflightLimiter } from "../transport/limits.js";
+import { InflightLimiter, LoopTurnGuard } from "../transport/limits.js";
 import { loadTls } from "../transport/tls.js";
 import type { CliContext } from "./context.js";
 
@@ -28,6 +28,7 @@ export interface ServeHandle {
 export async function startServe(app: App): Promise<ServeHandle> {
   const cfg = app.config;
   const limiter = new InflightLimiter(cfg.http.max_inflight_requests);
+  const guard = new LoopTurnGuard(cfg.http.overload_turn_ms);
   const forwarder = cfg.forward.url ? new Forwarder(cfg.forward, { logger: app.logger }) : undefined;
   let http: HttpTransport | undefined;
   let grpc: GrpcTransport | undefined;
@@ -52,12 +53,12 @@ export async function startServe(app: App): Promise<ServeHandle> {
   try {
     if (cfg.http.enabled) {
       const tls = loadTls(cfg.http.tls, "http.tls");
-      http = createHttpServer(Object.assign({ app, limiter }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
+      http = createHttpServer(Object.assign({ app, limiter, guard }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
       handle.httpAddress = await http.listen();
     }
     if (cfg.grpc.enabled) {
       const tls = loadTls(cfg.grpc.tls, "grpc.tls");
-      grpc = createGrpcServer(Object.assign({ app, limiter }, tls ? { tls } : {}));
+      grpc = createGrpcServer(Object.assign({ app, limiter, guard }, tls ? { tls } : {}));
       handle.grpcAddress = await grpc.listen();
     }
   } catch (e) {

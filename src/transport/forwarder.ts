@@ -13,7 +13,7 @@
 import { Agent, request, type Dispatcher } from "undici";
 import type { Config } from "../config.js";
 import { compress } from "../pipeline/decode.js";
-import type { DecodedItem, Framing } from "../pipeline/types.js";
+import type { EncodableItem, Framing } from "../pipeline/types.js";
 import { encodeItems } from "../pipeline/decode.js";
 import type { Logger } from "../observability/logger.js";
 
@@ -80,7 +80,7 @@ export class Forwarder {
   }
 
   /** Encodes and sends `items`; never rejects. */
-  async send(items: readonly DecodedItem[], framing: Framing): Promise<ForwardResult> {
+  async send(items: readonly EncodableItem[], framing: Framing): Promise<ForwardResult> {
     const out = this.framingFor(framing);
     const headers: Record<string, string> = Object.assign({}, this.headers);
     headers["content-type"] = this.cfg.content_type ?? DEFAULT_CONTENT_TYPE[out];

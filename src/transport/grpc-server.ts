@@ -19,7 +19,7 @@ import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
 import { createTokenCheck } from "./auth.js";
-import { InflightLimiter, within } from "./limits.js";
+import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
 import { refusalReason } from "./refusal.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
@@ -70,6 +70,8 @@ interface LookupRequestMsg {
 export interface GrpcServerDeps {
   app: TransportApp;
   limiter: InflightLimiter;
+  /** Shared with the HTTP server: refuses calls that queued behind a burst. */
+  guard?: LoopTurnGuard;
   tls?: TlsMaterial;
 }
 
@@ -143,7 +145,9 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     for (let i = 0; i < records.length; i++) {
       const s = records[i] as string;
       try {
-        items[i] = { kind: "json", value: JSON.parse(s) };
+        const value = JSON.parse(s) as unknown;
+        // The source text lets the ECS formatter append instead of re-serializing (plain objects only).
+        items[i] = value !== null && typeof value === "object" && !Array.isArray(value) ? { kind: "json", value, text: s } : { kind: "json", value };
       } catch {
         items[i] = { kind: "unparsed", raw: s };
       }
@@ -152,7 +156,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     const texts = new Array<string>(out.items.length);
     for (let i = 0; i < out.items.length; i++) {
       const it = out.items[i] as (typeof out.items)[number];
-      texts[i] = it.kind === "json" ? JSON.stringify(it.value) : it.raw;
+      texts[i] = it.kind === "json" ? JSON.stringify(it.value) : it.kind === "jsontext" ? it.text : it.raw;
     }
     return { records: texts, counts: out.counts, id: req.id ?? "", looked_up: out.lookedUp };
   };
@@ -165,7 +169,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   let idleWaiters: Array<() => void> = [];
   const admit = (): ErrorCode | undefined => {
     if (closing) return "DNSGEO_SHUTTING_DOWN";
-    if (!limiter.tryAcquire()) return "DNSGEO_OVERLOADED";
+    if (deps.guard?.exceeded() || !limiter.tryAcquire()) return "DNSGEO_OVERLOADED";
     active++;
     return undefined;
   };

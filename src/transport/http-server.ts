@@ -18,7 +18,7 @@ import { firehoseRequest } from "../pipeline/parse/firehose.js";
 import type { Decoded, Framing } from "../pipeline/types.js";
 import { createSecretCheck, createTokenCheck } from "./auth.js";
 import type { Forwarder } from "./forwarder.js";
-import { InflightLimiter, within } from "./limits.js";
+import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
@@ -57,6 +57,8 @@ export interface HttpServerDeps {
   app: TransportApp;
   /** Shared with the gRPC server: one in-flight budget per process. */
   limiter: InflightLimiter;
+  /** Shared with the gRPC server: refuses requests that queued behind a burst. */
+  guard?: LoopTurnGuard;
   /** Present when `forward.url` is set. */
   forwarder?: Forwarder;
   tls?: TlsMaterial;
@@ -364,6 +366,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void => {
     const start = performance.now();
+    // Asked for every request so the turn's first arrival is noted; only batch routes are refused.
+    const late = deps.guard ? deps.guard.exceeded() : false;
     active++;
     res.once("close", () => {
       active--;
@@ -412,7 +416,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       sendError(res, "DNSGEO_SHUTTING_DOWN", ERROR_CODES.DNSGEO_SHUTTING_DOWN.message);
       return;
     }
-    if (!limiter.tryAcquire()) {
+    if (late || !limiter.tryAcquire()) {
       // Refused before reading the body; node discards the unread body so the connection stays usable.
       sendError(res, "DNSGEO_OVERLOADED", ERROR_CODES.DNSGEO_OVERLOADED.message);
       return;

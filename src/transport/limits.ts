@@ -1,3 +1,5 @@
+import { performance } from "node:perf_hooks";
+
 /**
  * The in-flight cap shared by HTTP and gRPC: one budget for the process, because
  * both transports compete for the same event loop and lookup chain. Past the cap a
@@ -49,5 +51,41 @@ export async function within(p: Promise<unknown>, ms: number): Promise<boolean> 
     return await Promise.race([p.then(() => true as const, () => true as const), timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * Detects a request that queued behind a burst. Node handles all ready sockets of
+ * one event-loop turn back to back; when requests are CPU-bound and quick, the
+ * in-flight count stays low while the queue grows in the socket buffers, so a cap on
+ * in-flight requests alone cannot keep latency down. This guard notes when the
+ * current turn's first request arrived (a setImmediate, armed only while traffic
+ * flows, marks the end of the turn) and says a later request is over budget once
+ * the turn has run for `maxMs`.
+ */
+export class LoopTurnGuard {
+  private turnStart = 0;
+  private armed = false;
+  private readonly endTurn = (): void => {
+    this.armed = false;
+  };
+
+  /** @param maxMs budget per turn, milliseconds; 0 disables the guard. */
+  constructor(
+    private readonly maxMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Call once per arriving request; true when it should be refused. */
+  exceeded(): boolean {
+    if (this.maxMs <= 0) return false;
+    const t = this.now();
+    if (!this.armed) {
+      this.armed = true;
+      this.turnStart = t;
+      setImmediate(this.endTurn);
+      return false;
+    }
+    return t - this.turnStart > this.maxMs;
   }
 }

@@ -36,7 +36,8 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 export async function startHarness(overrides: ConfigInput = {}): Promise<Harness> {
   const base: ConfigInput = {
     data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-transport-")),
-    http: { port: 0 },
+    // The loop-turn guard reads wall-clock time; on a busy CI machine it could refuse a request a test expects served.
+    http: { port: 0, overload_turn_ms: 0 },
     grpc: { port: 0 },
     cache: { sqlite: { enabled: false } },
     ipapi: { enabled: false },

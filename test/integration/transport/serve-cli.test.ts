@@ -28,6 +28,8 @@ describe("dnsgeo serve (the built CLI)", () => {
       DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-serve-")),
       DNSGEO_LOG_LEVEL: "info",
       DNSGEO_SHUTDOWN_TIMEOUT_MS: "10000",
+      // This test is about shutdown; overload refusals are covered elsewhere.
+      DNSGEO_HTTP_OVERLOAD_TURN_MS: "0",
     });
     const child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
@@ -62,7 +64,6 @@ describe("dnsgeo serve (the built CLI)", () => {
         }
       }
     };
-    const workers = Array.from({ length: 16 }, () => worker());
     // A request still uploading its body when SIGTERM arrives.
     const u = new URL(base);
     const sock = net.connect(Number(u.port), u.hostname);
@@ -73,6 +74,7 @@ describe("dnsgeo serve (the built CLI)", () => {
     const sockClosed = new Promise<void>((resolve) => sock.on("close", () => resolve()));
     sock.write(`POST /v1/enrich HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${line.length}\r\n\r\n`);
     sock.write(line.subarray(0, 20));
+    const workers = Array.from({ length: 16 }, () => worker());
     await new Promise((r) => setTimeout(r, 300));
 
     // Act

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InflightLimiter, within } from "../../../src/transport/limits.js";
+import { InflightLimiter, LoopTurnGuard, within } from "../../../src/transport/limits.js";
 
 describe("InflightLimiter", () => {
   it("refuses past max and frees slots on release", () => {
@@ -39,5 +39,31 @@ describe("within", () => {
     expect(await within(Promise.resolve(), 1000)).toBe(true);
     expect(await within(Promise.reject(new Error("x")), 1000)).toBe(true);
     expect(await within(new Promise(() => {}), 5)).toBe(false);
+  });
+});
+
+describe("LoopTurnGuard", () => {
+  it("refuses requests that arrive after the current event-loop turn ran past its budget, and resets each turn", async () => {
+    // Prepare
+    let now = 1000;
+    const guard = new LoopTurnGuard(100, () => now);
+    // Act
+    const first = guard.exceeded();
+    now += 50;
+    const within = guard.exceeded();
+    now += 60;
+    const late = guard.exceeded();
+    await new Promise((r) => setImmediate(r));
+    const nextTurn = guard.exceeded();
+    // Assess
+    expect([first, within, late, nextTurn]).toEqual([false, false, true, false]);
+  });
+
+  it("is off at 0", () => {
+    let now = 0;
+    const guard = new LoopTurnGuard(0, () => now);
+    guard.exceeded();
+    now += 10_000;
+    expect(guard.exceeded()).toBe(false);
   });
 });
