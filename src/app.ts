@@ -12,6 +12,7 @@ import { SqliteTier } from "./lookup/sqlite-tier.js";
 import { DynamoDbTier, createDynamoClient } from "./lookup/dynamodb-tier.js";
 import { LookupChain } from "./lookup/lookup-chain.js";
 import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-service.js";
+import { DynamoFleetBudget } from "./lookup/fleet-budget.js";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
@@ -115,6 +116,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     tiers.push(sqlite);
   }
   let dynamo: DynamoDbTier | undefined;
+  let shared: DynamoFleetBudget | undefined;
   const dyn = config.dynamodb;
   if (dyn.table) {
     const client =
@@ -138,6 +140,18 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
       ownsClient: deps.dynamoClient === undefined,
     });
     tiers.push(dynamo);
+    if (dyn.fleet_budget && config.ipapi.enabled) {
+      shared = new DynamoFleetBudget({
+        client,
+        table: dyn.table,
+        requestsPerWindow: config.ipapi.requests_per_window,
+        windowS: config.ipapi.window_s,
+        callTimeoutMs: dyn.request_timeout_ms,
+        clock,
+        logger,
+        metrics,
+      });
+    }
   }
   const cache = new CountingLookup(new LookupChain(tiers, { logger, metrics, clock }));
   const mmdb = config.mmdb.enabled
@@ -150,7 +164,10 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
         clock,
       })
     : undefined;
-  const geo: DefaultGeoService = geoServiceFromConfig(config, Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}));
+  const geo: DefaultGeoService = geoServiceFromConfig(
+    config,
+    Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}, shared ? { shared } : {}),
+  );
   // Shutdown order: background lookups → write-behind flush and stores (the chain closes its tiers in order).
   closers.push(["geo", geo]);
   closers.push(["cache", cache]);

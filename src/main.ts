@@ -10,13 +10,17 @@ let configFile: string | undefined = process.env.DNSGEO_CONFIG || undefined;
 let cached: Readonly<Config> | undefined;
 const env = process.env as Record<string, string | undefined>;
 
+const logLevel = env.DNSGEO_LOG_LEVEL ?? "info";
+// The level from the environment holds until the config (file + env) is loaded, then `log.level` wins.
+const logger = createLogger(["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel) ? logLevel : "info");
+
 function config(): Readonly<Config> {
-  cached ??= loadConfig({ ...(configFile ? { file: configFile } : {}), env });
+  if (!cached) {
+    cached = loadConfig({ ...(configFile ? { file: configFile } : {}), env });
+    logger.level = cached.log.level;
+  }
   return cached;
 }
-
-const logLevel = env.DNSGEO_LOG_LEVEL ?? "info";
-const logger = createLogger(["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel) ? logLevel : "info");
 
 process.on("unhandledRejection", (err) => {
   // Count and log, never die: a background lookup must not take the sidecar down.

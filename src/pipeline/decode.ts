@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 import * as zlib from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
-import type { Decoded, DecodedItem, Framing } from "./types.js";
+import type { Decoded, DecodedItem, EncodableItem, Framing } from "./types.js";
 
 interface SnappyJs {
   uncompress(compressed: Uint8Array, maxLength?: number): Uint8Array;
@@ -409,7 +409,8 @@ function splitLines(text: string): DecodedItem[] {
       if (line.charCodeAt(0) === 0x1e) line = line.slice(1);
       if (!isBlank(line)) {
         try {
-          items.push({ kind: "json", value: JSON.parse(line) as unknown });
+          const value = JSON.parse(line) as unknown;
+          items.push(value !== null && typeof value === "object" && !Array.isArray(value) ? { kind: "json", value, text: line } : { kind: "json", value });
         } catch {
           items.push({ kind: "unparsed", raw: line });
         }
@@ -420,13 +421,15 @@ function splitLines(text: string): DecodedItem[] {
   return items;
 }
 
-function itemText(item: DecodedItem): string {
+function itemText(item: EncodableItem): string {
   if (item.kind === "unparsed") return item.raw;
+  if (item.kind === "jsontext") return item.text;
   return JSON.stringify(item.value) ?? "null";
 }
 
-function itemJson(item: DecodedItem): string {
+function itemJson(item: EncodableItem): string {
   if (item.kind === "unparsed") return JSON.stringify(item.raw);
+  if (item.kind === "jsontext") return item.text;
   return JSON.stringify(item.value) ?? "null";
 }
 
@@ -440,18 +443,18 @@ function itemJson(item: DecodedItem): string {
  *   array, since one object cannot hold them and `application/json` readers
  *   (Fluent Bit `in_http`, Vector `http_server`) accept an array too.
  */
-export function encodeItems(framing: Framing, items: readonly DecodedItem[]): Buffer {
+export function encodeItems(framing: Framing, items: readonly EncodableItem[]): Buffer {
   if (framing === "ndjson") {
     if (items.length === 0) return Buffer.alloc(0);
     const parts = new Array<string>(items.length);
-    for (let i = 0; i < items.length; i++) parts[i] = itemText(items[i] as DecodedItem);
+    for (let i = 0; i < items.length; i++) parts[i] = itemText(items[i] as EncodableItem);
     return Buffer.from(parts.join("\n") + "\n", "utf8");
   }
   if (framing === "object" && items.length === 1) {
-    return Buffer.from(itemJson(items[0] as DecodedItem), "utf8");
+    return Buffer.from(itemJson(items[0] as EncodableItem), "utf8");
   }
   const parts = new Array<string>(items.length);
-  for (let i = 0; i < items.length; i++) parts[i] = itemJson(items[i] as DecodedItem);
+  for (let i = 0; i < items.length; i++) parts[i] = itemJson(items[i] as EncodableItem);
   return Buffer.from("[" + parts.join(",") + "]", "utf8");
 }
 

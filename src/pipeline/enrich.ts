@@ -11,10 +11,10 @@ import type { Logger } from "../observability/logger.js";
 import { decode, encodeItems } from "./decode.js";
 import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
-import { formatEcs, passthroughEcs } from "./format-ecs.js";
+import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus } from "./status.js";
-import type { Decoded, DecodedItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
+import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
 
@@ -28,8 +28,8 @@ export interface EnrichOptions {
   wait?: boolean;
 }
 
-/** One output item: a JSON value, or an unparsed line passed through as is. */
-export type OutputItem = { kind: "json"; value: unknown } | { kind: "unparsed"; raw: string };
+/** One output item: a JSON value, JSON text already serialized, or an unparsed line passed through as is. */
+export type OutputItem = EncodableItem;
 
 export type RecordResult = "enriched" | "partial" | "pending" | "skipped" | "error" | "unparsed";
 
@@ -73,8 +73,12 @@ export class Enricher {
     this.parseOpts = { ipFields: deps.config.input.ip_fields };
   }
 
-  /** Parses decoded items into records and pass-through items (pure). */
-  parseItems(items: readonly DecodedItem[]): ParsedItem[] {
+  /**
+   * Parses decoded items into records and pass-through items (pure). When
+   * `texts` is given, it receives, per output index, the record's own source
+   * text where the record is exactly the decoded line (not an envelope's event).
+   */
+  parseItems(items: readonly DecodedItem[], texts?: Array<string | undefined>): ParsedItem[] {
     const out: ParsedItem[] = [];
     for (const item of items) {
       let parsed: ParsedItem[];
@@ -85,6 +89,10 @@ export class Enricher {
         this.logger?.error({ err: e }, "parse threw; record passed through");
         parsed = item.kind === "json" ? [{ kind: "passthrough", value: item.value, reason: "not_object" }] : [{ kind: "unparsed", raw: item.raw }];
       }
+      if (texts) {
+        const only = parsed.length === 1 ? parsed[0] : undefined;
+        texts[out.length] = item.kind === "json" && item.text !== undefined && only?.kind === "record" && only.rec.record === item.value ? item.text : undefined;
+      }
       for (const p of parsed) out.push(p);
     }
     return out;
@@ -92,7 +100,9 @@ export class Enricher {
 
   /** Enriches decoded items; never rejects because a tier or provider is down. */
   async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
-    const parsed = this.parseItems(decoded.items);
+    const format = opts.format ?? this.cfg.output.format;
+    const texts: Array<string | undefined> | undefined = format === "ecs" ? [] : undefined;
+    const parsed = this.parseItems(decoded.items, texts);
     const extracted: Array<Extracted | undefined> = new Array(parsed.length);
     const exs: Extracted[] = [];
     for (let i = 0; i < parsed.length; i++) {
@@ -117,7 +127,6 @@ export class Enricher {
         this.logger?.error({ err: e }, "lookup failed; records returned unenriched");
       }
     }
-    const format = opts.format ?? this.cfg.output.format;
     const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
     const counts = emptyCounts();
     const items: OutputItem[] = [];
@@ -136,7 +145,10 @@ export class Enricher {
       const ex = extracted[i] as Extracted;
       try {
         counts[recordStatus(ex, results, failed, p.rec.kind).status]++;
-        this.pushRecord(items, format, out, p.rec, ex, results, failed);
+        const text = texts?.[i];
+        const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text);
+        if (fast !== undefined) items.push({ kind: "jsontext", text: fast });
+        else this.pushRecord(items, format, out, p.rec, ex, results, failed);
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
         counts.error++;

@@ -286,3 +286,99 @@ export function passthroughEcs(value: unknown, reason: string): unknown {
   }
   return top;
 }
+
+/** JSON text of answer / destination objects per entry, so a hot IP is serialized once, not once per record. */
+interface EntryTexts {
+  enc: GeoPoint;
+  answer?: string;
+  destination?: string;
+}
+const entryTexts = new WeakMap<object, EntryTexts>();
+
+function textsFor(entry: object, enc: GeoPoint): EntryTexts {
+  let t = entryTexts.get(entry);
+  if (t === undefined || t.enc !== enc) {
+    t = { enc };
+    entryTexts.set(entry, t);
+  }
+  return t;
+}
+
+function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): string {
+  const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
+  const e = r?.entry;
+  // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found).
+  if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale) {
+    const t = textsFor(e, enc);
+    t.answer ??= JSON.stringify(answerObject(a, results, enc, failed));
+    return t.answer;
+  }
+  return JSON.stringify(answerObject(a, results, enc, failed));
+}
+
+function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): string {
+  const e = results.get(a.ip)?.entry;
+  const build = (): string => {
+    const top: Obj = {};
+    addDestination(top, a, results, enc);
+    return JSON.stringify(top.destination);
+  };
+  if (e === undefined) return build();
+  const t = textsFor(e, enc);
+  t.destination ??= build();
+  return t.destination;
+}
+
+/**
+ * The ECS output as JSON text, built by appending the added fields to the
+ * record's own source text (`text`, one NDJSON line) instead of serializing the
+ * whole record again. Gives exactly what `JSON.stringify(formatEcs(…))` gives
+ * (same keys, same order); returns undefined when the record already has a key
+ * dnsgeo would merge into (`dns`, `destination`, `dnsgeo`, `aws`) or came in an
+ * envelope — the caller then takes the object path.
+ */
+export function formatEcsText(
+  rec: ParsedRecord,
+  ex: Extracted,
+  results: ReadonlyMap<string, IpResult>,
+  out: Config["output"],
+  failed: boolean | undefined,
+  text: string,
+): string | undefined {
+  const r = rec.record;
+  if (rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
+  let end = text.length - 1;
+  while (end > 0 && text.charCodeAt(end) <= 0x20) end--;
+  if (text.charCodeAt(end) !== 0x7d /* } */) return undefined;
+  let last = end - 1;
+  while (last > 0 && text.charCodeAt(last) <= 0x20) last--;
+  // `{}`: nothing before the added keys, so no comma.
+  let parts = text.charCodeAt(last) === 0x7b /* { */ ? text.slice(0, last + 1) : text.slice(0, end) + ",";
+  const enc = out.geo_point;
+  const answers = ex.answers;
+  let ips = "";
+  for (const a of answers) if (isIpText(a)) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
+  let sep = "";
+  if (ips !== "") {
+    parts += `"dns":{"resolved_ip":[${ips}]}`;
+    sep = ",";
+  }
+  if (out.destination) {
+    for (const a of answers) {
+      if (a.class === "public") {
+        parts += `${sep}"destination":${destinationText(a, results, enc)}`;
+        sep = ",";
+        break;
+      }
+    }
+  }
+  const st = recordStatus(ex, results, failed, rec.kind);
+  parts += `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
+  if (st.reason !== undefined) parts += `,"reason":${JSON.stringify(st.reason)}`;
+  if (answers.length > 0) {
+    parts += `,"answers":[`;
+    for (let i = 0; i < answers.length; i++) parts += (i === 0 ? "" : ",") + answerText(answers[i] as AnswerIp, results, enc, failed);
+    parts += "]";
+  }
+  return parts + "}}";
+}

@@ -8,8 +8,21 @@ export type Framing = "ndjson" | "array" | "object";
 
 /** One item out of `decode`: a JSON value, or a line that is not JSON (passed through as is). */
 export type DecodedItem =
-  | { kind: "json"; value: unknown }
+  /**
+   * `text`: the exact source text of a plain-object value that came from one
+   * NDJSON line; lets the ECS formatter append to it instead of re-serializing.
+   */
+  | { kind: "json"; value: unknown; text?: string }
   | { kind: "unparsed"; raw: string };
+
+/** Output only: a value already serialized as JSON text (the ECS fast path). */
+export interface JsonText {
+  kind: "jsontext";
+  text: string;
+}
+
+/** What `encodeItems` writes. */
+export type EncodableItem = DecodedItem | JsonText;
 
 export interface Decoded {
   framing: Framing;

@@ -3,7 +3,14 @@ import { fileURLToPath } from "node:url";
 import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { compress, decode, DecodeError, encode, encodeItems } from "../../../src/pipeline/decode.js";
+import { compress, decode as decodeWithText, DecodeError, encode, encodeItems } from "../../../src/pipeline/decode.js";
+import type { Decoded } from "../../../src/pipeline/types.js";
+
+/** decode without the `text` that NDJSON object items carry (checked on its own below). */
+function decode(...args: Parameters<typeof decodeWithText>): Decoded {
+  const d = decodeWithText(...args);
+  return { framing: d.framing, items: d.items.map((i) => (i.kind === "json" ? { kind: "json", value: i.value } : i)) };
+}
 import type { DecodedItem } from "../../../src/pipeline/types.js";
 
 const snappy = createRequire(import.meta.url)("snappyjs") as { compress(b: Uint8Array): Uint8Array };
@@ -285,5 +292,18 @@ describe("compress", () => {
     } else {
       expectCode(() => compress(body, "zstd"), "DNSGEO_UNSUPPORTED_ENCODING");
     }
+  });
+});
+
+describe("decode keeps the source text of NDJSON objects", () => {
+  it("gives each object line its exact text, and nothing for other values", () => {
+    const body = Buffer.from('{"a": 1}\r\n[1,2]\n  {"b":"x"}  \n42\n');
+    const d = decodeWithText(body, { contentType: "application/x-ndjson" });
+    expect(d.items).toEqual([
+      { kind: "json", value: { a: 1 }, text: '{"a": 1}' },
+      { kind: "json", value: [1, 2] },
+      { kind: "json", value: { b: "x" }, text: '  {"b":"x"}  ' },
+      { kind: "json", value: 42 },
+    ]);
   });
 });

@@ -80,8 +80,8 @@ describe("pipeline properties", () => {
         const res = await enricher().enrichBody(body, { contentType: "application/x-ndjson" });
         expect(res.items.length).toBe(records.length);
         res.items.forEach((item, i) => {
-          expect(item.kind).toBe("json");
-          const out = (item as { value: unknown }).value;
+          expect(["json", "jsontext"]).toContain(item.kind);
+          const out = item.kind === "jsontext" ? (JSON.parse(item.text) as unknown) : (item as { value: unknown }).value;
           for (const [path, v] of leaves(parsedBack[i])) {
             if (path.length === 0) continue;
             const got = at(out, path);
