@@ -27,7 +27,9 @@ import { setMaxListeners } from "node:events";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { BackfillQueue } from "./backfill-queue.js";
+import { DynamoFleetBudget } from "./fleet-budget.js";
 import { IpApiProvider, ipApiOptionsFromConfig, ProviderError, type BatchResult } from "./ipapi-provider.js";
 import type { Clock, Entry, GeoService, IpResult, Lookup, ServiceLookupOptions } from "./lookup.js";
 import { nowS, systemClock } from "./lookup.js";
@@ -460,8 +462,10 @@ export interface GeoServiceDeps {
   clock?: Clock;
   logger?: Logger;
   metrics?: Metrics;
-  /** Fleet budget (see fleet-budget.ts). */
+  /** Fleet budget (see fleet-budget.ts); built from `dynamoClient` when absent and config asks for one. */
   shared?: SharedBudget;
+  /** Client for the fleet budget when `dynamodb.fleet_budget` is on and `dynamodb.table` is set. */
+  dynamoClient?: DynamoDBDocumentClient;
   /** A provider to use instead of building an IpApiProvider from config. */
   provider?: BatchSource;
 }
@@ -489,13 +493,30 @@ export function geoServiceFromConfig(cfg: Config, deps: GeoServiceDeps): Default
       deps.logger ? { logger: deps.logger } : {},
     ),
   );
+  let shared = deps.shared;
+  if (!shared && deps.dynamoClient && cfg.dynamodb.fleet_budget && cfg.dynamodb.table) {
+    shared = new DynamoFleetBudget(
+      Object.assign(
+        {
+          client: deps.dynamoClient,
+          table: cfg.dynamodb.table,
+          requestsPerWindow: cfg.ipapi.requests_per_window,
+          windowS: cfg.ipapi.window_s,
+          callTimeoutMs: cfg.dynamodb.request_timeout_ms,
+        },
+        deps.clock ? { clock: deps.clock } : {},
+        deps.logger ? { logger: deps.logger } : {},
+        deps.metrics ? { metrics: deps.metrics } : {},
+      ),
+    );
+  }
   const limiter = new RateLimiter(
     Object.assign(
       { requestsPerWindow: cfg.ipapi.requests_per_window, windowS: cfg.ipapi.window_s },
       deps.clock ? { clock: deps.clock } : {},
       deps.logger ? { logger: deps.logger } : {},
       deps.metrics ? { metrics: deps.metrics } : {},
-      deps.shared ? { shared: deps.shared } : {},
+      shared ? { shared } : {},
     ),
   );
   const provider =

@@ -104,8 +104,10 @@ export class RateLimiter {
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly random: () => number;
-  /** Clock times of sends in the current sliding window, oldest first. */
+  /** Answer times of answered sends in the current sliding window, oldest first. */
   private sends: number[] = [];
+  /** Allow times of sends not answered yet; they count against the budget until answered, however long that takes. */
+  private open: number[] = [];
   /** Server-reported requests left, valid until `serverResetAt`. */
   private serverLeft: number | undefined;
   private serverResetAt = 0;
@@ -113,7 +115,6 @@ export class RateLimiter {
   private bannedUntil = 0;
   private backoffUntil = 0;
   private consecutiveFailures = 0;
-  private inFlight = 0;
   private logged429 = false;
   private counters = { successes: 0, failures: 0, refunds: 0, status429: 0 };
 
@@ -139,8 +140,12 @@ export class RateLimiter {
     const now = this.clock.now();
     this.expire(now);
     let until = Math.max(this.bannedUntil, this.pausedUntil, this.backoffUntil);
-    if (this.sends.length >= this.max) {
-      until = Math.max(until, (this.sends[this.sends.length - this.max] as number) + this.windowMs + this.marginMs);
+    const over = this.sends.length + this.open.length - this.max;
+    if (over >= 0) {
+      // Answered sends free their slots a window after their answer; with none
+      // to free, only an answer (which re-schedules the caller) can.
+      const freeing = this.sends[over];
+      until = Math.max(until, freeing !== undefined ? freeing + this.windowMs + this.marginMs : now + this.windowMs);
     }
     if (this.serverLeft !== undefined && this.serverLeft <= 0 && now < this.serverResetAt) {
       until = Math.max(until, this.serverResetAt);
@@ -151,10 +156,8 @@ export class RateLimiter {
   /** Takes one send from the budget when allowed now. */
   tryAcquire(): boolean {
     if (this.waitMs() > 0) return false;
-    const now = this.clock.now();
-    this.sends.push(now);
+    this.open.push(this.clock.now());
     if (this.serverLeft !== undefined) this.serverLeft--;
-    this.inFlight++;
     this.gauge();
     return true;
   }
@@ -166,12 +169,11 @@ export class RateLimiter {
    */
   async acquire(): Promise<number | undefined> {
     if (!this.tryAcquire()) return undefined;
-    const sentAt = this.sends[this.sends.length - 1] as number;
+    const sentAt = this.open[this.open.length - 1] as number;
     if (!this.opts.shared) return sentAt;
     const res = await this.opts.shared.tryAcquire();
     if (res.ok) return sentAt;
     this.refund(sentAt);
-    this.inFlight--;
     this.pausedUntil = Math.max(this.pausedUntil, res.retryAtMs ?? this.clock.now() + this.marginMs);
     this.gauge();
     return undefined;
@@ -180,11 +182,13 @@ export class RateLimiter {
   /** Reports one send's outcome: headers, status or failure. */
   update(o: SendOutcome): void {
     const now = this.clock.now();
-    if (this.inFlight > 0) this.inFlight--;
-    if (o.sentAt !== undefined && o.error !== "connect") this.restamp(o.sentAt, now);
+    if (o.error === "connect") {
+      this.refund(o.sentAt);
+      this.counters.refunds++;
+    } else this.answered(o.sentAt, now);
     if (o.rl !== undefined && Number.isFinite(o.rl)) {
       // Requests still in flight may or may not be in the server's count: assume they are not yet.
-      this.serverLeft = o.rl - this.inFlight;
+      this.serverLeft = o.rl - this.open.length;
       this.serverResetAt = now + (o.ttl !== undefined && Number.isFinite(o.ttl) ? o.ttl * 1000 : this.windowMs) + this.marginMs;
       if (o.rl <= 0) this.pausedUntil = Math.max(this.pausedUntil, this.serverResetAt);
     }
@@ -212,10 +216,6 @@ export class RateLimiter {
         "ip-api answered 403: this egress IP is banned; provider calls stopped (one probe after the cool-down); see ip-api's unban page",
       );
     } else {
-      if (o.error === "connect" && o.sentAt !== undefined) {
-        this.refund(o.sentAt);
-        this.counters.refunds++;
-      }
       this.consecutiveFailures++;
       const exp = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** Math.min(20, this.consecutiveFailures - 1));
       // Jitter in [exp/2, exp) so a fleet that failed together does not retry together.
@@ -227,7 +227,7 @@ export class RateLimiter {
   /** Sends allowed right now. */
   remaining(): number {
     if (this.waitMs() > 0) return 0;
-    let left = this.max - this.sends.length;
+    let left = this.max - this.sends.length - this.open.length;
     if (this.serverLeft !== undefined && this.clock.now() < this.serverResetAt) left = Math.min(left, this.serverLeft);
     return Math.max(0, left);
   }
@@ -236,24 +236,31 @@ export class RateLimiter {
     return Object.assign({ remaining: this.remaining(), banned: this.banned }, this.counters);
   }
 
-  /**
-   * Moves a send's time from when it was allowed to when its answer came: the
-   * server counted it somewhere in between, and a busy event loop may have
-   * held the request back, so the answer time is the safe end of the window.
-   */
-  private restamp(sentAt: number, answeredAt: number): void {
-    const i = this.sends.indexOf(sentAt);
-    if (i < 0) return;
-    this.sends.splice(i, 1);
-    let j = this.sends.length;
-    while (j > 0 && (this.sends[j - 1] as number) > answeredAt) j--;
-    this.sends.splice(j, 0, answeredAt);
+  /** Index in `open` of the send allowed at `sentAt` (the oldest open one when unknown). */
+  private openIndex(sentAt: number | undefined): number {
+    if (this.open.length === 0) return -1;
+    if (sentAt === undefined) return 0;
+    const i = this.open.indexOf(sentAt);
+    return i >= 0 ? i : 0;
   }
 
-  private refund(sentAt: number): void {
-    const i = this.sends.lastIndexOf(sentAt);
-    if (i >= 0) this.sends.splice(i, 1);
-    else this.sends.pop();
+  /**
+   * Moves a send from open to answered, stamped with its answer time: the
+   * server counted it somewhere in between, and a busy event loop may have
+   * held the request back, so the answer time is the safe end of its window.
+   */
+  private answered(sentAt: number | undefined, now: number): void {
+    const i = this.openIndex(sentAt);
+    if (i >= 0) this.open.splice(i, 1);
+    let j = this.sends.length;
+    while (j > 0 && (this.sends[j - 1] as number) > now) j--;
+    this.sends.splice(j, 0, now);
+  }
+
+  /** Forgets a send that never reached the server. */
+  private refund(sentAt: number | undefined): void {
+    const i = this.openIndex(sentAt);
+    if (i >= 0) this.open.splice(i, 1);
     if (this.serverLeft !== undefined) this.serverLeft++;
   }
 

@@ -19,6 +19,7 @@ describe("RateLimiter", () => {
     const l = limiter(clock);
     // Act
     const granted = Array.from({ length: 20 }, () => l.tryAcquire()).filter(Boolean).length;
+    for (let i = 0; i < granted; i++) l.update({ status: 200 });
     const wait = l.waitMs();
     clock.advance(wait - 1);
     const early = l.tryAcquire();
@@ -29,6 +30,21 @@ describe("RateLimiter", () => {
     expect(wait).toBe(61_000);
     expect(early).toBe(false);
     expect(onTime).toBe(true);
+  });
+
+  it("keeps an unanswered send's slot however long its answer takes", () => {
+    // Prepare
+    const clock = manualClock();
+    const l = limiter(clock, { requestsPerWindow: 1 });
+    const sentAt = clock.now();
+    l.tryAcquire();
+    // Act
+    clock.advance(120_000);
+    const whileOpen = l.tryAcquire();
+    l.update({ status: 200, sentAt });
+    // Assess
+    expect(whileOpen).toBe(false);
+    expect(l.waitMs()).toBe(61_000);
   });
 
   it("counts a send's window from when its answer came, not from when it was allowed", () => {
