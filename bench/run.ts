@@ -4,9 +4,15 @@
  * shared machines; ratios much less). Not a test: it prints, it never fails on speed.
  */
 import { benchPipeline, type ScenarioResult } from "./pipeline.js";
+import { benchTiers } from "./tiers.js";
+import { benchServe } from "./serve.js";
 
 const only = process.argv[2];
-const suites: Array<[string, () => Promise<ScenarioResult[]>]> = [["pipeline", benchPipeline]];
+const suites: Array<[string, () => Promise<ScenarioResult[]>]> = [
+  ["pipeline", benchPipeline],
+  ["tiers", benchTiers],
+  ["serve", benchServe],
+];
 
 const rows: ScenarioResult[] = [];
 for (const [name, run] of suites) {

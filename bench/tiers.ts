@@ -1,0 +1,121 @@
+/**
+ * Issue 4's scenarios: the whole pipeline (decode → … → encode, through the real
+ * GeoService and chain) with every lookup a hit in one tier, as a ratio to the
+ * same pipeline with no lookup at all, in the same run.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp, type App } from "../src/app.js";
+import { loadConfig, type ConfigInput } from "../src/config.js";
+import { createDynamoClient, createTable } from "../src/lookup/dynamodb-tier.js";
+import type { Entry, GeoService, IpResult } from "../src/lookup/lookup.js";
+import { Enricher } from "../src/pipeline/enrich.js";
+import { compareRates } from "./measure.js";
+import { publicIp } from "./data.js";
+import { batches, type ScenarioResult } from "./pipeline.js";
+
+const DISTINCT = 2000;
+
+function entries(now: number): Entry[] {
+  const out: Entry[] = [];
+  for (let i = 0; i < DISTINCT; i++) {
+    const ip = publicIp(i);
+    out.push({
+      ip,
+      src: "ip-api",
+      fetchedAt: now,
+      expiresAt: now + 86400,
+      geo: { ip, countryCode: "DE", country: "Germany", regionName: "Hesse", city: "Frankfurt am Main", lat: 50.11, lon: 8.68, asn: 64500 + (i % 10), asOrg: "Example Net", isp: "Example ISP", org: "Example Org", source: "ip-api", fetchedAt: now },
+    });
+  }
+  return out;
+}
+
+/** No lookup at all: every IP comes back final and unknown at once. */
+class NoLookup implements GeoService {
+  async lookup(ips: readonly string[]): Promise<Map<string, IpResult>> {
+    const m = new Map<string, IpResult>();
+    for (const ip of ips) m.set(ip, { final: true });
+    return m;
+  }
+  async close(): Promise<void> {}
+}
+
+async function startDynalite(): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const dynalite = createRequire(import.meta.url)("dynalite") as (o: Record<string, number>) => Server;
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const OFFLINE: ConfigInput = { ipapi: { enabled: false }, mmdb: { enabled: false }, lookup: { deadline_ms: 1000 } };
+
+async function filled(overrides: ConfigInput, deps: Parameters<typeof createApp>[1] = {}): Promise<App> {
+  const app = await createApp(loadConfig({ overrides: overrides }), deps);
+  const all = entries(Math.floor(Date.now() / 1000));
+  await app.cache.set(all);
+  // Write-behind tiers flush on a timer: wait until every IP is a hit.
+  for (let i = 0; i < 100; i++) {
+    const got = await app.cache.get(all.map((e) => e.ip));
+    if (got.size === all.length) return app;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("cache never filled");
+}
+
+export async function benchTiers(): Promise<ScenarioResult[]> {
+  const bodies = batches(20_000, 100, DISTINCT);
+  const dir = mkdtempSync(join(tmpdir(), "dnsgeo-bench-"));
+  const dyn = await startDynalite();
+  const client = createDynamoClient({ endpoint: dyn.endpoint, region: "us-east-1", connectTimeoutMs: 1000, requestTimeoutMs: 5000, credentials: { accessKeyId: "x", secretAccessKey: "x" } });
+  await createTable(client, "dnsgeo-bench");
+  const none = new Enricher({ geo: new NoLookup(), config: loadConfig({ overrides: OFFLINE }) });
+  const memory = await filled({ ...OFFLINE, cache: { sqlite: { enabled: false } } });
+  const sqlite = await filled({ ...OFFLINE, data_dir: dir, cache: { memory: { enabled: false } } });
+  const dynamo = await filled({ ...OFFLINE, cache: { memory: { enabled: false }, sqlite: { enabled: false } }, dynamodb: { table: "dnsgeo-bench", endpoint: dyn.endpoint } }, { dynamoClient: client });
+  let i = 0;
+  const run = (e: Enricher, expectEnriched: boolean) => async (): Promise<number> => {
+    const res = await e.enrichBody(bodies[i++ % bodies.length] as Buffer, { contentType: "application/x-ndjson" });
+    if (expectEnriched && res.counts.enriched !== 100) throw new Error(`expected all hits, got ${JSON.stringify(res.counts)}`);
+    return 100;
+  };
+  try {
+    const [base, mem, sql] = await compareRates([
+      { name: "none", fn: run(none, false) },
+      { name: "memory", fn: run(memory.enricher, true) },
+      { name: "sqlite", fn: run(sqlite.enricher, true) },
+    ]);
+    // dynalite is far slower than DynamoDB (a JS server on the same two cores): shorter rounds, reported only.
+    const [base2, dy] = await compareRates(
+      [
+        { name: "none", fn: run(none, false) },
+        { name: "dynamodb", fn: run(dynamo.enricher, true) },
+      ],
+      { rounds: 3 },
+    );
+    const b = base?.perS ?? 0;
+    const b2 = base2?.perS ?? 0;
+    return [
+      { scenario: "pipeline, all hits in memory", recordsPerS: mem?.perS ?? 0, baseline: "pipeline, no lookup", baselinePerS: b, ratio: (mem?.perS ?? 0) / b, goal: 0.9 },
+      { scenario: "pipeline, all hits in SQLite (memory tier off)", recordsPerS: sql?.perS ?? 0, baseline: "pipeline, no lookup", baselinePerS: b, ratio: (sql?.perS ?? 0) / b, goal: 0.75 },
+      { scenario: "pipeline, all hits in DynamoDB (dynalite, memory and SQLite off)", recordsPerS: dy?.perS ?? 0, baseline: "pipeline, no lookup", baselinePerS: b2, ratio: (dy?.perS ?? 0) / b2 },
+    ];
+  } finally {
+    await memory.close();
+    await sqlite.close();
+    await dynamo.close();
+    client.destroy();
+    await dyn.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
