@@ -113,6 +113,8 @@ export class RateLimiter {
   private serverResetAt = 0;
   private pausedUntil = 0;
   private bannedUntil = 0;
+  /** After a ban: one send at a time until one succeeds. */
+  private probing = false;
   private backoffUntil = 0;
   private consecutiveFailures = 0;
   private logged429 = false;
@@ -140,6 +142,7 @@ export class RateLimiter {
     const now = this.clock.now();
     this.expire(now);
     let until = Math.max(this.bannedUntil, this.pausedUntil, this.backoffUntil);
+    if (this.probing && this.open.length > 0) until = Math.max(until, now + this.windowMs);
     const over = this.sends.length + this.open.length - this.max;
     if (over >= 0) {
       // Answered sends free their slots a window after their answer; with none
@@ -196,6 +199,7 @@ export class RateLimiter {
       this.counters.successes++;
       this.consecutiveFailures = 0;
       this.backoffUntil = 0;
+      this.probing = false;
       this.logged429 = false;
       this.gauge();
       return;
@@ -211,6 +215,7 @@ export class RateLimiter {
       }
     } else if (o.status === 403) {
       this.bannedUntil = now + this.bannedCooldownMs;
+      this.probing = true;
       this.opts.logger?.error(
         { provider: PROVIDER, cooldown_s: Math.round(this.bannedCooldownMs / 1000) },
         "ip-api answered 403: this egress IP is banned; provider calls stopped (one probe after the cool-down); see ip-api's unban page",

@@ -141,10 +141,15 @@ describe("RateLimiter", () => {
     const beforeCooldown = l.tryAcquire();
     clock.advance(1);
     const probe = l.tryAcquire();
+    const secondWhileProbing = l.tryAcquire();
+    l.update({ status: 200, rl: 14, ttl: 60 });
+    const afterProbe = l.tryAcquire();
     // Assess
     expect(banned).toBe(true);
     expect(beforeCooldown).toBe(false);
     expect(probe).toBe(true);
+    expect(secondWhileProbing).toBe(false);
+    expect(afterProbe).toBe(true);
     expect(errors).toHaveLength(1);
     expect(l.stats().failures).toBe(1);
   });
