@@ -12,7 +12,6 @@ import { SqliteTier } from "./lookup/sqlite-tier.js";
 import { DynamoDbTier, createDynamoClient } from "./lookup/dynamodb-tier.js";
 import { LookupChain } from "./lookup/lookup-chain.js";
 import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-service.js";
-import { DynamoFleetBudget } from "./lookup/fleet-budget.js";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
@@ -115,8 +114,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     });
     tiers.push(sqlite);
   }
-  let dynamo: DynamoDbTier | undefined;
-  let shared: DynamoFleetBudget | undefined;
+  let dynamoClient: DynamoDBDocumentClient | undefined;
   const dyn = config.dynamodb;
   if (dyn.table) {
     const client =
@@ -127,7 +125,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
         connectTimeoutMs: dyn.connect_timeout_ms,
         requestTimeoutMs: dyn.request_timeout_ms,
       });
-    dynamo = new DynamoDbTier({
+    const dynamo = new DynamoDbTier({
       client,
       table: dyn.table,
       staleMaxS: config.cache.stale_max_s,
@@ -140,18 +138,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
       ownsClient: deps.dynamoClient === undefined,
     });
     tiers.push(dynamo);
-    if (dyn.fleet_budget && config.ipapi.enabled) {
-      shared = new DynamoFleetBudget({
-        client,
-        table: dyn.table,
-        requestsPerWindow: config.ipapi.requests_per_window,
-        windowS: config.ipapi.window_s,
-        callTimeoutMs: dyn.request_timeout_ms,
-        clock,
-        logger,
-        metrics,
-      });
-    }
+    dynamoClient = client;
   }
   const cache = new CountingLookup(new LookupChain(tiers, { logger, metrics, clock }));
   const mmdb = config.mmdb.enabled
@@ -166,7 +153,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     : undefined;
   const geo: DefaultGeoService = geoServiceFromConfig(
     config,
-    Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}, shared ? { shared } : {}),
+    Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}, dynamoClient ? { dynamoClient } : {}),
   );
   // Shutdown order: background lookups → write-behind flush and stores (the chain closes its tiers in order).
   closers.push(["geo", geo]);
