@@ -65,7 +65,8 @@ export function createDynamoClient(opts: DynamoClientOptions): DynamoDBDocumentC
   const config: DynamoDBClientConfig = {
     region: opts.region ?? (opts.endpoint ? "us-east-1" : undefined),
     maxAttempts: opts.maxAttempts ?? 1,
-    requestHandler: { connectionTimeout: opts.connectTimeoutMs, requestTimeout: opts.requestTimeoutMs },
+    // Without throwOnRequestTimeout this SDK only logs a warning when requestTimeout passes and keeps waiting.
+    requestHandler: { connectionTimeout: opts.connectTimeoutMs, requestTimeout: opts.requestTimeoutMs, throwOnRequestTimeout: true },
   };
   if (opts.endpoint) config.endpoint = opts.endpoint;
   if (opts.credentials) config.credentials = opts.credentials;

@@ -207,6 +207,12 @@ export class SqliteTier implements Lookup {
     this.schemaVersion = SQLITE_SCHEMA_VERSION;
   }
 
+  /**
+   * `WHERE ip IN (?,…)`, one prepared statement per batch size, cached. Measured
+   * against `IN (SELECT value FROM json_each(?))` with one JSON parameter for
+   * 100 keys on 200k rows: equal within noise (≈4.5–6 µs per key either way),
+   * so the plain form stays — it needs no JSON encoding of the keys.
+   */
   private readStmt(n: number): Database.Statement {
     let s = this.reads.get(n);
     if (!s) {

@@ -175,6 +175,25 @@ describe("chain with a broken DynamoDB", () => {
     await expect(tier.get(["9.9.9.9"], { signal: AbortSignal.timeout(DEADLINE_MS) })).rejects.toThrow();
     expect(performance.now() - started).toBeLessThan(DEADLINE_MS + MARGIN_MS);
   });
+
+  it("the client's own request timeout ends a call to a silent endpoint even without a signal", async () => {
+    const ep = await silentEndpoint();
+    cleanups.push(() => ep.close());
+    const tier = new DynamoDbTier({
+      client: createDynamoClient({ endpoint: ep.endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 200 }),
+      table: "dnsgeo",
+      staleMaxS: 0,
+      logger: silentLogger(),
+      callTimeoutMs: 10_000,
+      flushIntervalMs: 60_000,
+      queueMax: 10,
+      ownsClient: true,
+    });
+    cleanups.push(() => tier.close());
+    const started = performance.now();
+    await expect(tier.get(["9.9.9.9"])).rejects.toThrow(/requestTimeout/);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
 });
 
 describe("corrupt SQLite file at start", () => {
