@@ -97,6 +97,7 @@ export class SqliteTier implements Lookup {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private degraded = false;
+  private rebuilt = false;
   private rowsUpperBound = 0;
   private schemaVersion = SQLITE_SCHEMA_VERSION;
 
@@ -112,30 +113,40 @@ export class SqliteTier implements Lookup {
   }
 
   private init(): void {
-    const { path, logger } = this.opts;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(this.opts.path), { recursive: true });
       this.openDb();
     } catch (e) {
-      if (CORRUPT.test(codeOf(e))) {
-        this.closeDbQuietly();
-        const aside = `${path}.corrupt-${nowS(this.clock)}`;
-        logger.warn({ path, movedTo: aside, err: messageOf(e) }, "sqlite cache file is corrupt; moved aside, rebuilding");
-        try {
-          renameSync(path, aside);
-          for (const suffix of ["-wal", "-shm"]) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
-          this.openDb();
-        } catch (e2) {
-          this.degrade(e2);
-          return;
-        }
-      } else {
+      if (!CORRUPT.test(codeOf(e)) || !this.rebuild(e)) {
         this.degrade(e);
         return;
       }
     }
     this.timer = setInterval(() => this.flush(), this.opts.flushIntervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * Moves a corrupt file (and its WAL) aside as `<file>.corrupt-<epoch>` and
+   * opens a new one. At most once per tier, so a disk that corrupts every file
+   * ends in the degraded mode instead of a loop. Returns false when it failed.
+   */
+  private rebuild(cause: unknown): boolean {
+    if (this.rebuilt) return false;
+    this.rebuilt = true;
+    const path = this.opts.path;
+    this.closeDbQuietly();
+    const aside = `${path}.corrupt-${nowS(this.clock)}`;
+    this.opts.logger.warn({ path, movedTo: aside, err: messageOf(cause) }, "sqlite cache file is corrupt; moved aside, rebuilding");
+    try {
+      renameSync(path, aside);
+      for (const suffix of ["-wal", "-shm"]) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
+      this.openDb();
+      return true;
+    } catch {
+      this.closeDbQuietly();
+      return false;
+    }
   }
 
   private openDb(): void {
@@ -401,6 +412,8 @@ export class SqliteTier implements Lookup {
   private degrade(e: unknown): void {
     const code = codeOf(e);
     if (this.degraded) return;
+    // Corruption found while running (pages the open-time scan did not touch): rebuild once.
+    if (this.db && CORRUPT.test(code) && this.rebuild(e)) return;
     this.degraded = true;
     if (this.timer) clearInterval(this.timer);
     const dropped = this.pending.size;
