@@ -22,6 +22,13 @@ function config(): Readonly<Config> {
   return cached;
 }
 
+// `dnsgeo enrich … | head` closes stdout early: stop quietly, as Unix filters do.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  logger.error({ err }, "stdout error");
+  process.exit(1);
+});
+
 process.on("unhandledRejection", (err) => {
   // Count and log, never die: a background lookup must not take the sidecar down.
   logger.error({ err }, "unhandled rejection");
