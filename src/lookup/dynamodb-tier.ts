@@ -211,18 +211,30 @@ export class DynamoDbTier implements Lookup {
     const chunks: Entry[][] = [];
     for (let i = 0; i < batch.length; i += WRITE_CHUNK) chunks.push(batch.slice(i, i + WRITE_CHUNK));
     let next = 0;
+    let failure: unknown;
+    let dropped = 0;
     const worker = async (): Promise<void> => {
       while (next < chunks.length) {
         const chunk = chunks[next++] as Entry[];
+        // Once a call failed for good (endpoint down, timeout), the rest would only wait out
+        // the same timeout one by one — which would also stretch close() without bound.
+        if (failure !== undefined) {
+          dropped += chunk.length;
+          continue;
+        }
         try {
           await this.batchWrite(chunk);
         } catch (e) {
-          this.opts.metrics?.queueDropped.inc({ queue: "dynamodb_write" }, chunk.length);
-          this.burst.warn("write", { table: this.opts.table, err: messageOf(e), items: chunk.length }, "dynamodb write failed; items dropped");
+          failure = e;
+          dropped += chunk.length;
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(WRITE_PARALLEL, chunks.length) }, worker));
+    if (failure !== undefined) {
+      this.opts.metrics?.queueDropped.inc({ queue: "dynamodb_write" }, dropped);
+      this.burst.warn("write", { table: this.opts.table, err: messageOf(failure), dropped }, "dynamodb write failed; queued items dropped");
+    }
   }
 
   private async batchWrite(entries: Entry[]): Promise<void> {

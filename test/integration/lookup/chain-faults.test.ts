@@ -194,6 +194,34 @@ describe("chain with a broken DynamoDB", () => {
     await expect(tier.get(["9.9.9.9"])).rejects.toThrow(/requestTimeout/);
     expect(performance.now() - started).toBeLessThan(2000);
   });
+
+  it("close() with a full write queue and a silent endpoint drops the writes after one timeout", async () => {
+    // Prepare
+    const ep = await silentEndpoint();
+    cleanups.push(() => ep.close());
+    const metrics = createMetrics();
+    const clock = new ManualClock(Date.now());
+    const tier = new DynamoDbTier({
+      client: createDynamoClient({ endpoint: ep.endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 5000 }),
+      table: "dnsgeo",
+      staleMaxS: 0,
+      clock,
+      logger: silentLogger(),
+      metrics,
+      callTimeoutMs: 200,
+      flushIntervalMs: 60_000,
+      queueMax: 10_000,
+      ownsClient: true,
+    });
+    tier.set(Array.from({ length: 1000 }, (_, i) => positive(`11.0.${i >> 8}.${i & 255}`, clock)));
+    // Act
+    const started = performance.now();
+    await tier.close();
+    // Assess: one wave of timed-out calls (200 ms), not 40 chunks × 200 ms.
+    expect(performance.now() - started).toBeLessThan(1500);
+    const m = await metrics.registry.getSingleMetric("dnsgeo_queue_dropped_total")?.get();
+    expect(m?.values.find((v) => v.labels.queue === "dynamodb_write")?.value).toBe(1000);
+  });
 });
 
 describe("corrupt SQLite file at start", () => {
