@@ -15,6 +15,7 @@ import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-servi
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
+import { NameResolver } from "./resolve/resolver.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { silentLogger, type Logger } from "./observability/logger.js";
 
@@ -93,6 +94,19 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
   const metrics = deps.metrics ?? createMetrics();
   const clock = deps.clock ?? systemClock;
   const closers: Array<[string, { close(): Promise<void> | void }]> = [];
+  // Built first: a bad `resolve.servers` entry fails the start before any store is opened.
+  const resolver =
+    config.resolve.mode === "off"
+      ? undefined
+      : new NameResolver({
+          servers: config.resolve.servers,
+          timeoutMs: config.resolve.timeout_ms,
+          concurrency: config.resolve.concurrency,
+          cacheMax: config.resolve.cache_max,
+          clock,
+          logger,
+        });
+  if (resolver) closers.push(["resolver", resolver]);
 
   const tiers: Lookup[] = [];
   const memory = config.cache.memory.enabled
@@ -160,7 +174,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
   closers.push(["cache", cache]);
   if (mmdb) closers.push(["mmdb", mmdb]);
 
-  const enricher = new Enricher({ geo, config, metrics, logger });
+  const enricher = new Enricher(Object.assign({ geo, config, metrics, logger }, resolver ? { resolver } : {}));
   let closed: Promise<void> | undefined;
 
   const app: App = {

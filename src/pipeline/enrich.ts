@@ -14,6 +14,8 @@ import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus } from "./status.js";
+import { addResolvedAnswers } from "../resolve/resolve-step.js";
+import type { NameLookup } from "../resolve/resolver.js";
 import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
@@ -49,6 +51,8 @@ export interface EnricherDeps {
   config: Readonly<Config>;
   metrics?: Metrics;
   logger?: Logger;
+  /** Used when `resolve.mode` is not `off`: adds the query name's IPs (`via: "resolve"`). */
+  resolver?: NameLookup;
 }
 
 function emptyCounts(): EnrichCounts {
@@ -64,6 +68,7 @@ export class Enricher {
   private readonly metrics: Metrics | undefined;
   private readonly logger: Logger | undefined;
   private readonly parseOpts: { ipFields: readonly string[] };
+  private readonly resolver: NameLookup | undefined;
 
   constructor(deps: EnricherDeps) {
     this.geo = deps.geo;
@@ -71,6 +76,7 @@ export class Enricher {
     this.metrics = deps.metrics;
     this.logger = deps.logger;
     this.parseOpts = { ipFields: deps.config.input.ip_fields };
+    this.resolver = deps.config.resolve.mode === "off" ? undefined : deps.resolver;
   }
 
   /**
@@ -112,6 +118,11 @@ export class Enricher {
         extracted[i] = ex;
         exs.push(ex);
       }
+    }
+    if (this.resolver && this.cfg.resolve.mode !== "off" && exs.length > 0) {
+      // Bounded by the resolver timeout and by the lookup deadline (`--wait` waits the timeout).
+      const deadline = opts.wait ? this.cfg.resolve.timeout_ms : Math.min(this.cfg.resolve.timeout_ms, opts.deadlineMs ?? this.cfg.lookup.deadline_ms);
+      await addResolvedAnswers(parsed, extracted, this.resolver, this.cfg.resolve.mode, deadline);
     }
     const ips = publicIps(exs);
     let results: ReadonlyMap<string, IpResult> = NO_RESULTS;

@@ -16,6 +16,10 @@
  *   alike (ECS: "all IPs seen in answers.data"); answers skipped as
  *   `not_canonical` or `zone_id` are left out because their text is not an IP an
  *   `ip`-typed field accepts. They still appear in `dnsgeo.answers` with a reason.
+ * - Answers found by the resolve step (`via: "resolve"`) appear only in
+ *   `dnsgeo.answers` (with `via`): they are not in the DNS answer the log
+ *   recorded, so they are neither `dns.resolved_ip` nor `destination.*` (the
+ *   client never talked to them, e.g. after a DNS Firewall BLOCK).
  * - Absent values are omitted, never `null` or `""`; empty objects are omitted.
  */
 import type { Config } from "../config.js";
@@ -158,6 +162,7 @@ function answerObject(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: 
     if (e.stale) o.stale = true;
   }
   if (view.reason !== undefined) o.reason = view.reason;
+  if (a.via !== undefined) o.via = a.via;
   return o;
 }
 
@@ -236,7 +241,7 @@ export function formatEcs(
 
   if (answers.length > 0) {
     const ips: string[] = [];
-    for (const a of answers) if (isIpText(a)) ips.push(a.ip);
+    for (const a of answers) if (isIpText(a) && a.via === undefined) ips.push(a.ip);
     if (ips.length > 0) {
       const existing = top.dns;
       if (existing === undefined) top.dns = { resolved_ip: ips };
@@ -246,7 +251,7 @@ export function formatEcs(
 
   if (out.destination) {
     for (const a of answers) {
-      if (a.class === "public") {
+      if (a.class === "public" && a.via === undefined) {
         addDestination(top, a, results, enc);
         break;
       }
@@ -307,8 +312,8 @@ function textsFor(entry: object, enc: GeoPoint): EntryTexts {
 function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): string {
   const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
   const e = r?.entry;
-  // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found).
-  if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale) {
+  // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found, no `via`).
+  if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale && a.via === undefined) {
     const t = textsFor(e, enc);
     t.answer ??= JSON.stringify(answerObject(a, results, enc, failed));
     return t.answer;
@@ -357,7 +362,7 @@ export function formatEcsText(
   const enc = out.geo_point;
   const answers = ex.answers;
   let ips = "";
-  for (const a of answers) if (isIpText(a)) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
+  for (const a of answers) if (isIpText(a) && a.via === undefined) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
   let sep = "";
   if (ips !== "") {
     parts += `"dns":{"resolved_ip":[${ips}]}`;
@@ -365,7 +370,7 @@ export function formatEcsText(
   }
   if (out.destination) {
     for (const a of answers) {
-      if (a.class === "public") {
+      if (a.class === "public" && a.via === undefined) {
         parts += `${sep}"destination":${destinationText(a, results, enc)}`;
         sep = ",";
         break;

@@ -108,6 +108,8 @@ export interface AnswerIp {
   /** `public` answers are looked up; `skipped` ones never reach a provider. */
   class: "public" | "skipped";
   reason?: SkipReason;
+  /** `resolve`: not in the record's DNS answer; found by the optional resolve step (`resolve.mode`). */
+  via?: "resolve";
 }
 
 /** Output of `extract` for one record. */
