@@ -82,7 +82,9 @@ export class LookupChain implements Lookup {
    * The first tier (memory, in practice) is asked directly for the whole
    * batch: when it answers everything — the common case — its map is the
    * result, with no per-IP bookkeeping. Only what it misses goes through
-   * in-flight sharing and the lower tiers.
+   * in-flight sharing and the lower tiers. A get that joins another's
+   * in-flight lookup gets that lookup's answers, which its first caller's
+   * signal bounded; it waits no longer than its own signal either way.
    */
   async get(ips: readonly string[], opts?: GetOptions): Promise<Map<string, Entry>> {
     if (ips.length === 0 || this.tiers.length === 0) return new Map();
