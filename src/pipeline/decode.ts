@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import * as zlib from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
 import type { Decoded, DecodedItem, EncodableItem, Framing } from "./types.js";
+import { parseJsonBounded } from "./json-depth.js";
 
 interface SnappyJs {
   uncompress(compressed: Uint8Array, maxLength?: number): Uint8Array;
@@ -358,7 +359,7 @@ function firstNonWhitespace(text: string): number {
 
 function tryParse(text: string): { ok: true; value: unknown } | { ok: false } {
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    return { ok: true, value: parseJsonBounded(text) };
   } catch {
     return { ok: false };
   }
@@ -409,7 +410,7 @@ function splitLines(text: string): DecodedItem[] {
       if (line.charCodeAt(0) === 0x1e) line = line.slice(1);
       if (!isBlank(line)) {
         try {
-          const value = JSON.parse(line) as unknown;
+          const value = parseJsonBounded(line);
           items.push(value !== null && typeof value === "object" && !Array.isArray(value) ? { kind: "json", value, text: line } : { kind: "json", value });
         } catch {
           items.push({ kind: "unparsed", raw: line });

@@ -17,6 +17,7 @@ import { isZeek, parseZeek } from "./parse/zeek.js";
 import { isEcs, parseEcs } from "./parse/ecs.js";
 import { parseSysmon, sysmonData } from "./parse/sysmon.js";
 import { parseCustom } from "./parse/custom.js";
+import { parseJsonBounded } from "./json-depth.js";
 
 export { firehoseRequest } from "./parse/firehose.js";
 
@@ -130,7 +131,7 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
     let whole: unknown;
     let ok = false;
     try {
-      whole = JSON.parse(trimmed);
+      whole = parseJsonBounded(trimmed);
       ok = true;
     } catch {
       ok = false;
@@ -150,7 +151,7 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
     if (line.length === 0) continue;
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      value = parseJsonBounded(line);
     } catch {
       const parts = line.charCodeAt(0) === 0x7b ? splitConcatenated(line) : undefined;
       if (parts !== undefined) {
@@ -186,7 +187,7 @@ function splitConcatenated(line: string): unknown[] | undefined {
       depthCount--;
       if (depthCount === 0) {
         try {
-          values.push(JSON.parse(line.slice(start, i + 1)));
+          values.push(parseJsonBounded(line.slice(start, i + 1)));
         } catch {
           return undefined;
         }

@@ -23,6 +23,7 @@ import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
 import { refusalReason } from "./refusal.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
+import { parseJsonBounded } from "../pipeline/json-depth.js";
 
 /** Full name of the service, as health checks and reflection know it. */
 export const ENRICHMENT_SERVICE = "dnsgeo.v1.Enrichment";
@@ -145,7 +146,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     for (let i = 0; i < records.length; i++) {
       const s = records[i] as string;
       try {
-        const value = JSON.parse(s) as unknown;
+        const value = parseJsonBounded(s);
         // The source text lets the ECS formatter append instead of re-serializing (plain objects only).
         items[i] = value !== null && typeof value === "object" && !Array.isArray(value) ? { kind: "json", value, text: s } : { kind: "json", value };
       } catch {

@@ -8,6 +8,7 @@
 import type { ParsedItem, RecordEnvelope } from "../types.js";
 import type { JsonObject, ParseContext } from "./common.js";
 import { base64Text, isObject, str } from "./common.js";
+import { parseJsonBounded } from "../json-depth.js";
 
 /** `messageType` plus `logEvents[]`. */
 export function isCloudWatch(o: JsonObject): boolean {
@@ -48,7 +49,7 @@ export function expandCloudWatch(o: JsonObject, depth: number, out: ParsedItem[]
       const c = firstChar(msg);
       if (c === 0x7b /* { */) {
         try {
-          inner = JSON.parse(msg);
+          inner = parseJsonBounded(msg);
         } catch {
           inner = undefined;
         }
