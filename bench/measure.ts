@@ -11,14 +11,24 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? 0;
 }
 
+/** Process CPU time (user + system), milliseconds. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /**
  * Runs each subject for `msPerRound` per round, `rounds` times, interleaved.
- * `fn` does one unit of work and returns how many units it did.
+ * `fn` does one unit of work and returns how many units it did. Rates are per
+ * second of this process's CPU time, not wall time: on a shared machine the
+ * process is often off the CPU, and that time belongs to neither subject.
+ * (Subjects that wait on another process, like dynalite, use `clock: "wall"`.)
  */
 export async function compareRates(
   subjects: Array<{ name: string; fn: () => number | Promise<number> }>,
-  opts: { rounds?: number; msPerRound?: number } = {},
+  opts: { rounds?: number; msPerRound?: number; clock?: "cpu" | "wall" } = {},
 ): Promise<Rate[]> {
+  const now = opts.clock === "wall" ? () => performance.now() : cpuMs;
   const rounds = opts.rounds ?? 5;
   const ms = opts.msPerRound ?? 400;
   const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
@@ -26,11 +36,11 @@ export async function compareRates(
   for (let r = 0; r < rounds; r++) {
     for (const s of subjects) {
       let units = 0;
-      const start = process.hrtime.bigint();
+      const start = now();
       let elapsed = 0;
       while (elapsed < ms) {
         units += await s.fn();
-        elapsed = Number(process.hrtime.bigint() - start) / 1e6;
+        elapsed = now() - start;
       }
       samples.get(s.name)?.push((units * 1000) / elapsed);
     }

@@ -424,14 +424,53 @@ function splitLines(text: string): DecodedItem[] {
 
 function itemText(item: EncodableItem): string {
   if (item.kind === "unparsed") return item.raw;
-  if (item.kind === "jsontext") return item.text;
+  if (item.kind === "jsontext") return item.parts.join("");
   return JSON.stringify(item.value) ?? "null";
 }
 
 function itemJson(item: EncodableItem): string {
   if (item.kind === "unparsed") return JSON.stringify(item.raw);
-  if (item.kind === "jsontext") return item.text;
+  if (item.kind === "jsontext") return item.parts.join("");
   return JSON.stringify(item.value) ?? "null";
+}
+
+/**
+ * Items as newline-terminated lines in one buffer. Each string (each piece of
+ * a JsonText) is UTF-8 encoded straight into place: joining first would copy
+ * every byte once more, and the output of a batch is several times its input.
+ */
+function linesToBuffer(items: readonly EncodableItem[]): Buffer {
+  let chars = 0;
+  for (const it of items) {
+    if (it.kind === "jsontext") for (const p of it.parts) chars += p.length;
+    else chars += itemText(it).length;
+    chars++;
+  }
+  // ASCII (the usual case) fits exactly; wider text grows the buffer.
+  let buf = Buffer.allocUnsafe(chars);
+  let off = 0;
+  const put = (p: string): void => {
+    if (off + p.length * 3 > buf.length) {
+      const need = off + Buffer.byteLength(p, "utf8") + 1;
+      if (need > buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+        buf.copy(bigger, 0, 0, off);
+        buf = bigger;
+      }
+    }
+    off += buf.write(p, off, "utf8");
+  };
+  for (const it of items) {
+    if (it.kind === "jsontext") for (const p of it.parts) put(p);
+    else put(itemText(it));
+    if (off >= buf.length) {
+      const bigger = Buffer.allocUnsafe(buf.length * 2 + 1);
+      buf.copy(bigger, 0, 0, off);
+      buf = bigger;
+    }
+    buf[off++] = 0x0a;
+  }
+  return off === buf.length ? buf : buf.subarray(0, off);
 }
 
 /**
@@ -447,9 +486,7 @@ function itemJson(item: EncodableItem): string {
 export function encodeItems(framing: Framing, items: readonly EncodableItem[]): Buffer {
   if (framing === "ndjson") {
     if (items.length === 0) return Buffer.alloc(0);
-    const parts = new Array<string>(items.length);
-    for (let i = 0; i < items.length; i++) parts[i] = itemText(items[i] as EncodableItem);
-    return Buffer.from(parts.join("\n") + "\n", "utf8");
+    return linesToBuffer(items);
   }
   if (framing === "object" && items.length === 1) {
     return Buffer.from(itemJson(items[0] as EncodableItem), "utf8");

@@ -158,7 +158,7 @@ export class Enricher {
         counts[recordStatus(ex, results, failed, p.rec.kind).status]++;
         const text = texts?.[i];
         const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text);
-        if (fast !== undefined) items.push({ kind: "jsontext", text: fast });
+        if (fast !== undefined) items.push({ kind: "jsontext", parts: fast });
         else this.pushRecord(items, format, out, p.rec, ex, results, failed);
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.

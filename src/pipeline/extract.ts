@@ -6,6 +6,25 @@ import { classifyIp } from "./classify.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
 /**
+ * Answers repeat across records (the same CDN addresses and CNAME targets), so
+ * classifications are remembered: a Map hit is several times cheaper than
+ * parsing the text again. Bounded by clearing; entries are frozen because they
+ * are shared by every record that has the answer.
+ */
+const MEMO_MAX = 20_000;
+const memo = new Map<string, AnswerIp | null>();
+
+function classifyMemo(text: string): AnswerIp | undefined {
+  const hit = memo.get(text);
+  if (hit !== undefined) return hit ?? undefined;
+  if (typeof text !== "string") return classifyIp(text);
+  const a = classifyIp(text);
+  if (memo.size >= MEMO_MAX) memo.clear();
+  memo.set(text, a ? Object.freeze(a) : null);
+  return a;
+}
+
+/**
  * Classifies every raw answer of a record in order, drops those that are not
  * IPs (names of a CNAME chain, TXT text…) and keeps the first of answers with
  * the same canonical text (`8.8.8.8` and `::ffff:8.8.8.8` are one answer).
@@ -15,7 +34,7 @@ export function extract(rec: ParsedRecord): Extracted {
   const raw = Array.isArray(rec.answers) ? rec.answers : [];
   let seen: Set<string> | undefined;
   for (const text of raw) {
-    const a = classifyIp(text);
+    const a = classifyMemo(text);
     if (!a) continue;
     // Records usually hold a handful of answers: a linear scan beats a Set until they don't.
     if (answers.length < 8) {

@@ -335,11 +335,11 @@ function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, en
 }
 
 /**
- * The ECS output as JSON text, built by appending the added fields to the
- * record's own source text (`text`, one NDJSON line) instead of serializing the
- * whole record again. Gives exactly what `JSON.stringify(formatEcs(…))` gives
- * (same keys, same order); returns undefined when the record already has a key
- * dnsgeo would merge into (`dns`, `destination`, `dnsgeo`, `aws`) or came in an
+ * The ECS output as JSON text in pieces (their concatenation is the text),
+ * built by appending the added fields to the record's own source text (`text`,
+ * one NDJSON line) instead of serializing the whole record again. Gives exactly
+ * what `JSON.stringify(formatEcs(…))` gives (same keys, same order); returns
+ * undefined when the record already has a key dnsgeo would merge into (`dns`, `destination`, `dnsgeo`, `aws`) or came in an
  * envelope — the caller then takes the object path.
  */
 export function formatEcsText(
@@ -349,7 +349,7 @@ export function formatEcsText(
   out: Config["output"],
   failed: boolean | undefined,
   text: string,
-): string | undefined {
+): string[] | undefined {
   const r = rec.record;
   if (rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
   let end = text.length - 1;
@@ -358,32 +358,37 @@ export function formatEcsText(
   let last = end - 1;
   while (last > 0 && text.charCodeAt(last) <= 0x20) last--;
   // `{}`: nothing before the added keys, so no comma.
-  let parts = text.charCodeAt(last) === 0x7b /* { */ ? text.slice(0, last + 1) : text.slice(0, end) + ",";
+  // Pieces, not one concatenated string: the encoder writes each straight into
+  // the output buffer, where a long concatenation would first be copied flat.
+  const parts: string[] = text.charCodeAt(last) === 0x7b /* { */ ? [text.slice(0, last + 1)] : [text.slice(0, end), ","];
   const enc = out.geo_point;
   const answers = ex.answers;
   let ips = "";
   for (const a of answers) if (isIpText(a) && a.via === undefined) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
   let sep = "";
   if (ips !== "") {
-    parts += `"dns":{"resolved_ip":[${ips}]}`;
+    parts.push(`"dns":{"resolved_ip":[${ips}]}`);
     sep = ",";
   }
   if (out.destination) {
     for (const a of answers) {
       if (a.class === "public" && a.via === undefined) {
-        parts += `${sep}"destination":${destinationText(a, results, enc)}`;
+        parts.push(`${sep}"destination":`, destinationText(a, results, enc));
         sep = ",";
         break;
       }
     }
   }
   const st = recordStatus(ex, results, failed, rec.kind);
-  parts += `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
-  if (st.reason !== undefined) parts += `,"reason":${JSON.stringify(st.reason)}`;
+  let head = `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
+  if (st.reason !== undefined) head += `,"reason":${JSON.stringify(st.reason)}`;
   if (answers.length > 0) {
-    parts += `,"answers":[`;
-    for (let i = 0; i < answers.length; i++) parts += (i === 0 ? "" : ",") + answerText(answers[i] as AnswerIp, results, enc, failed);
-    parts += "]";
-  }
-  return parts + "}}";
+    parts.push(head + `,"answers":[`);
+    for (let i = 0; i < answers.length; i++) {
+      if (i > 0) parts.push(",");
+      parts.push(answerText(answers[i] as AnswerIp, results, enc, failed));
+    }
+    parts.push("]}}");
+  } else parts.push(head + "}}");
+  return parts;
 }

@@ -15,10 +15,11 @@ export type DecodedItem =
   | { kind: "json"; value: unknown; text?: string }
   | { kind: "unparsed"; raw: string };
 
-/** Output only: a value already serialized as JSON text (the ECS fast path). */
+/** Output only: a value already serialized as JSON text, in pieces (the ECS fast path). */
 export interface JsonText {
   kind: "jsontext";
-  text: string;
+  /** Concatenated, the JSON text. */
+  parts: readonly string[];
 }
 
 /** What `encodeItems` writes. */

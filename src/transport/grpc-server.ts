@@ -157,7 +157,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     const texts = new Array<string>(out.items.length);
     for (let i = 0; i < out.items.length; i++) {
       const it = out.items[i] as (typeof out.items)[number];
-      texts[i] = it.kind === "json" ? JSON.stringify(it.value) : it.kind === "jsontext" ? it.text : it.raw;
+      texts[i] = it.kind === "json" ? JSON.stringify(it.value) : it.kind === "jsontext" ? it.parts.join("") : it.raw;
     }
     return { records: texts, counts: out.counts, id: req.id ?? "", looked_up: out.lookedUp };
   };

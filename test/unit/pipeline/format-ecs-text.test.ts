@@ -76,15 +76,18 @@ describe("formatEcsText", () => {
         fc.boolean(),
         fc.boolean(),
         fc.constantFrom("", " ", "\t "),
-        (record, answers, results, geoPoint, destination, failed, pad) => {
+        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        (record, answers, results, geoPoint, destination, failed, pad, viaResolve) => {
           // Prepare
           const text = pad + JSON.stringify(record) + pad;
           const rec: ParsedRecord = { kind: "route53", record: JSON.parse(text) as Record<string, unknown>, answers };
-          const ex = extract(rec);
+          const extracted = extract(rec);
+          // Some answers came from the optional resolve step (marked, never in dns.resolved_ip / destination).
+          const ex = { answers: extracted.answers.map((a, i) => (viaResolve[i] ? Object.assign({}, a, { via: "resolve" as const }) : a)) };
           const out = loadConfig({ overrides: { output: { geo_point: geoPoint, destination } } }).output;
           // Act: twice, so the second call reads cached fragments
-          const first = formatEcsText(rec, ex, results, out, failed, text);
-          const second = formatEcsText(rec, ex, results, out, failed, text);
+          const first = formatEcsText(rec, ex, results, out, failed, text)?.join("");
+          const second = formatEcsText(rec, ex, results, out, failed, text)?.join("");
           // Assess
           const expected = JSON.stringify(formatEcs(rec, ex, results, out, failed));
           const declines = ["dns", "destination", "dnsgeo", "aws"].some((k) => Object.prototype.hasOwnProperty.call(rec.record, k));

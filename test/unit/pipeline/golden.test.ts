@@ -37,7 +37,7 @@ describe("golden outputs", () => {
         // Act
         const res = await enricher.enrichBody(body, { contentType: file.endsWith(".ndjson") ? "application/x-ndjson" : "application/json" }, { format });
         const actual = JSON.stringify(
-          { framing: res.framing, counts: res.counts, items: res.items.map((i) => (i.kind === "json" ? i.value : i.kind === "jsontext" ? (JSON.parse(i.text) as unknown) : { unparsed: i.raw })) },
+          { framing: res.framing, counts: res.counts, items: res.items.map((i) => (i.kind === "json" ? i.value : i.kind === "jsontext" ? (JSON.parse(i.parts.join("")) as unknown) : { unparsed: i.raw })) },
           null,
           2,
         ) + "\n";

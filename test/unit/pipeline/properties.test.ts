@@ -81,7 +81,7 @@ describe("pipeline properties", () => {
         expect(res.items.length).toBe(records.length);
         res.items.forEach((item, i) => {
           expect(["json", "jsontext"]).toContain(item.kind);
-          const out = item.kind === "jsontext" ? (JSON.parse(item.text) as unknown) : (item as { value: unknown }).value;
+          const out = item.kind === "jsontext" ? (JSON.parse(item.parts.join("")) as unknown) : (item as { value: unknown }).value;
           for (const [path, v] of leaves(parsedBack[i])) {
             if (path.length === 0) continue;
             const got = at(out, path);
