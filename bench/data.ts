@@ -1,4 +1,5 @@
-/** Synthetic but realistic Route 53 Resolver query log records for benchmarks. */
+/** Synthetic but realistic Route 53 Resolver query log records, and cache entries for them, for benchmarks. */
+import type { Entry } from "../src/lookup/lookup.js";
 
 /** A public-looking IPv4 from an index (avoids every special-purpose range). */
 export function publicIp(i: number): string {
@@ -38,4 +39,20 @@ export function route53Ndjson(n: number, distinctIps: number): string {
   const lines: string[] = new Array(n);
   for (let i = 0; i < n; i++) lines[i] = JSON.stringify(route53Record(i, distinctIps));
   return lines.join("\n") + "\n";
+}
+
+/** Fresh provider-like cache entries for `publicIp(0 … distinct-1)`. */
+export function cacheEntries(distinct: number, now: number = Math.floor(Date.now() / 1000)): Entry[] {
+  const out: Entry[] = [];
+  for (let i = 0; i < distinct; i++) {
+    const ip = publicIp(i);
+    out.push({
+      ip,
+      src: "ip-api",
+      fetchedAt: now,
+      expiresAt: now + 86400,
+      geo: { ip, countryCode: "DE", country: "Germany", regionName: "Hesse", city: "Frankfurt am Main", lat: 50.11, lon: 8.68, asn: 64500 + (i % 10), asOrg: "Example Net", isp: "Example ISP", org: "Example Org", source: "ip-api", fetchedAt: now },
+    });
+  }
+  return out;
 }

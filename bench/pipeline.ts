@@ -6,9 +6,8 @@
  */
 import { createApp } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
-import type { Entry } from "../src/lookup/lookup.js";
 import { compareRates } from "./measure.js";
-import { publicIp, route53Ndjson } from "./data.js";
+import { cacheEntries, route53Ndjson } from "./data.js";
 
 export interface ScenarioResult {
   scenario: string;
@@ -32,19 +31,7 @@ export async function benchPipeline(): Promise<ScenarioResult[]> {
   const bodies = batches(20_000, 100, distinct);
   const cfg = loadConfig({ overrides: { ipapi: { enabled: false }, mmdb: { enabled: false }, cache: { sqlite: { enabled: false } } } });
   const app = await createApp(cfg);
-  const now = Math.floor(Date.now() / 1000);
-  const entries: Entry[] = [];
-  for (let i = 0; i < distinct; i++) {
-    const ip = publicIp(i);
-    entries.push({
-      ip,
-      src: "ip-api",
-      fetchedAt: now,
-      expiresAt: now + 86400,
-      geo: { ip, countryCode: "DE", country: "Germany", regionName: "Hesse", city: "Frankfurt am Main", lat: 50.11, lon: 8.68, asn: 64500 + (i % 10), asOrg: "Example Net", isp: "Example ISP", org: "Example Org", source: "ip-api", fetchedAt: now },
-    });
-  }
-  await app.cache?.set(entries);
+  await app.cache.set(cacheEntries(distinct));
 
   let i = 0;
   const [base, pipe] = await compareRates([

@@ -18,8 +18,7 @@ import { fileURLToPath } from "node:url";
 import { createApp } from "../src/app.js";
 import { startServe } from "../src/cli/serve.js";
 import { loadConfig } from "../src/config.js";
-import type { Entry } from "../src/lookup/lookup.js";
-import { publicIp } from "./data.js";
+import { cacheEntries } from "./data.js";
 import type { LoadResult, LoadSetup, LoadTask, LoadTarget } from "./serve-load.js";
 import type { ScenarioResult } from "./pipeline.js";
 
@@ -97,19 +96,7 @@ export async function benchServe(): Promise<ScenarioResult[]> {
     },
   });
   const app = await createApp(cfg);
-  const now = Math.floor(Date.now() / 1000);
-  const entries: Entry[] = [];
-  for (let i = 0; i < DISTINCT; i++) {
-    const ip = publicIp(i);
-    entries.push({
-      ip,
-      src: "ip-api",
-      fetchedAt: now,
-      expiresAt: now + 86400,
-      geo: { ip, countryCode: "DE", country: "Germany", regionName: "Hesse", city: "Frankfurt am Main", lat: 50.11, lon: 8.68, asn: 64500 + (i % 10), asOrg: "Example Net", isp: "Example ISP", org: "Example Org", source: "ip-api", fetchedAt: now },
-    });
-  }
-  await app.cache?.set(entries);
+  await app.cache.set(cacheEntries(DISTINCT));
   const serve = await startServe(app);
   const echo = await echoServer();
   const load = new LoadChild();

@@ -12,28 +12,13 @@ import { join } from "node:path";
 import { createApp, type App } from "../src/app.js";
 import { loadConfig, type ConfigInput } from "../src/config.js";
 import { createDynamoClient, createTable } from "../src/lookup/dynamodb-tier.js";
-import type { Entry, GeoService, IpResult } from "../src/lookup/lookup.js";
+import type { GeoService, IpResult } from "../src/lookup/lookup.js";
 import { Enricher } from "../src/pipeline/enrich.js";
 import { compareRates } from "./measure.js";
-import { publicIp } from "./data.js";
+import { cacheEntries } from "./data.js";
 import { batches, type ScenarioResult } from "./pipeline.js";
 
 const DISTINCT = 2000;
-
-function entries(now: number): Entry[] {
-  const out: Entry[] = [];
-  for (let i = 0; i < DISTINCT; i++) {
-    const ip = publicIp(i);
-    out.push({
-      ip,
-      src: "ip-api",
-      fetchedAt: now,
-      expiresAt: now + 86400,
-      geo: { ip, countryCode: "DE", country: "Germany", regionName: "Hesse", city: "Frankfurt am Main", lat: 50.11, lon: 8.68, asn: 64500 + (i % 10), asOrg: "Example Net", isp: "Example ISP", org: "Example Org", source: "ip-api", fetchedAt: now },
-    });
-  }
-  return out;
-}
 
 /** No lookup at all: every IP comes back final and unknown at once. */
 class NoLookup implements GeoService {
@@ -62,7 +47,7 @@ const OFFLINE: ConfigInput = { ipapi: { enabled: false }, mmdb: { enabled: false
 
 async function filled(overrides: ConfigInput, deps: Parameters<typeof createApp>[1] = {}): Promise<App> {
   const app = await createApp(loadConfig({ overrides: overrides }), deps);
-  const all = entries(Math.floor(Date.now() / 1000));
+  const all = cacheEntries(DISTINCT);
   await app.cache.set(all);
   // Write-behind tiers flush on a timer: wait until every IP is a hit.
   for (let i = 0; i < 100; i++) {

@@ -1,4 +1,5 @@
 /** What every CLI verb gets from main.ts: config loading and the standard streams. */
+import { InvalidArgumentError } from "commander";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 
@@ -33,3 +34,10 @@ export class CliFailure extends Error {
 export const EXIT_USAGE = 2;
 /** Exit code for a wrong config value (as Vector does: EX_CONFIG). */
 export const EXIT_CONFIG = 78;
+
+/** commander argument parser for a positive integer option (usage error otherwise). */
+export function parsePositiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
+  return n;
+}

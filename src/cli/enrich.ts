@@ -6,12 +6,12 @@
  */
 import { createReadStream } from "node:fs";
 import type { Command } from "commander";
-import { InvalidArgumentError, Option } from "commander";
+import { Option } from "commander";
 import { createApp, type App } from "../app.js";
 import { decode, encodeItems } from "../pipeline/decode.js";
 import type { EnrichCounts, EnrichOptions, OutputFormat } from "../pipeline/enrich.js";
 import type { Decoded } from "../pipeline/types.js";
-import { CliFailure, type CliContext } from "./context.js";
+import { CliFailure, parsePositiveInt, type CliContext } from "./context.js";
 
 /** Records per lookup batch: big enough to batch provider calls, small enough to stream. */
 const SLICE = 1000;
@@ -22,12 +22,6 @@ interface EnrichFlags {
   wait?: boolean;
   deadlineMs?: number;
   progress?: boolean;
-}
-
-function parsePositiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
-  return n;
 }
 
 export function registerEnrich(program: Command, ctx: CliContext): void {

@@ -1,14 +1,7 @@
 /** `dnsgeo lookup IP…`: one JSON line per IP on stdout (GeoInfo under `geo`). */
 import type { Command } from "commander";
-import { InvalidArgumentError } from "commander";
 import { createApp } from "../app.js";
-import { CliFailure, type CliContext } from "./context.js";
-
-function parsePositiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
-  return n;
-}
+import { CliFailure, parsePositiveInt, type CliContext } from "./context.js";
 
 export function registerLookup(program: Command, ctx: CliContext): void {
   program
