@@ -3,6 +3,8 @@
  * the Enricher. The one place where wiring happens; transports and CLI verbs get
  * an `App`.
  */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
 import { sqlitePath, type Config } from "./config.js";
 import type { Clock, Entry, GeoInfo, GetOptions, Lookup } from "./lookup/lookup.js";
 import { systemClock } from "./lookup/lookup.js";
@@ -12,6 +14,8 @@ import { SqliteTier } from "./lookup/sqlite-tier.js";
 import { DynamoDbTier, createDynamoClient } from "./lookup/dynamodb-tier.js";
 import { LookupChain } from "./lookup/lookup-chain.js";
 import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-service.js";
+import { fileLimiterStore } from "./lookup/limiter-store.js";
+import { IPAPI_FREE_URL, IPAPI_PRO_URL } from "./lookup/ipapi-provider.js";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
@@ -86,6 +90,16 @@ class CountingLookup implements Lookup {
   close(): Promise<void> | void {
     return this.inner.close();
   }
+}
+
+/**
+ * The limiter's state file under `data_dir`, one per provider endpoint (the
+ * budget belongs to the endpoint: a pro key's budget isn't the free one's).
+ */
+function limiterStatePath(config: Readonly<Config>): string {
+  const url = config.ipapi.url ?? (config.ipapi.key ? IPAPI_PRO_URL : IPAPI_FREE_URL);
+  const tag = createHash("sha256").update(url).digest("hex").slice(0, 12);
+  return join(config.data_dir, `ipapi-budget-${tag}.json`);
 }
 
 /** Builds the app; opens stores and offline data. */
@@ -167,7 +181,11 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     : undefined;
   const geo: DefaultGeoService = geoServiceFromConfig(
     config,
-    Object.assign({ cache, clock, logger, metrics }, mmdb ? { fallback: mmdb } : {}, dynamoClient ? { dynamoClient } : {}),
+    Object.assign(
+      { cache, clock, logger, metrics, limiterStore: fileLimiterStore(limiterStatePath(config), logger) },
+      mmdb ? { fallback: mmdb } : {},
+      dynamoClient ? { dynamoClient } : {},
+    ),
   );
   // Shutdown order: background lookups → write-behind flush and stores (the chain closes its tiers in order).
   closers.push(["geo", geo]);

@@ -30,6 +30,7 @@ import type { Metrics } from "../observability/metrics.js";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { BackfillQueue } from "./backfill-queue.js";
 import { DynamoFleetBudget } from "./fleet-budget.js";
+import type { LimiterStore } from "./limiter-store.js";
 import { IpApiProvider, ipApiOptionsFromConfig, ProviderError, type BatchResult } from "./ipapi-provider.js";
 import type { Clock, Entry, GeoService, IpResult, Lookup, ServiceLookupOptions } from "./lookup.js";
 import { nowS, systemClock } from "./lookup.js";
@@ -468,6 +469,8 @@ export interface GeoServiceDeps {
   dynamoClient?: DynamoDBDocumentClient;
   /** A provider to use instead of building an IpApiProvider from config. */
   provider?: BatchSource;
+  /** Where the limiter's sends, pause and ban outlive the process (see limiter-store.ts). */
+  limiterStore?: LimiterStore;
 }
 
 /** Builds the service, its provider, limiter and queue from the frozen config. */
@@ -517,6 +520,7 @@ export function geoServiceFromConfig(cfg: Config, deps: GeoServiceDeps): Default
       deps.logger ? { logger: deps.logger } : {},
       deps.metrics ? { metrics: deps.metrics } : {},
       shared ? { shared } : {},
+      deps.limiterStore ? { store: deps.limiterStore } : {},
     ),
   );
   const provider =

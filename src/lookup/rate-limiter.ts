@@ -29,6 +29,7 @@ import type { Clock } from "./lookup.js";
 import { systemClock } from "./lookup.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { LimiterStore } from "./limiter-store.js";
 
 /** Why a send failed without an HTTP answer. */
 export type SendFailure = "connect" | "timeout" | "network" | "body";
@@ -77,6 +78,11 @@ export interface RateLimiterOptions {
   random?: () => number;
   /** Optional fleet-wide budget. */
   shared?: SharedBudget;
+  /**
+   * Where sends, pause and ban outlive the process (see limiter-store.ts):
+   * loaded at start and merged in before every send, saved after every change.
+   */
+  store?: LimiterStore;
 }
 
 /** Limiter counters, for the CLI progress line and tests. */
@@ -129,6 +135,8 @@ export class RateLimiter {
     this.backoffBaseMs = opts.backoffBaseMs ?? 500;
     this.backoffMaxMs = opts.backoffMaxMs ?? 30_000;
     this.random = opts.random ?? Math.random;
+    this.merge();
+    if (this.bannedUntil > this.clock.now()) this.probing = true;
     this.gauge();
   }
 
@@ -158,9 +166,11 @@ export class RateLimiter {
 
   /** Takes one send from the budget when allowed now. */
   tryAcquire(): boolean {
+    this.merge();
     if (this.waitMs() > 0) return false;
     this.open.push(this.clock.now());
     if (this.serverLeft !== undefined) this.serverLeft--;
+    this.persist();
     this.gauge();
     return true;
   }
@@ -178,12 +188,18 @@ export class RateLimiter {
     if (res.ok) return sentAt;
     this.refund(sentAt);
     this.pausedUntil = Math.max(this.pausedUntil, res.retryAtMs ?? this.clock.now() + this.marginMs);
+    this.persist();
     this.gauge();
     return undefined;
   }
 
   /** Reports one send's outcome: headers, status or failure. */
   update(o: SendOutcome): void {
+    this.apply(o);
+    this.persist();
+  }
+
+  private apply(o: SendOutcome): void {
     const now = this.clock.now();
     if (o.error === "connect") {
       this.refund(o.sentAt);
@@ -275,6 +291,36 @@ export class RateLimiter {
     while (n < this.sends.length && (this.sends[n] as number) <= cutoff) n++;
     if (n > 0) this.sends.splice(0, n);
     if (this.serverLeft !== undefined && now >= this.serverResetAt) this.serverLeft = undefined;
+  }
+
+  /**
+   * Takes in what the store knows (another process's or an earlier run's sends):
+   * sends not known here yet count as answered at their stored time.
+   */
+  private merge(): void {
+    const st = this.opts.store?.load();
+    if (!st) return;
+    const now = this.clock.now();
+    const cutoff = now - this.windowMs - this.marginMs;
+    const known = new Set<number>(this.sends);
+    for (const t of this.open) known.add(t);
+    let added = false;
+    for (const t of st.sends) {
+      if (t > cutoff && t <= now + this.marginMs && !known.has(t)) {
+        this.sends.push(t);
+        added = true;
+      }
+    }
+    if (added) this.sends.sort((a, b) => a - b);
+    this.pausedUntil = Math.max(this.pausedUntil, st.pausedUntil);
+    if (st.bannedUntil > this.bannedUntil) {
+      this.bannedUntil = st.bannedUntil;
+      if (st.bannedUntil > now) this.probing = true;
+    }
+  }
+
+  private persist(): void {
+    this.opts.store?.save({ sends: this.sends.concat(this.open), pausedUntil: this.pausedUntil, bannedUntil: this.bannedUntil });
   }
 
   private gauge(): void {

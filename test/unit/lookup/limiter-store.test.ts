@@ -1,0 +1,100 @@
+/**
+ * The ip-api budget outlives the process: a limiter started after another one
+ * spent the window (a restart, a CLI run after a CLI run) must not send again
+ * until that window has passed, and a pause or ban carries over too.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { fileLimiterStore, type LimiterState, type LimiterStore } from "../../../src/lookup/limiter-store.js";
+import { RateLimiter } from "../../../src/lookup/rate-limiter.js";
+
+class ManualClock {
+  constructor(public t = 1_790_000_000_000) {}
+  now(): number {
+    return this.t;
+  }
+}
+
+function memoryStore(): LimiterStore & { state?: LimiterState } {
+  const s: LimiterStore & { state?: LimiterState } = {
+    load: () => (s.state ? structuredClone(s.state) : undefined),
+    save: (st) => {
+      s.state = structuredClone(st);
+    },
+  };
+  return s;
+}
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe("limiter state across processes", () => {
+  it("a new limiter sees the sends of the previous one and waits for the window", () => {
+    // Prepare: the first process spends the whole window
+    const clock = new ManualClock();
+    const store = memoryStore();
+    const first = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store });
+    for (let i = 0; i < 15; i++) {
+      expect(first.tryAcquire()).toBe(true);
+      first.update({ status: 200, rl: 14 - i, ttl: 60 });
+    }
+    expect(first.tryAcquire()).toBe(false);
+    // Act: a restart a few seconds later
+    clock.t += 5_000;
+    const second = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store });
+    // Assess
+    expect(second.tryAcquire()).toBe(false);
+    clock.t += 60_000;
+    expect(second.tryAcquire()).toBe(true);
+  });
+
+  it("does not count its own sends twice (open, then answered)", () => {
+    const clock = new ManualClock();
+    const limiter = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store: memoryStore() });
+    let n = 0;
+    for (let i = 0; i < 30; i++) {
+      if (!limiter.tryAcquire()) break;
+      clock.t += 10;
+      limiter.update({ status: 200 });
+      n++;
+    }
+    expect(n).toBe(15);
+  });
+
+  it("carries a 429 pause and a 403 ban over a restart", () => {
+    const clock = new ManualClock();
+    const store = memoryStore();
+    const a = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store });
+    expect(a.tryAcquire()).toBe(true);
+    a.update({ status: 429, rl: 0, ttl: 30 });
+    clock.t += 1000;
+    expect(new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store }).tryAcquire()).toBe(false);
+    clock.t += 40_000;
+    const b = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store });
+    expect(b.tryAcquire()).toBe(true);
+    b.update({ status: 403 });
+    clock.t += 10 * 60_000;
+    const c = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store });
+    expect(c.banned).toBe(true);
+    expect(c.tryAcquire()).toBe(false);
+  });
+
+  it("file store: round trip, and a missing or corrupt file means no state", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-limiter-"));
+    dirs.push(dir);
+    const path = join(dir, "sub", "budget.json");
+    const store = fileLimiterStore(path);
+    expect(store.load()).toBeUndefined();
+    store.save({ sends: [1, 2, 3], pausedUntil: 4, bannedUntil: 5 });
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ sends: [1, 2, 3], pausedUntil: 4, bannedUntil: 5 });
+    expect(store.load()).toEqual({ sends: [1, 2, 3], pausedUntil: 4, bannedUntil: 5 });
+    writeFileSync(path, "{not json");
+    expect(store.load()).toBeUndefined();
+    writeFileSync(path, JSON.stringify({ sends: ["x", 7, null], pausedUntil: "soon" }));
+    expect(store.load()).toEqual({ sends: [7], pausedUntil: 0, bannedUntil: 0 });
+  });
+});
