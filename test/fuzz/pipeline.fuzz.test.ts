@@ -13,7 +13,7 @@ import { DecodeError } from "../../src/pipeline/decode.js";
 import { Enricher } from "../../src/pipeline/enrich.js";
 import { MAX_JSON_DEPTH } from "../../src/pipeline/json-depth.js";
 import { zstdStored } from "../integration/transport/harness.js";
-import { ipLike, lookupable, oddUnicode, recordOf, RecordingGeo, RUNS, wrongType } from "./support.js";
+import { ipLike, lookupable, oddUnicode, recordOf, RecordingGeo, RUNS, wrongType, breathe } from "./support.js";
 
 const configs = {
   ecs: loadConfig({ overrides: { output: { format: "ecs" }, input: { ip_fields: ["x.ip", "rid"] } } }),
@@ -34,6 +34,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
   it("random bytes as NDJSON: never throws, every unparsed line is one of the input's", async () => {
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 600 }), format, async (bytes, f) => {
+        await breathe();
         const res = await new Enricher({ geo: new RecordingGeo(), config: configs[f] }).enrichBody(bytes, { contentType: "application/x-ndjson", contentEncoding: "identity" });
         const text = Buffer.from(bytes).toString("utf8");
         for (const it of res.items) if (it.kind === "unparsed") expect(text.includes(it.raw)).toBe(true);
@@ -46,6 +47,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     const answers = fc.array(fc.oneof({ weight: 4, arbitrary: ipLike }, { weight: 1, arbitrary: wrongType }), { maxLength: 6 });
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(fc.nat(4), answers), { minLength: 1, maxLength: 12 }), format, fc.boolean(), async (recs, f, asArray) => {
+        await breathe();
         const geo = new RecordingGeo();
         const records = recs.map(([k, a], i) => recordOf(k, i, a));
         const body = asArray ? JSON.stringify(records) : records.map((r) => JSON.stringify(r)).join("\n") + "\n";
@@ -63,6 +65,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     const depth = fc.oneof(fc.integer({ min: 1, max: 2 * MAX_JSON_DEPTH }), fc.integer({ min: 1, max: 100_000 }));
     await fc.assert(
       fc.asyncProperty(depth, fc.boolean(), fc.constantFrom("bare", "route53", "ecs", "cloudwatch"), format, async (n, arr, wrap, f) => {
+        await breathe();
         const deep = arr ? "[".repeat(n) + "]".repeat(n) : '{"a":'.repeat(n) + "1" + "}".repeat(n);
         const line =
           wrap === "bare"
@@ -83,6 +86,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     const big = fc.integer({ min: 0, max: 300_000 }).map((n) => "a".repeat(n));
     await fc.assert(
       fc.asyncProperty(fc.oneof(big, oddUnicode), oddUnicode, format, async (s, k, f) => {
+        await breathe();
         const rec = { query_name: s, answers: [{ Rdata: "8.8.8.8", Type: "A" }, { Rdata: s, Type: "A" }], [k]: s, rid: 0 };
         const res = await new Enricher({ geo: new RecordingGeo(), config: configs[f] }).enrichBody(Buffer.from(JSON.stringify(rec) + "\n"), { contentType: "application/x-ndjson" });
         expect(res.items.length).toBe(1);
@@ -91,6 +95,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     );
     await fc.assert(
       fc.asyncProperty(fc.array(fc.dictionary(oddUnicode, fc.oneof(oddUnicode, wrongType), { maxKeys: 6 }), { minLength: 1, maxLength: 8 }), format, async (recs, f) => {
+        await breathe();
         const geo = new RecordingGeo();
         const body = recs.map((r) => JSON.stringify(r)).join("\n") + "\n";
         const res = await new Enricher({ geo, config: configs[f] }).enrichBody(Buffer.from(body), { contentType: "application/x-ndjson" });
@@ -106,6 +111,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     const packed = { gzip: gzipSync(body), deflate: deflateSync(body), zstd: zstdStored(body) };
     await fc.assert(
       fc.asyncProperty(fc.constantFrom<"gzip" | "deflate" | "zstd">("gzip", "deflate", "zstd"), fc.nat(), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }), async (enc, cut, flips) => {
+        await breathe();
         const full = packed[enc];
         const b = Buffer.from(full.subarray(0, cut % (full.length + 1)));
         for (const [at, v] of flips) if (b.length > 0) b[at % b.length] = v;
@@ -125,6 +131,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
     const nested = gzipSync(zeros);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1024, max: 4 << 20 }), fc.constantFrom("gzip", "gzip, gzip"), async (max, enc) => {
+        await breathe();
         const err = await new Enricher({ geo: new RecordingGeo(), config: configs.ecs })
           .enrichBody(enc === "gzip" ? zeros : nested, { contentEncoding: enc, maxDecodedBytes: max })
           .then(() => undefined, (e: unknown) => e);

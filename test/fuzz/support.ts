@@ -88,3 +88,15 @@ export function recordOf(kind: number, rid: number, answers: readonly unknown[])
       return { query_name: answers[0] ?? "x", answers: answers[1] ?? answers, rid };
   }
 }
+
+let sinceYield = 0;
+/**
+ * Lets the event loop turn every few hundred cases: an async property whose
+ * body only awaits microtasks never does, and vitest's worker then misses its
+ * own RPC deadline on a run of 100 000 cases.
+ */
+export async function breathe(): Promise<void> {
+  if (++sinceYield < 500) return;
+  sinceYield = 0;
+  await new Promise<void>((r) => setImmediate(r));
+}

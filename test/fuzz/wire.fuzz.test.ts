@@ -11,7 +11,7 @@ import { Agent, request } from "undici";
 import { ERROR_CODES } from "../../src/errors.js";
 import { enrichmentClient, unary, type AnyClient, type EnrichResponse } from "../integration/transport/grpc-client.js";
 import { startHarness, type Harness } from "../integration/transport/harness.js";
-import { ipLike, oddUnicode, recordOf, WIRE_RUNS, wrongType } from "./support.js";
+import { ipLike, oddUnicode, recordOf, WIRE_RUNS, wrongType, breathe } from "./support.js";
 
 let h: Harness;
 let agent: Agent;
@@ -43,6 +43,7 @@ describe("fuzz: over the wire", { timeout: 3_600_000 }, () => {
   it("HTTP: random bodies and headers on every POST route get a well-formed answer, never 500", async () => {
     await fc.assert(
       fc.asyncProperty(bodyArb, headerArb, fc.constantFrom("/v1/enrich", "/v1/enrich?format=quicksight&explode=true", "/v1/lookup", "/v1/forward", "/v1/enrich?format=%ff"), async (body, headers, path) => {
+        await breathe();
         const hs: Record<string, string> = {};
         for (const [k, v] of Object.entries(headers)) if (v !== "") hs[k] = v;
         const res = await request(`${h.httpUrl}${path}`, { method: "POST", body, headers: hs, dispatcher: agent });
@@ -68,6 +69,7 @@ describe("fuzz: over the wire", { timeout: 3_600_000 }, () => {
     );
     await fc.assert(
       fc.asyncProperty(fc.array(recordStr, { maxLength: 10 }), fc.constantFrom(undefined, "ecs", "quicksight", "nope"), async (records, format) => {
+        await breathe();
         const req: Record<string, unknown> = { records };
         if (format !== undefined) req.format = format;
         const out = await unary<EnrichResponse>(client, "Enrich", req).catch((e: grpc.ServiceError) => e);
