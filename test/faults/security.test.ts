@@ -3,6 +3,9 @@
  * RPC of the proto that needs it, body caps, next hop and provider addresses taken
  * from config only, and logs that never print a token or key.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
@@ -195,7 +198,7 @@ describe("security: logs never print tokens or keys", () => {
     await hop.setMode("500");
     const cfg = loadConfig({
       overrides: {
-        data_dir: "unused",
+        data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-sec-")),
         http: { port: 0, overload_turn_ms: 0 },
         grpc: { port: 0 },
         cache: { sqlite: { enabled: false } },
