@@ -155,11 +155,12 @@ export class Enricher {
       }
       const ex = extracted[i] as Extracted;
       try {
-        counts[recordStatus(ex, results, failed, p.rec.kind).status]++;
+        const status = recordStatus(ex, results, failed, p.rec.kind).status;
         const text = texts?.[i];
         const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text);
         if (fast !== undefined) items.push({ kind: "jsontext", parts: fast });
         else this.pushRecord(items, format, out, p.rec, ex, results, failed);
+        counts[status]++;
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
         counts.error++;
