@@ -509,6 +509,9 @@ export function encode(framing: Framing, values: readonly unknown[], unparsed?: 
 
 type ZstdCompressSync = (buf: Buffer) => Buffer;
 
+/** Whether this Node.js can compress zstd (22.15+); every version here can decompress it. */
+export const canCompressZstd = typeof (zlib as unknown as { zstdCompressSync?: unknown }).zstdCompressSync === "function";
+
 /**
  * Compresses a body for a response or a forward target.
  * gzip and deflate (zlib-wrapped, as HTTP means it) via node:zlib; snappy as a raw

@@ -12,9 +12,9 @@
  */
 import { Agent, request, type Dispatcher } from "undici";
 import type { Config } from "../config.js";
-import { compress } from "../pipeline/decode.js";
+import { ConfigError } from "../config.js";
+import { canCompressZstd, compress, encodeItems } from "../pipeline/decode.js";
 import type { EncodableItem, Framing } from "../pipeline/types.js";
-import { encodeItems } from "../pipeline/decode.js";
 import type { Logger } from "../observability/logger.js";
 
 export type ForwardConfig = Config["forward"];
@@ -59,6 +59,10 @@ export class Forwarder {
    */
   constructor(cfg: ForwardConfig, deps: { logger: Logger; dispatcher?: Dispatcher }) {
     if (!cfg.url) throw new Error("forward.url is not set");
+    // Refused at start: every forward would fail and the shipper would retry forever.
+    if (cfg.compression === "zstd" && !canCompressZstd) {
+      throw new ConfigError("config key forward.compression (env DNSGEO_FORWARD_COMPRESSION): zstd needs Node.js 22.15 or newer to compress; use gzip, deflate or snappy");
+    }
     this.url = cfg.url;
     this.cfg = cfg;
     this.logger = deps.logger;

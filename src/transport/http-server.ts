@@ -9,10 +9,9 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
-import * as zlib from "node:zlib";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
-import { compress, decode, encodeItems, type Compression } from "../pipeline/decode.js";
+import { canCompressZstd, compress, decode, encodeItems, type Compression } from "../pipeline/decode.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import { firehoseRequest } from "../pipeline/parse/firehose.js";
 import type { Decoded, Framing } from "../pipeline/types.js";
@@ -51,7 +50,6 @@ const CONTENT_TYPE: Record<Framing, string> = {
   object: "application/json",
 };
 
-const HAS_ZSTD = typeof (zlib as unknown as { zstdCompressSync?: unknown }).zstdCompressSync === "function";
 
 export interface HttpServerDeps {
   app: TransportApp;
@@ -128,7 +126,7 @@ export function negotiateEncoding(header: string | undefined): Compression {
     let rank = 99;
     if (name === "gzip" || name === "x-gzip") [enc, rank] = ["gzip", 0];
     else if (name === "deflate") [enc, rank] = ["deflate", 1];
-    else if (name === "zstd" && HAS_ZSTD) [enc, rank] = ["zstd", 2];
+    else if (name === "zstd" && canCompressZstd) [enc, rank] = ["zstd", 2];
     else if (name === "snappy") [enc, rank] = ["snappy", 3];
     if (enc && (q > bestQ || (q === bestQ && rank < bestRank))) {
       best = enc;
