@@ -16,6 +16,9 @@ import { ITEM_VERSION, serveable } from "./entry-codec.js";
 
 /** Current schema version, stored in `meta` and part of the table name. */
 export const SQLITE_SCHEMA_VERSION = 1;
+
+/** See `SqliteTierOptions.touchEveryS`. */
+const DEFAULT_TOUCH_EVERY_S = 300;
 const TABLE = `geo_v${SQLITE_SCHEMA_VERSION}`;
 
 /** Keys per read statement; larger batches are split. */
@@ -52,6 +55,8 @@ export interface SqliteTierOptions {
   clock?: Clock;
   logger: Logger;
   metrics?: Metrics;
+  /** A row read again is re-stamped as recently used at most this often, seconds. Default 300. */
+  touchEveryS?: number;
   /** Tests: `PRAGMA max_page_count`, to simulate a full disk. */
   maxPageCount?: number;
   /** Tests: extra migration steps by source version (merged over the built-in ones). */
@@ -81,7 +86,7 @@ interface Stmts {
   deleteExpired: Database.Statement;
 }
 
-type Row = [string, number, string | null, string, number, number, number];
+type Row = [string, number, string | null, string, number, number, number, number];
 
 /** The SQLite tier; create it with `SqliteTier.open`. */
 export class SqliteTier implements Lookup {
@@ -229,7 +234,7 @@ export class SqliteTier implements Lookup {
     if (!s) {
       const marks = "?,".repeat(n - 1) + "?";
       s = (this.db as Database.Database)
-        .prepare(`SELECT ip, v, geo, src, fetched_at, expires_at, neg FROM ${TABLE} WHERE ip IN (${marks})`)
+        .prepare(`SELECT ip, v, geo, src, fetched_at, expires_at, neg, last_used FROM ${TABLE} WHERE ip IN (${marks})`)
         .raw(true);
       this.reads.set(n, s);
     }
@@ -243,6 +248,7 @@ export class SqliteTier implements Lookup {
     const now = nowS(this.clock);
     const allowStale = opts?.allowStale;
     const staleMaxS = this.opts.staleMaxS;
+    const touchEveryS = this.opts.touchEveryS ?? DEFAULT_TOUCH_EVERY_S;
     if (this.db && !this.degraded) {
       try {
         for (let i = 0; i < ips.length; i += READ_CHUNK) {
@@ -262,7 +268,9 @@ export class SqliteTier implements Lookup {
             const served = serveable(e, now, allowStale, staleMaxS);
             if (served) {
               out.set(e.ip, served);
-              if (this.touched.size < this.opts.queueMax) this.touched.add(e.ip);
+              // LRU order only needs to be roughly right: a hot IP is re-stamped once per
+              // `touchEveryS`, not on every hit (each stamp is an indexed UPDATE).
+              if (now - r[7] >= touchEveryS && this.touched.size < this.opts.queueMax) this.touched.add(e.ip);
             }
           }
         }

@@ -96,7 +96,7 @@ describe("SqliteTier", () => {
 
   it("prunes past maxRows: expired rows first, then the least recently used", () => {
     // Prepare: 10 rows; rows 0-2 expire; rows 3-5 are read later (recently used).
-    const t = make({ maxRows: 10, writeBatch: 1000 });
+    const t = make({ maxRows: 10, writeBatch: 1000, touchEveryS: 30 });
     const ips = ipv4s(14);
     const first = ips.slice(0, 10);
     t.set(first.map((ip, i) => positive(ip, clock, i < 3 ? 30 : 10_000)));
@@ -115,6 +115,32 @@ describe("SqliteTier", () => {
     for (const ip of first.slice(3, 6)) expect(left.has(ip)).toBe(true);
     for (const ip of ips.slice(10)) expect(left.has(ip)).toBe(true);
     expect(first.slice(6, 10).filter((ip) => left.has(ip)).length).toBe(2);
+  });
+
+  it("re-stamps a row as recently used at most once per touchEveryS", () => {
+    // Prepare
+    const t = make({ touchEveryS: 300 });
+    t.set([positive("8.8.8.8", clock, 10_000)]);
+    t.flushAll();
+    const lastUsed = (): number => {
+      const db = new Database(join(dir, "cache.sqlite"), { readonly: true });
+      try {
+        return (db.prepare("SELECT last_used FROM geo_v1 WHERE ip = ?").get("8.8.8.8") as { last_used: number }).last_used;
+      } finally {
+        db.close();
+      }
+    };
+    const written = lastUsed();
+    // Act + Assess: a hit soon after changes nothing on disk
+    clock.advanceS(60);
+    expect(t.get(["8.8.8.8"]).size).toBe(1);
+    t.flushAll();
+    expect(lastUsed()).toBe(written);
+    // a hit after the interval stamps it
+    clock.advanceS(300);
+    expect(t.get(["8.8.8.8"]).size).toBe(1);
+    t.flushAll();
+    expect(lastUsed()).toBe(written + 360);
   });
 
   it("reports stats and purges expired rows or everything", () => {
