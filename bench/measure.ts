@@ -29,12 +29,16 @@ export async function compareRates(
   opts: { rounds?: number; msPerRound?: number; clock?: "cpu" | "wall" } = {},
 ): Promise<Rate[]> {
   const now = opts.clock === "wall" ? () => performance.now() : cpuMs;
-  const rounds = opts.rounds ?? 5;
+  const rounds = opts.rounds ?? 7;
   const ms = opts.msPerRound ?? 400;
   const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
   for (const s of subjects) await s.fn(); // warm-up
+  const gc = (globalThis as { gc?: () => void }).gc;
   for (let r = 0; r < rounds; r++) {
     for (const s of subjects) {
+      // Start each round with a clean heap (npm run bench passes --expose-gc), so
+      // one subject's garbage is not collected on the next one's time.
+      gc?.();
       let units = 0;
       const start = now();
       let elapsed = 0;

@@ -296,6 +296,8 @@ export function passthroughEcs(value: unknown, reason: string): unknown {
 interface EntryTexts {
   enc: GeoPoint;
   answer?: string;
+  /** `,` + answer: the form every answer after the first takes, one piece fewer to write. */
+  nextAnswer?: string;
   destination?: string;
 }
 const entryTexts = new WeakMap<object, EntryTexts>();
@@ -309,16 +311,20 @@ function textsFor(entry: object, enc: GeoPoint): EntryTexts {
   return t;
 }
 
-function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): string {
+/** The answer's JSON text; with `comma`, preceded by a `,`. */
+function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined, comma: boolean): string {
   const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
   const e = r?.entry;
   // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found, no `via`).
   if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale && a.via === undefined) {
     const t = textsFor(e, enc);
     t.answer ??= JSON.stringify(answerObject(a, results, enc, failed));
-    return t.answer;
+    if (!comma) return t.answer;
+    t.nextAnswer ??= "," + t.answer;
+    return t.nextAnswer;
   }
-  return JSON.stringify(answerObject(a, results, enc, failed));
+  const text = JSON.stringify(answerObject(a, results, enc, failed));
+  return comma ? "," + text : text;
 }
 
 function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): string {
@@ -360,35 +366,35 @@ export function formatEcsText(
   // `{}`: nothing before the added keys, so no comma.
   // Pieces, not one concatenated string: the encoder writes each straight into
   // the output buffer, where a long concatenation would first be copied flat.
-  const parts: string[] = text.charCodeAt(last) === 0x7b /* { */ ? [text.slice(0, last + 1)] : [text.slice(0, end), ","];
+  // Small text is joined before it becomes a piece: every piece is one write.
+  const parts: string[] = [text.charCodeAt(last) === 0x7b /* { */ ? text.slice(0, last + 1) : text.slice(0, end)];
+  let small = text.charCodeAt(last) === 0x7b ? "" : ",";
   const enc = out.geo_point;
   const answers = ex.answers;
   let ips = "";
   for (const a of answers) if (isIpText(a) && a.via === undefined) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
   let sep = "";
   if (ips !== "") {
-    parts.push(`"dns":{"resolved_ip":[${ips}]}`);
+    small += `"dns":{"resolved_ip":[${ips}]}`;
     sep = ",";
   }
   if (out.destination) {
     for (const a of answers) {
       if (a.class === "public" && a.via === undefined) {
-        parts.push(`${sep}"destination":`, destinationText(a, results, enc));
+        parts.push(small + `${sep}"destination":`, destinationText(a, results, enc));
+        small = "";
         sep = ",";
         break;
       }
     }
   }
   const st = recordStatus(ex, results, failed, rec.kind);
-  let head = `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
-  if (st.reason !== undefined) head += `,"reason":${JSON.stringify(st.reason)}`;
+  small += `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
+  if (st.reason !== undefined) small += `,"reason":${JSON.stringify(st.reason)}`;
   if (answers.length > 0) {
-    parts.push(head + `,"answers":[`);
-    for (let i = 0; i < answers.length; i++) {
-      if (i > 0) parts.push(",");
-      parts.push(answerText(answers[i] as AnswerIp, results, enc, failed));
-    }
+    parts.push(small + `,"answers":[`);
+    for (let i = 0; i < answers.length; i++) parts.push(answerText(answers[i] as AnswerIp, results, enc, failed, i > 0));
     parts.push("]}}");
-  } else parts.push(head + "}}");
+  } else parts.push(small + "}}");
   return parts;
 }
