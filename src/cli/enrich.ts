@@ -8,7 +8,7 @@ import { createReadStream } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { createApp, type App } from "../app.js";
-import { decode, encodeItems } from "../pipeline/decode.js";
+import { decode, encodeItems, sniffCompression } from "../pipeline/decode.js";
 import type { EnrichCounts, EnrichOptions, OutputFormat } from "../pipeline/enrich.js";
 import type { Decoded } from "../pipeline/types.js";
 import { CliFailure, parsePositiveInt, type CliContext } from "./context.js";
@@ -91,16 +91,6 @@ async function writeOut(ctx: CliContext, buf: Buffer): Promise<void> {
   if (!ctx.stdout.write(buf)) await new Promise<void>((r) => ctx.stdout.once("drain", () => r()));
 }
 
-function isCompressed(b: Buffer): boolean {
-  const b0 = b[0];
-  const b1 = b[1];
-  if (b0 === 0x1f && b1 === 0x8b) return true; // gzip
-  if (b0 === 0x28 && b1 === 0xb5 && b[2] === 0x2f && b[3] === 0xfd) return true; // zstd
-  if (b0 === 0xff && b1 === 0x06) return true; // snappy framed
-  if (b0 === 0x78 && (b1 === 0x01 || b1 === 0x5e || b1 === 0x9c || b1 === 0xda)) return true; // zlib
-  return false;
-}
-
 function firstNonSpace(b: Buffer): number | undefined {
   for (let i = 0; i < b.length; i++) {
     const c = b[i] as number;
@@ -153,7 +143,7 @@ export async function runEnrich(app: App, ctx: CliContext, file: string | undefi
         const head = Buffer.concat(chunks);
         const c = firstNonSpace(head);
         if (c === undefined && head.length < 4) continue;
-        mode = isCompressed(head) || c === 0x5b /* [ */ ? "whole" : "stream";
+        mode = sniffCompression(head) !== undefined || c === 0x5b /* [ */ ? "whole" : "stream";
         chunks.length = 0;
         if (mode === "whole") chunks.push(head);
         else await takeLines(head.toString("utf8").replace(/^\uFEFF/, ""), false);

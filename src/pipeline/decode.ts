@@ -122,22 +122,40 @@ function decodeDeclared(buf: Buffer, header: string, max: number | undefined): B
   return out;
 }
 
-function decodeSniffed(buf: Buffer, max: number | undefined): Buffer {
+/**
+ * The compression a body's first bytes announce (gzip, zstd, framed snappy,
+ * zlib), for bodies that come without `Content-Encoding` (files, stdin).
+ * "zlib" is only a guess: `x^` and `xÚ` can also start plain text.
+ */
+export function sniffCompression(buf: Uint8Array): "gzip" | "zstd" | "snappy" | "zlib" | undefined {
   const b0 = buf[0];
   const b1 = buf[1];
-  if (b0 === 0x1f && b1 === 0x8b) return gunzip(buf, max);
-  if (b0 === 0x28 && b1 === 0xb5 && buf[2] === 0x2f && buf[3] === 0xfd) return unzstd(buf, max);
-  if (b0 === 0xff && isSnappyFramed(buf)) return unsnappyFramed(buf, max);
-  if (b0 === 0x78 && (b1 === 0x01 || b1 === 0x5e || b1 === 0x9c || b1 === 0xda)) {
-    // "x^" and "xÚ" can start plain text; if it does not inflate it was text.
-    try {
-      return inflateZlib(buf, max);
-    } catch (err) {
-      if (err instanceof DecodeError && err.code === "DNSGEO_BODY_TOO_LARGE") throw err;
+  if (b0 === 0x1f && b1 === 0x8b) return "gzip";
+  if (b0 === 0x28 && b1 === 0xb5 && buf[2] === 0x2f && buf[3] === 0xfd) return "zstd";
+  if (b0 === 0xff && isSnappyFramed(buf)) return "snappy";
+  if (b0 === 0x78 && (b1 === 0x01 || b1 === 0x5e || b1 === 0x9c || b1 === 0xda)) return "zlib";
+  return undefined;
+}
+
+function decodeSniffed(buf: Buffer, max: number | undefined): Buffer {
+  switch (sniffCompression(buf)) {
+    case "gzip":
+      return gunzip(buf, max);
+    case "zstd":
+      return unzstd(buf, max);
+    case "snappy":
+      return unsnappyFramed(buf, max);
+    case "zlib":
+      // If it does not inflate it was text.
+      try {
+        return inflateZlib(buf, max);
+      } catch (err) {
+        if (err instanceof DecodeError && err.code === "DNSGEO_BODY_TOO_LARGE") throw err;
+        return buf;
+      }
+    default:
       return buf;
-    }
   }
-  return buf;
 }
 
 function tooLarge(max: number): DecodeError {
@@ -273,8 +291,10 @@ function unzstd(buf: Buffer, max: number | undefined): Buffer {
   return Buffer.concat(chunks, total);
 }
 
-function isSnappyFramed(buf: Buffer): boolean {
-  return buf.length >= SNAPPY_STREAM_ID.length && buf.compare(SNAPPY_STREAM_ID, 0, SNAPPY_STREAM_ID.length, 0, SNAPPY_STREAM_ID.length) === 0;
+function isSnappyFramed(buf: Uint8Array): boolean {
+  if (buf.length < SNAPPY_STREAM_ID.length) return false;
+  for (let i = 0; i < SNAPPY_STREAM_ID.length; i++) if (buf[i] !== SNAPPY_STREAM_ID[i]) return false;
+  return true;
 }
 
 function unsnappy(buf: Buffer, max: number | undefined): Buffer {
