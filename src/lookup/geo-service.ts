@@ -344,6 +344,10 @@ export class DefaultGeoService implements GeoService {
         if (e.rl !== undefined) o.rl = e.rl;
         if (e.ttl !== undefined) o.ttl = e.ttl;
         limiter.update(o);
+        // Unreachable (refused, no route, name not found): nothing better is coming soon, so
+        // callers waiting for these IPs (`--wait`, `dnsgeo lookup`) get the offline answer now;
+        // the IPs stay queued and the cache fills when the provider is back.
+        if (e.kind === "connect") for (const ip of batch) this.settle(ip, undefined);
       } else {
         limiter.update({ status: 0, error: "network", sentAt });
         this.fault("ipapi", e);

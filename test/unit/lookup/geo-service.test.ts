@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { BackfillQueue } from "../../../src/lookup/backfill-queue.js";
 import { DefaultGeoService, type BatchSource, type GeoServiceOptions } from "../../../src/lookup/geo-service.js";
-import type { BatchResult } from "../../../src/lookup/ipapi-provider.js";
+import { ProviderError, type BatchResult } from "../../../src/lookup/ipapi-provider.js";
 import type { Entry, Lookup } from "../../../src/lookup/lookup.js";
 import { MemoryTier } from "../../../src/lookup/memory-tier.js";
 import { RateLimiter } from "../../../src/lookup/rate-limiter.js";
@@ -82,6 +82,26 @@ function build(over: Partial<GeoServiceOptions> & { source?: TestSource | null; 
 }
 
 describe("DefaultGeoService", () => {
+  it("gives waiting callers the offline answer at once when the provider is unreachable, and keeps the IP queued", async () => {
+    // Prepare: a provider that refuses connections, a slow backoff, and a caller that would wait
+    const source = new TestSource();
+    source.throws = new ProviderError("connect", "connect ECONNREFUSED");
+    const { svc } = build({
+      source,
+      fallback: mapLookup([positive("8.8.8.8", "mmdb")]),
+      limiter: new RateLimiter({ requestsPerWindow: 100, windowS: 1, marginMs: 10, backoffBaseMs: 60_000, backoffMaxMs: 60_000 }),
+    });
+    // Act
+    const t0 = performance.now();
+    const res = await svc.lookup(["8.8.8.8"], { wait: true });
+    const took = performance.now() - t0;
+    // Assess: one refused send, then the mmdb answer (not final) long before any retry could happen
+    expect(source.calls).toHaveLength(1);
+    expect(res.get("8.8.8.8")).toMatchObject({ final: false, entry: { src: "mmdb" } });
+    expect(took).toBeLessThan(30_000);
+    expect(svc.stats().queueDepth).toBe(1);
+  });
+
   it("answers fresh cache hits as final without asking the provider", async () => {
     // Prepare
     const cache = new MemoryTier({ maxEntries: 10 });
