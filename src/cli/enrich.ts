@@ -5,6 +5,7 @@
  * Data only ever goes to stdout; progress and the summary go to stderr.
  */
 import { createReadStream } from "node:fs";
+import { StringDecoder } from "node:string_decoder";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { createApp, type App } from "../app.js";
@@ -116,6 +117,8 @@ export async function runEnrich(app: App, ctx: CliContext, file: string | undefi
   };
 
   const chunks: Buffer[] = [];
+  // A character split across two chunks must not become two replacement characters.
+  const utf8 = new StringDecoder("utf8");
   let mode: "unknown" | "stream" | "whole" = "unknown";
   let pending = "";
   let lines: string[] = [];
@@ -146,18 +149,18 @@ export async function runEnrich(app: App, ctx: CliContext, file: string | undefi
         mode = sniffCompression(head) !== undefined || c === 0x5b /* [ */ ? "whole" : "stream";
         chunks.length = 0;
         if (mode === "whole") chunks.push(head);
-        else await takeLines(head.toString("utf8").replace(/^\uFEFF/, ""), false);
+        else await takeLines(utf8.write(head).replace(/^\uFEFF/, ""), false);
         continue;
       }
       if (mode === "whole") chunks.push(buf);
-      else await takeLines(buf.toString("utf8"), false);
+      else await takeLines(utf8.write(buf), false);
     }
   } catch (e) {
     throw new CliFailure(`cannot read ${file ?? "stdin"}: ${(e as Error).message}`, 1);
   }
 
   if (mode === "stream") {
-    await takeLines("", true);
+    await takeLines(utf8.end(), true);
     await flushLines();
   } else {
     const whole = Buffer.concat(chunks);
