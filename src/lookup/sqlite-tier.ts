@@ -24,6 +24,9 @@ const TABLE = `geo_v${SQLITE_SCHEMA_VERSION}`;
 /** Keys per read statement; larger batches are split. */
 const READ_CHUNK = 500;
 
+/** Longest a write waits for another connection's lock, milliseconds (see `openDb`). */
+const BUSY_TIMEOUT_MS = 5;
+
 /** Another connection holds the lock: try again with the next flush instead of giving up. */
 const TRANSIENT = /^SQLITE_(BUSY|LOCKED)/;
 /** Error codes at open that mean the file is not a usable database: move it aside. */
@@ -159,9 +162,13 @@ export class SqliteTier implements Lookup {
     this.db = db;
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
+    // Opening and migrating happen once, before any record: waiting out another writer there is cheap.
     db.pragma("busy_timeout = 1000");
     if (this.opts.maxPageCount !== undefined) db.pragma(`max_page_count = ${Math.floor(this.opts.maxPageCount)}`);
     this.migrate(db);
+    // better-sqlite3 is synchronous: from here on a busy wait blocks the event loop (and every
+    // lookup deadline), so wait only a few ms; a flush that finds the lock taken retries next time.
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.stmts = {
       upsert: db.prepare(
         `INSERT INTO ${TABLE} (ip, v, geo, src, fetched_at, expires_at, neg, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?)

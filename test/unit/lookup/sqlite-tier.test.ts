@@ -74,6 +74,24 @@ describe("SqliteTier", () => {
     expect(b.stats()).toMatchObject({ rows: 2, schemaVersion: SQLITE_SCHEMA_VERSION, pendingWrites: 0, degraded: false });
   });
 
+  it("a flush that finds another connection writing returns at once and keeps its rows for the next flush", () => {
+    // Prepare: a second connection (another process) holds the write lock
+    const tier = make();
+    const other = new Database(join(dir, "cache.sqlite"));
+    other.exec("BEGIN IMMEDIATE");
+    tier.set([positive("8.8.8.8", clock)]);
+    // Act
+    const t0 = performance.now();
+    const wrote = tier.flush();
+    const took = performance.now() - t0;
+    other.exec("ROLLBACK");
+    other.close();
+    // Assess: no second-long busy wait blocking the event loop; the row is written once the lock is free
+    expect(wrote).toBe(0);
+    expect(took).toBeLessThan(200);
+    expect(tier.flush()).toBe(1);
+  });
+
   it("writes at most writeBatch rows per flush, oldest first", () => {
     const t = make({ writeBatch: 10 });
     t.set(ipv4s(25).map((ip) => positive(ip, clock)));
