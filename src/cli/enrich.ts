@@ -92,12 +92,36 @@ async function writeOut(ctx: CliContext, buf: Buffer): Promise<void> {
   if (!ctx.stdout.write(buf)) await new Promise<void>((r) => ctx.stdout.once("drain", () => r()));
 }
 
-function firstNonSpace(b: Buffer): number | undefined {
+/** Index of the first byte that is not whitespace or part of a UTF-8 BOM. */
+function firstNonSpaceAt(b: Buffer): number | undefined {
   for (let i = 0; i < b.length; i++) {
     const c = b[i] as number;
-    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09 && c !== 0xef && c !== 0xbb && c !== 0xbf) return c;
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09 && c !== 0xef && c !== 0xbb && c !== 0xbf) return i;
   }
   return undefined;
+}
+
+/**
+ * How to read the input, from its first bytes; undefined while they don't tell yet.
+ * Compressed input (its magic needs up to 10 bytes), a JSON array, and an object
+ * spread over several lines (pretty-printed) are read whole; NDJSON streams.
+ */
+function decideMode(head: Buffer): "stream" | "whole" | undefined {
+  const first = firstNonSpaceAt(head);
+  if (first === undefined) return undefined;
+  if (head.length < 10) return undefined;
+  if (sniffCompression(head) !== undefined) return "whole";
+  const c = head[first];
+  if (c === 0x5b /* [ */) return "whole";
+  if (c !== 0x7b /* { */) return "stream";
+  const nl = head.indexOf(0x0a, first);
+  if (nl < 0) return undefined;
+  try {
+    JSON.parse(head.subarray(first, nl).toString("utf8"));
+    return "stream";
+  } catch {
+    return "whole";
+  }
 }
 
 /** Streams the input; exported for tests. */
@@ -138,26 +162,34 @@ export async function runEnrich(app: App, ctx: CliContext, file: string | undefi
     }
   };
 
+  // stdin may be a live stream (`tail -f … | dnsgeo enrich`): what a chunk completes goes out
+  // with that chunk. A file is read in full slices, so lookups batch well.
+  const live = !(file && file !== "-");
   try {
     for await (const chunk of input as AsyncIterable<Buffer | string>) {
       const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
       if (mode === "unknown") {
         chunks.push(buf);
         const head = Buffer.concat(chunks);
-        const c = firstNonSpace(head);
-        if (c === undefined && head.length < 4) continue;
-        mode = sniffCompression(head) !== undefined || c === 0x5b /* [ */ ? "whole" : "stream";
         chunks.length = 0;
-        if (mode === "whole") chunks.push(head);
-        else await takeLines(utf8.write(head).replace(/^\uFEFF/, ""), false);
+        chunks.push(head);
+        const decided = decideMode(head);
+        if (decided === undefined) continue;
+        mode = decided;
+        if (mode === "whole") continue;
+        chunks.length = 0;
+        await takeLines(utf8.write(head).replace(/^\uFEFF/, ""), false);
+      } else if (mode === "whole") {
+        chunks.push(buf);
         continue;
-      }
-      if (mode === "whole") chunks.push(buf);
-      else await takeLines(utf8.write(buf), false);
+      } else await takeLines(utf8.write(buf), false);
+      if (live) await flushLines();
     }
   } catch (e) {
     throw new CliFailure(`cannot read ${file ?? "stdin"}: ${(e as Error).message}`, 1);
   }
+  // Input that ended before its mode was clear is decoded whole (decode finds the framing).
+  if (mode === "unknown") mode = "whole";
 
   if (mode === "stream") {
     await takeLines(utf8.end(), true);

@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { PassThrough, Readable, Writable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../../src/app.js";
 import { runEnrich } from "../../../src/cli/enrich.js";
@@ -21,7 +22,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function ctxFor(chunks: Buffer[]): { ctx: CliContext; out: () => string } {
+function ctxFor(chunks: Buffer[] | NodeJS.ReadableStream): { ctx: CliContext; out: () => string } {
   const got: Buffer[] = [];
   const stdout = new Writable({
     write(c: Buffer, _e, cb) {
@@ -30,7 +31,7 @@ function ctxFor(chunks: Buffer[]): { ctx: CliContext; out: () => string } {
     },
   });
   const stderr = new Writable({ write: (_c, _e, cb) => cb() });
-  const ctx = { loadConfig: () => app.config, stdout, stderr, stdin: Readable.from(chunks), logger: silentLogger() } as unknown as CliContext;
+  const ctx = { loadConfig: () => app.config, stdout, stderr, stdin: Array.isArray(chunks) ? Readable.from(chunks) : chunks, logger: silentLogger() } as unknown as CliContext;
   return { ctx, out: () => Buffer.concat(got).toString("utf8") };
 }
 
@@ -54,5 +55,42 @@ describe("enrich from stdin", () => {
       expect(out()).not.toContain("\uFFFD");
       lines.forEach((l, i) => expect(JSON.parse(l)).toMatchObject(recs[i] as object));
     }
+  });
+
+  it("writes each record of a live stream as soon as its line is complete (tail -f)", async () => {
+    // Prepare: a stream that sends one line and then waits
+    const stdin = new PassThrough();
+    const { ctx, out } = ctxFor(stdin);
+    const rec = { query: "example.org", answers: ["8.8.8.8"], "id.orig_h": "10.0.0.1" };
+    // Act
+    const done = runEnrich(app, ctx, undefined, {});
+    stdin.write(JSON.stringify(rec) + "\n");
+    let waited = 0;
+    while (out() === "" && waited < 5000) {
+      await new Promise((r) => setTimeout(r, 20));
+      waited += 20;
+    }
+    // Assess: the first record came out while the input is still open
+    expect(JSON.parse(out())).toMatchObject(rec);
+    stdin.end(JSON.stringify(rec) + "\n");
+    await done;
+    expect(out().trimEnd().split("\n")).toHaveLength(2);
+  });
+
+  it("reads a pretty-printed object whole and answers one object", async () => {
+    const rec = { query: "example.org", answers: ["8.8.8.8"], "id.orig_h": "10.0.0.1" };
+    const { ctx, out } = ctxFor([Buffer.from(JSON.stringify(rec, null, 2))]);
+    await runEnrich(app, ctx, undefined, {});
+    expect(JSON.parse(out())).toMatchObject(Object.assign({ dnsgeo: { status: "enriched" } }, rec));
+  });
+
+  it("recognises gzip even when its first bytes arrive one at a time", async () => {
+    const rec = { query: "example.org", answers: ["8.8.8.8"], "id.orig_h": "10.0.0.1" };
+    const gz = gzipSync(Buffer.from(JSON.stringify(rec) + "\n"));
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < gz.length; i++) chunks.push(gz.subarray(i, i + 1));
+    const { ctx, out } = ctxFor(chunks);
+    await runEnrich(app, ctx, undefined, {});
+    expect(JSON.parse(out())).toMatchObject(rec);
   });
 });
