@@ -43,9 +43,7 @@ export function parse(item: DecodedItem, opts: ParseOptions): ParsedItem[] {
   const ctx = contextFor(opts);
   try {
     if (item.kind === "unparsed") {
-      if (!(isBase64Gzip(item.raw.trim()) && expandBase64(item.raw.trim(), 0, out, ctx))) {
-        return [{ kind: "unparsed", raw: item.raw }];
-      }
+      if (!expandInline(item.raw.trim(), 0, out, ctx)) return [{ kind: "unparsed", raw: item.raw }];
       return out;
     }
     parseValue(item.value, 0, out, undefined, ctx);
@@ -83,9 +81,7 @@ function parseValue(
   ctx: ParseContext,
 ): void {
   if (!isObject(value)) {
-    if (typeof value === "string" && depth < MAX_DEPTH && isBase64Gzip(value) && expandBase64(value, depth, out, ctx)) {
-      return;
-    }
+    if (typeof value === "string" && depth < MAX_DEPTH && expandInline(value, depth, out, ctx)) return;
     out.push({ kind: "passthrough", value, reason: "not_object" });
     return;
   }
@@ -101,12 +97,38 @@ function expandEnvelope(o: JsonObject, depth: number, out: ParsedItem[], ctx: Pa
     return true;
   }
   const awslogs = awslogsData(o);
-  if (awslogs !== undefined) return expandBase64(awslogs, depth, out, ctx);
+  if (awslogs !== undefined) {
+    // Not gzip, or only whitespace inside: the event itself flows on, untouched.
+    if (!expandBase64(awslogs, depth, out, ctx)) out.push({ kind: "passthrough", value: o, reason: "unparsed" });
+    return true;
+  }
   if (isFirehose(o)) {
     expandFirehose(o, depth, out, ctx);
     return true;
   }
   return false;
+}
+
+/**
+ * Base64 gzip standing alone (a raw line, a JSON string): replaced by what it
+ * holds only when that is at least one record, or an envelope that carries
+ * nothing by design (a `CONTROL_MESSAGE`); text that merely starts with `H4sI`,
+ * or gzip of plain text, stays as it was (false).
+ */
+function expandInline(s: string, depth: number, out: ParsedItem[], ctx: ParseContext): boolean {
+  if (!isBase64Gzip(s)) return false;
+  const inner: ParsedItem[] = [];
+  if (!expandBase64(s, depth, inner, ctx)) return false;
+  let records = inner.length === 0;
+  for (const p of inner) {
+    if (p.kind === "record") {
+      records = true;
+      break;
+    }
+  }
+  if (!records) return false;
+  for (const p of inner) out.push(p);
+  return true;
 }
 
 function parseRecord(o: JsonObject, ipFields: readonly string[]) {
@@ -122,10 +144,10 @@ function parseRecord(o: JsonObject, ipFields: readonly string[]) {
  * Text found inside an envelope: one JSON document (possibly pretty-printed, an
  * array expands to its elements) or NDJSON lines, each parsed on its own.
  */
-function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseContext): void {
+function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseContext): boolean {
   const text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
   const trimmed = text.trim();
-  if (trimmed.length === 0) return;
+  if (trimmed.length === 0) return false;
   const c = trimmed.charCodeAt(0);
   if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
     let whole: unknown;
@@ -137,9 +159,12 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
       ok = false;
     }
     if (ok) {
-      if (Array.isArray(whole)) for (const v of whole) parseValue(v, depth, out, undefined, ctx);
-      else parseValue(whole, depth, out, undefined, ctx);
-      return;
+      if (!Array.isArray(whole)) {
+        parseValue(whole, depth, out, undefined, ctx);
+        return true;
+      }
+      for (const v of whole) parseValue(v, depth, out, undefined, ctx);
+      return whole.length > 0;
     }
   }
   let start = 0;
@@ -156,13 +181,14 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
       const parts = line.charCodeAt(0) === 0x7b ? splitConcatenated(line) : undefined;
       if (parts !== undefined) {
         for (const v of parts) parseValue(v, depth, out, undefined, ctx);
-      } else if (!(depth < MAX_DEPTH && isBase64Gzip(line) && expandBase64(line, depth, out, ctx))) {
+      } else if (!(depth < MAX_DEPTH && expandInline(line, depth, out, ctx))) {
         out.push({ kind: "unparsed", raw: line });
       }
       continue;
     }
     parseValue(value, depth, out, undefined, ctx);
   }
+  return true;
 }
 
 /**

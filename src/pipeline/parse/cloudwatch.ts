@@ -69,10 +69,11 @@ function firstChar(s: string): number {
   return -1;
 }
 
-/** Expands base64(gzip(envelope)) text; false when it does not decode (caller passes it through). */
+/**
+ * Expands base64(gzip(envelope)) text; false when it is not base64 of gzip or
+ * holds only whitespace (the caller keeps the original).
+ */
 export function expandBase64(data: string, depth: number, out: ParsedItem[], ctx: ParseContext): boolean {
-  const text = base64Text(data, ctx.maxDecodedBytes);
-  if (text === undefined) return false;
-  ctx.text(text, depth + 1, out);
-  return true;
+  const text = base64Text(data, ctx.maxDecodedBytes, true);
+  return text !== undefined && ctx.text(text, depth + 1, out);
 }

@@ -18,8 +18,11 @@ export interface ParseContext {
   readonly maxDecodedBytes: number;
   /** Parses one JSON value found at envelope `depth`, appending to `out`. */
   value(value: unknown, depth: number, out: ParsedItem[], envelope?: RecordEnvelope): void;
-  /** Parses text (one JSON document, or NDJSON lines) found at `depth`, appending to `out`. */
-  text(text: string, depth: number, out: ParsedItem[]): void;
+  /**
+   * Parses text (one JSON document, or NDJSON lines) found at `depth`, appending to `out`;
+   * false when the text held nothing but whitespace (the caller keeps what carried it).
+   */
+  text(text: string, depth: number, out: ParsedItem[]): boolean;
 }
 
 /** True when a base64 string starts with the gzip magic (`1f 8b 08` encodes as "H4sI"). */
@@ -37,9 +40,27 @@ export function maybeGunzip(bytes: Buffer, max: number): Buffer | undefined {
   }
 }
 
-/** Decodes base64 (of gzip, or not) to text; undefined when it cannot be. */
-export function base64Text(data: string, max: number): string | undefined {
-  const bytes = maybeGunzip(Buffer.from(data, "base64"), max);
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const WHITESPACE = /\s+/g;
+
+/**
+ * Strict base64 to bytes; undefined for anything else. `Buffer.from(s, "base64")`
+ * never fails (it skips what it cannot read), which would turn any text into garbage.
+ */
+export function base64Bytes(data: string): Buffer | undefined {
+  const s = data.replace(WHITESPACE, "");
+  if (s.length % 4 !== 0 || !BASE64.test(s)) return undefined;
+  return Buffer.from(s, "base64");
+}
+
+/**
+ * Decodes base64 (of gzip, or not unless `gzipOnly`) to text; undefined when it
+ * cannot be.
+ */
+export function base64Text(data: string, max: number, gzipOnly = false): string | undefined {
+  const raw = base64Bytes(data);
+  if (raw === undefined || (gzipOnly && (raw[0] !== 0x1f || raw[1] !== 0x8b))) return undefined;
+  const bytes = maybeGunzip(raw, max);
   return bytes === undefined ? undefined : bytes.toString("utf8");
 }
 

@@ -24,15 +24,16 @@ export function firehoseRequest(value: unknown): { requestId: string; timestamp:
   return { requestId: value.requestId as string, timestamp: typeof ts === "number" && Number.isFinite(ts) ? ts : 0 };
 }
 
-/** Expands every record's data; a record that cannot be decoded is passed through as is. */
+/**
+ * Expands every record's data; a record that cannot be decoded or holds only
+ * whitespace is passed through as is (one output per such record).
+ */
 export function expandFirehose(o: JsonObject, depth: number, out: ParsedItem[], ctx: ParseContext): void {
   for (const r of o.records as unknown[]) {
     const data = isObject(r) ? r.data : undefined;
     const text = typeof data === "string" ? base64Text(data, ctx.maxDecodedBytes) : undefined;
-    if (text === undefined) {
+    if (text === undefined || !ctx.text(text, depth + 1, out)) {
       out.push({ kind: "passthrough", value: r, reason: "unparsed" });
-      continue;
     }
-    ctx.text(text, depth + 1, out);
   }
 }

@@ -152,6 +152,42 @@ describe("parse Firehose requests", () => {
   });
 });
 
+describe("parse envelopes that carry nothing usable", () => {
+  const r53 = { version: "1.100000", query_name: "example.com.", query_type: "A", answers: [{ Rdata: "93.184.216.34", Type: "A", Class: "IN" }] };
+  const b64 = (s: string): string => Buffer.from(s).toString("base64");
+
+  it("awslogs data that is empty, not base64 or not gzip: the event passes through", () => {
+    for (const data of ["", "hello", b64(JSON.stringify(r53)), zlib.gzipSync("\n").toString("base64")]) {
+      const input = { awslogs: { data }, keep: 1 };
+      expect(parse(item(input), opts)).toEqual([{ kind: "passthrough", value: input, reason: "unparsed" }]);
+    }
+  });
+
+  it("Firehose: one output per record with empty, whitespace-only or non-base64 data", () => {
+    const req = { requestId: "r", timestamp: 1, records: [{ data: "" }, { data: b64(JSON.stringify(r53)) }, { data: b64("\n") }, { data: "not base64!!" }, { data: b64("[]") }] };
+    const out = parse(item(req), opts);
+    expect(out.map((p) => p.kind)).toEqual(["passthrough", "record", "passthrough", "passthrough", "passthrough"]);
+    expect(out[0]).toEqual({ kind: "passthrough", value: req.records[0], reason: "unparsed" });
+    expect(out[2]).toEqual({ kind: "passthrough", value: req.records[2], reason: "unparsed" });
+    expect(out[3]).toEqual({ kind: "passthrough", value: req.records[3], reason: "unparsed" });
+  });
+
+  it("a CONTROL_MESSAGE inside awslogs or Firehose still gives nothing", () => {
+    const control = json("cloudwatch-control.json");
+    expect(parse(item({ awslogs: { data: b64gzip(control) } }), opts)).toEqual([]);
+    expect(parse(item({ requestId: "r", timestamp: 1, records: [{ data: b64gzip(control) }] }), opts)).toEqual([]);
+  });
+
+  it("a non-JSON line starting with H4sI that is not gzip of records stays as it was", () => {
+    const gzText = zlib.gzipSync("hello world").toString("base64");
+    expect(gzText.startsWith("H4sI")).toBe(true);
+    expect(parse({ kind: "unparsed", raw: gzText }, opts)).toEqual([{ kind: "unparsed", raw: gzText }]);
+    expect(parse(item(gzText), opts)).toEqual([{ kind: "passthrough", value: gzText, reason: "not_object" }]);
+    const junk = "H4sIAAAAAAAA not base64 at all";
+    expect(parse({ kind: "unparsed", raw: junk }, opts)).toEqual([{ kind: "unparsed", raw: junk }]);
+  });
+});
+
 describe("parse ECS, Zeek, Sysmon", () => {
   it("ECS: answers data then resolved_ip, question name", () => {
     const [a, cname, nx] = lines("ecs.ndjson");
