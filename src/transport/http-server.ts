@@ -362,19 +362,22 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     } else send(res, status, { "content-type": type }, body);
   };
 
+  /** One open response or one running handler is done; `close()` waits until none is left. */
+  const settle = (): void => {
+    active--;
+    if (active === 0 && idleWaiters.length > 0) {
+      const ws = idleWaiters;
+      idleWaiters = [];
+      for (const w of ws) w();
+    }
+  };
+
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void => {
     const start = performance.now();
     // Asked for every request so the turn's first arrival is noted; only batch routes are refused.
     const late = deps.guard ? deps.guard.exceeded() : false;
     active++;
-    res.once("close", () => {
-      active--;
-      if (active === 0 && idleWaiters.length > 0) {
-        const ws = idleWaiters;
-        idleWaiters = [];
-        for (const w of ws) w();
-      }
-    });
+    res.once("close", settle);
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
@@ -419,7 +422,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       sendError(res, "DNSGEO_OVERLOADED", ERROR_CODES.DNSGEO_OVERLOADED.message);
       return;
     }
-    res.once("close", () => limiter.release());
+    // A handler keeps enriching/forwarding after its client hangs up: it holds its slot,
+    // and counts for close(), until its work settles, not until the response closes.
+    active++;
     const work =
       route === "enrich"
         ? handleEnrich(req, res, qs, expectContinue)
@@ -436,6 +441,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         res.shouldKeepAlive = false;
       }
       sendDnsgeoError(res, e);
+    }).finally(() => {
+      limiter.release();
+      settle();
     });
   };
 
