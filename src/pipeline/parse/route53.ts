@@ -16,13 +16,19 @@ export function isRoute53(o: JsonObject): boolean {
   );
 }
 
-/** Every answer's `Rdata` in order (names too; extract tells IPs from names). */
+/**
+ * Every A/AAAA answer's `Rdata` in order (CNAME names too when `Type` is absent;
+ * extract tells IPs from names). An answer whose `Type` says otherwise (TXT,
+ * PTR, MX…) is left out: its text may look like an IP without being one.
+ */
 export function parseRoute53(o: JsonObject): ParsedRecord {
   const answers: string[] = [];
   const list = o.answers;
   if (Array.isArray(list)) {
     for (const a of list) {
-      if (isObject(a) && typeof a.Rdata === "string") answers.push(a.Rdata);
+      if (isObject(a) && typeof a.Rdata === "string" && (a.Type === undefined || a.Type === "A" || a.Type === "AAAA")) {
+        answers.push(a.Rdata);
+      }
     }
   }
   return {

@@ -30,12 +30,12 @@ function one(value: unknown, o = opts): ParsedRecord {
 describe("parse Route 53", () => {
   const recs = lines("route53.ndjson");
 
-  it("CNAME chain: every Rdata in order, names included", () => {
+  it("CNAME chain: every A/AAAA Rdata in order, CNAME entries left out", () => {
     const input = recs[0];
     const rec = one(input);
     expect(rec.kind).toBe("route53");
     expect(rec.queryName).toBe("www.microsoft.com.");
-    expect(rec.answers).toEqual(["www.microsoft.com-c-3.edgekey.net.", "e13678.dscb.akamaiedge.net.", "13.107.21.200", "204.79.197.200"]);
+    expect(rec.answers).toEqual(["13.107.21.200", "204.79.197.200"]);
     expect(rec.record).toBe(input);
     expect(rec.envelope).toBeUndefined();
   });
@@ -43,9 +43,24 @@ describe("parse Route 53", () => {
   it("AAAA, NXDOMAIN, PTR, private and ::ffff: answers", () => {
     expect(one(recs[1]).answers).toEqual(["2606:4700:4700::1111"]);
     expect(one(recs[2])).toMatchObject({ kind: "route53", queryName: "does-not-exist.example.", answers: [] });
-    expect(one(recs[3]).answers).toEqual(["dns.google."]);
+    expect(one(recs[3]).answers).toEqual([]);
     expect(one(recs[4]).answers).toEqual(["192.168.1.10", "10.0.0.5"]);
     expect(one(recs[5]).answers).toEqual(["::ffff:8.8.8.8", "2a00:1450:4001:82a::200e"]);
+  });
+
+  it("answers of other types are not read even when their text looks like an IP; no Type is read", () => {
+    const base = { version: "1.100000", query_name: "x.example.", query_type: "TXT" };
+    const rec = one({
+      ...base,
+      answers: [
+        { Rdata: "1.2.3.4", Type: "TXT", Class: "IN" },
+        { Rdata: "5.6.7.8", Type: "MX", Class: "IN" },
+        { Rdata: "9.9.9.9", Type: "A", Class: "IN" },
+        { Rdata: "2606:4700::1", Type: "AAAA", Class: "IN" },
+        { Rdata: "8.8.4.4" },
+      ],
+    });
+    expect(rec.answers).toEqual(["9.9.9.9", "2606:4700::1", "8.8.4.4"]);
   });
 
   it("DNS Firewall BLOCK (no answers) and ALERT", () => {
@@ -68,7 +83,7 @@ describe("parse CloudWatch Logs envelopes", () => {
   function assessEnvelope(out: ParsedItem[]): void {
     const recs = recordsOf(out);
     expect(recs.map((r) => r.kind)).toEqual(["route53", "route53", "dns_firewall", "unknown"]);
-    expect(recs[0]?.answers).toEqual(["www.microsoft.com-c-3.edgekey.net.", "e13678.dscb.akamaiedge.net.", "13.107.21.200", "204.79.197.200"]);
+    expect(recs[0]?.answers).toEqual(["13.107.21.200", "204.79.197.200"]);
     expect(recs[0]?.envelope).toEqual({
       logGroup: "/aws/route53resolver/query-logs",
       logStream: "vpc-0a1b2c3d4e5f60718_i-0abc123def4567890",
