@@ -15,6 +15,8 @@ export interface LimiterState {
   sends: number[];
   pausedUntil: number;
   bannedUntil: number;
+  /** Set after a 403 until a send succeeds: one send at a time, even past the cool-down and across restarts. */
+  probing?: boolean;
 }
 
 /** Where a RateLimiter keeps its state. Never throws. */
@@ -50,7 +52,9 @@ export function fileLimiterStore(path: string, logger?: Logger): LimiterStore {
       }
       try {
         const o = JSON.parse(text) as Record<string, unknown>;
-        return { sends: numbers(o.sends), pausedUntil: num(o.pausedUntil), bannedUntil: num(o.bannedUntil) };
+        const st: LimiterState = { sends: numbers(o.sends), pausedUntil: num(o.pausedUntil), bannedUntil: num(o.bannedUntil) };
+        if (o.probing === true) st.probing = true;
+        return st;
       } catch {
         return undefined;
       }

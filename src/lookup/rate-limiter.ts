@@ -29,7 +29,7 @@ import type { Clock } from "./lookup.js";
 import { systemClock } from "./lookup.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { LimiterStore } from "./limiter-store.js";
+import type { LimiterState, LimiterStore } from "./limiter-store.js";
 
 /** Why a send failed without an HTTP answer. */
 export type SendFailure = "connect" | "timeout" | "network" | "body";
@@ -313,6 +313,7 @@ export class RateLimiter {
     }
     if (added) this.sends.sort((a, b) => a - b);
     this.pausedUntil = Math.max(this.pausedUntil, st.pausedUntil);
+    if (st.probing) this.probing = true;
     if (st.bannedUntil > this.bannedUntil) {
       this.bannedUntil = st.bannedUntil;
       if (st.bannedUntil > now) this.probing = true;
@@ -320,7 +321,10 @@ export class RateLimiter {
   }
 
   private persist(): void {
-    this.opts.store?.save({ sends: this.sends.concat(this.open), pausedUntil: this.pausedUntil, bannedUntil: this.bannedUntil });
+    if (!this.opts.store) return;
+    const st: LimiterState = { sends: this.sends.concat(this.open), pausedUntil: this.pausedUntil, bannedUntil: this.bannedUntil };
+    if (this.probing) st.probing = true;
+    this.opts.store.save(st);
   }
 
   private gauge(): void {

@@ -83,6 +83,29 @@ describe("limiter state across processes", () => {
     expect(c.tryAcquire()).toBe(false);
   });
 
+  it("a restart after a ban's cool-down lets one probe through, not the whole budget, until a send succeeds", () => {
+    // Prepare: banned, then the process restarts after the cool-down
+    const clock = new ManualClock();
+    const store = memoryStore();
+    const a = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store, bannedCooldownMs: 3_600_000 });
+    expect(a.tryAcquire()).toBe(true);
+    a.update({ status: 403 });
+    clock.t += 3_600_001;
+    const b = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store, bannedCooldownMs: 3_600_000 });
+    // Act
+    let n = 0;
+    while (b.tryAcquire() && n < 20) n++;
+    clock.t += 100;
+    b.update({ status: 200, rl: 14, ttl: 60 });
+    const c = new RateLimiter({ requestsPerWindow: 15, windowS: 60, clock, store, bannedCooldownMs: 3_600_000 });
+    let m = 0;
+    while (c.tryAcquire() && m < 20) m++;
+    // Assess: one probe; once it succeeded the flag is gone from the store too
+    expect(n).toBe(1);
+    expect(store.state?.probing).toBeUndefined();
+    expect(m).toBe(14);
+  });
+
   it("file store: round trip, and a missing or corrupt file means no state", () => {
     const dir = mkdtempSync(join(tmpdir(), "dnsgeo-limiter-"));
     dirs.push(dir);
@@ -94,7 +117,9 @@ describe("limiter state across processes", () => {
     expect(store.load()).toEqual({ sends: [1, 2, 3], pausedUntil: 4, bannedUntil: 5 });
     writeFileSync(path, "{not json");
     expect(store.load()).toBeUndefined();
-    writeFileSync(path, JSON.stringify({ sends: ["x", 7, null], pausedUntil: "soon" }));
+    writeFileSync(path, JSON.stringify({ sends: ["x", 7, null], pausedUntil: "soon", probing: "yes" }));
     expect(store.load()).toEqual({ sends: [7], pausedUntil: 0, bannedUntil: 0 });
+    store.save({ sends: [], pausedUntil: 0, bannedUntil: 5, probing: true });
+    expect(store.load()).toEqual({ sends: [], pausedUntil: 0, bannedUntil: 5, probing: true });
   });
 });
