@@ -2,7 +2,9 @@
  * Sysmon event 22 (DNSEvent): `QueryName` + `QueryResults`, at the top level
  * (raw event data), under `EventData` (nxlog / Windows event JSON) or under
  * `winlog.event_data` (Winlogbeat, Elastic Agent). The two fields together only
- * exist in event 22, so the event id is not required.
+ * exist in event 22, so the event id is not required; a failed query's empty
+ * `QueryResults` may be dropped by the shipper, so `QueryName` alone counts when
+ * the event id (`EventID`, `event.code` or `winlog.event_id`) is 22.
  *
  * `QueryResults` is `;`-joined: `type:  5 edge.microsoft.com;::ffff:13.107.21.200;`.
  * `type: N name` entries are CNAME-style names, not answers.
@@ -11,17 +13,31 @@ import type { ParsedRecord } from "../types.js";
 import type { JsonObject } from "./common.js";
 import { isObject } from "./common.js";
 
-function hasQuery(d: unknown): boolean {
-  return isObject(d) && typeof d.QueryName === "string" && d.QueryResults !== undefined;
+function is22(v: unknown): boolean {
+  return v === 22 || v === "22";
+}
+
+/** Event id 22 in any of the places shippers put it. */
+function isEvent22(o: JsonObject): boolean {
+  if (is22(o.EventID)) return true;
+  const event = o.event;
+  if (isObject(event) && is22(event.code)) return true;
+  const winlog = o.winlog;
+  return isObject(winlog) && is22(winlog.event_id);
+}
+
+/** The event id is looked at only when `QueryResults` is missing, so most records pay nothing. */
+function hasQuery(d: unknown, o: JsonObject): boolean {
+  return isObject(d) && typeof d.QueryName === "string" && (d.QueryResults !== undefined || isEvent22(o));
 }
 
 /** The object holding `QueryName`/`QueryResults`, or undefined when this is not event 22. */
 export function sysmonData(o: JsonObject): JsonObject | undefined {
-  if (hasQuery(o)) return o;
+  if (hasQuery(o, o)) return o;
   const winlog = o.winlog;
-  if (isObject(winlog) && hasQuery(winlog.event_data)) return winlog.event_data as JsonObject;
-  if (hasQuery(o.EventData)) return o.EventData as JsonObject;
-  if (hasQuery(o.event_data)) return o.event_data as JsonObject;
+  if (isObject(winlog) && hasQuery(winlog.event_data, o)) return winlog.event_data as JsonObject;
+  if (hasQuery(o.EventData, o)) return o.EventData as JsonObject;
+  if (hasQuery(o.event_data, o)) return o.event_data as JsonObject;
   return undefined;
 }
 

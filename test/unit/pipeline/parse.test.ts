@@ -229,6 +229,23 @@ describe("parse ECS, Zeek, Sysmon", () => {
   });
 });
 
+describe("parse Sysmon 22 without QueryResults", () => {
+  it("QueryName alone is read when the event id says 22", () => {
+    const winlogbeat = { event: { code: "22" }, winlog: { event_id: "22", event_data: { QueryName: "x.example", QueryStatus: "9003" } } };
+    expect(one(winlogbeat)).toMatchObject({ kind: "sysmon", queryName: "x.example", answers: [] });
+    expect(one({ winlog: { event_id: 22, event_data: { QueryName: "a.example" } } }).kind).toBe("sysmon");
+    expect(one({ event: { code: 22 }, winlog: { event_data: { QueryName: "b.example" } } }).kind).toBe("sysmon");
+    expect(one({ EventID: 22, QueryName: "c.example", QueryStatus: "123" }).kind).toBe("sysmon");
+    expect(one({ EventID: "22", EventData: { QueryName: "d.example" } }).kind).toBe("sysmon");
+  });
+
+  it("QueryName alone with another event id, or none, is not Sysmon 22", () => {
+    expect(one({ EventID: 1, QueryName: "x.example" }).kind).toBe("unknown");
+    expect(one({ winlog: { event_id: "3", event_data: { QueryName: "x.example" } } }).kind).toBe("unknown");
+    expect(one({ winlog: { event_data: { QueryName: "x.example" } } }).kind).toBe("unknown");
+  });
+});
+
 describe("parse custom and unknown", () => {
   const [custom, plain] = lines("custom.ndjson");
   const withFields = { ipFields: ["lookup.result.ips", "upstream.addr", "client", "absent.path"] as readonly string[] };
