@@ -459,8 +459,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, true));
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     if (err.code !== "ECONNRESET" && err.code !== "EPIPE") logger.debug({ code: err.code }, "http client error");
-    if (socket.writable && !socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-    else socket.destroy();
+    // As node's default handler: shippers retry 408 but drop a batch on 400, so a timeout must not read as a bad request.
+    const inProgress = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true;
+    if (socket.writable && !socket.destroyed && !inProgress) {
+      const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else socket.destroy();
   });
   if (deps.tls) {
     server.on("tlsClientError", (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, "tls handshake failed"));

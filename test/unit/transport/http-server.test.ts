@@ -117,3 +117,49 @@ describe("HTTP in-flight slots and client hang-ups", () => {
     expect(limiter.inflight).toBe(0);
   });
 });
+
+/** Sends raw bytes and resolves with everything the server answered until it closed the connection. */
+async function rawExchange(port: number, bytes: string, onServerSocket?: () => void): Promise<string> {
+  const sock = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+  const chunks: Buffer[] = [];
+  sock.on("data", (d: Buffer) => chunks.push(d));
+  const ended = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+  sock.write(bytes);
+  onServerSocket?.();
+  await ended;
+  return Buffer.concat(chunks).toString("latin1");
+}
+
+describe("HTTP client errors", () => {
+  let server: HttpTransport | undefined;
+  afterEach(async () => {
+    await server?.close(1000);
+    server = undefined;
+  });
+
+  function start(): HttpTransport {
+    const config = loadConfig({ overrides: { http: { host: "127.0.0.1", port: 0, overload_turn_ms: 0 } } });
+    const app: TransportApp = { config, logger: silentLogger(), metrics: createMetrics(), enricher: gatedEnricher().enricher, lookupIps: async () => [], ready: () => true };
+    return createHttpServer({ app, limiter: new InflightLimiter(4) });
+  }
+
+  it("answers 431 to oversized headers, 408 to a request timeout and 400 to a malformed request, as node does", async () => {
+    // Prepare
+    server = start();
+    const port = Number((await server.listen()).split(":").pop());
+    const timeoutError = Object.assign(new Error("Request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" });
+    // Act
+    const overflow = await rawExchange(port, `POST /v1/enrich HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(64 * 1024)}\r\n\r\n`);
+    // Node emits this error itself once http's request/headers timeout runs out; the timers are too long to wait for here.
+    const accepted = new Promise<net.Socket>((resolve) => server?.server.once("connection", resolve));
+    const timedOut = await rawExchange(port, "POST /v1/enrich HTTP/1.1\r\nHost: x\r\n", () => {
+      void accepted.then((s) => setImmediate(() => server?.server.emit("clientError", timeoutError, s)));
+    });
+    const malformed = await rawExchange(port, "NOT A REQUEST\r\n\r\n");
+    // Assess
+    expect(overflow).toMatch(/^HTTP\/1\.1 431 /);
+    expect(timedOut).toMatch(/^HTTP\/1\.1 408 /);
+    expect(malformed).toMatch(/^HTTP\/1\.1 400 /);
+  });
+});
