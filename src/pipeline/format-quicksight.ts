@@ -4,6 +4,8 @@
  *
  * Flattening of the original record:
  * - nested object keys are joined with `_` (`srcids.instance` → `srcids_instance`);
+ * - a `.` inside a key becomes `_` too (Zeek's literal `id.orig_h` → `id_orig_h`,
+ *   the same column its nested form gives): Athena/QuickSight names cannot hold `.`;
  * - an `answers` array of objects (Route 53 `Rdata`, ECS `data`) becomes one
  *   text column of those values joined with `;`;
  * - other arrays of scalars become `;`-joined text; arrays holding objects or
@@ -90,12 +92,15 @@ function arrayColumn(key: string, arr: readonly unknown[]): unknown {
   return parts.join(";");
 }
 
+const DOTS = /\./g;
+
 function flattenInto(out: Obj, o: Obj, prefix: string, depth: number): void {
   for (const k in o) {
     if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
     const v = o[k];
     if (v === undefined) continue;
-    const name = prefix === "" ? k : prefix + "_" + k;
+    const key = k.indexOf(".") === -1 ? k : k.replace(DOTS, "_");
+    const name = prefix === "" ? key : prefix + "_" + key;
     if (isPlain(v)) {
       if (depth < MAX_DEPTH) flattenInto(out, v, name, depth + 1);
       else if (!Object.prototype.hasOwnProperty.call(out, name)) setOwn(out, name, JSON.stringify(v));

@@ -72,6 +72,13 @@ describe("flattenRecord", () => {
     expect(JSON.parse(JSON.stringify(flat))).toEqual(JSON.parse('{"__proto__":"p","toString":"t","nested___proto___x":1,"nested_constructor":2}'));
   });
 
+  it("turns dots inside keys into _ so column names suit Athena (Zeek id.orig_h = nested id.orig_h)", () => {
+    expect(flattenRecord({ "id.orig_h": "10.0.0.1", "id.resp_p": 53, a: { "b.c": 1 } })).toEqual({ id_orig_h: "10.0.0.1", id_resp_p: 53, a_b_c: 1 });
+    expect(flattenRecord({ id: { orig_h: "10.0.0.1" } })).toEqual({ id_orig_h: "10.0.0.1" });
+    expect(flattenRecord({ "id.orig_h": "a", id: { orig_h: "b" } })).toEqual({ id_orig_h: "a" });
+    expect(flattenRecord({ id: { orig_h: "b" }, "id.orig_h": "a" })).toEqual({ id_orig_h: "b" });
+  });
+
   it("lets the first key win on a flatten collision", () => {
     expect(flattenRecord({ a: { b: 1 }, a_b: 2 })).toEqual({ a_b: 1 });
     expect(flattenRecord({ a_b: 2, a: { b: 1 } })).toEqual({ a_b: 2 });
