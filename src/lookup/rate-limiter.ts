@@ -121,6 +121,12 @@ export class RateLimiter {
   private bannedUntil = 0;
   /** After a ban: one send at a time until one succeeds. */
   private probing = false;
+  /**
+   * Times this process wrote to the store. An open send is saved at its allow
+   * time and later moved to its answer time; reading the old time back from
+   * the store must not count it a second time as another process's send.
+   */
+  private readonly written = new Set<number>();
   private backoffUntil = 0;
   private consecutiveFailures = 0;
   private logged429 = false;
@@ -186,6 +192,7 @@ export class RateLimiter {
     if (!this.opts.shared) return sentAt;
     const res = await this.opts.shared.tryAcquire();
     if (res.ok) return sentAt;
+    this.merge();
     this.refund(sentAt);
     this.pausedUntil = Math.max(this.pausedUntil, res.retryAtMs ?? this.clock.now() + this.marginMs);
     this.persist();
@@ -195,6 +202,8 @@ export class RateLimiter {
 
   /** Reports one send's outcome: headers, status or failure. */
   update(o: SendOutcome): void {
+    // Before saving, take in what others saved since, or the save would erase their sends.
+    this.merge();
     this.apply(o);
     this.persist();
   }
@@ -306,7 +315,7 @@ export class RateLimiter {
     for (const t of this.open) known.add(t);
     let added = false;
     for (const t of st.sends) {
-      if (t > cutoff && t <= now + this.marginMs && !known.has(t)) {
+      if (t > cutoff && t <= now + this.marginMs && !known.has(t) && !this.written.has(t)) {
         this.sends.push(t);
         added = true;
       }
@@ -325,6 +334,9 @@ export class RateLimiter {
     const st: LimiterState = { sends: this.sends.concat(this.open), pausedUntil: this.pausedUntil, bannedUntil: this.bannedUntil };
     if (this.probing) st.probing = true;
     this.opts.store.save(st);
+    const cutoff = this.clock.now() - this.windowMs - this.marginMs;
+    for (const t of this.written) if (t <= cutoff) this.written.delete(t);
+    for (const t of st.sends) this.written.add(t);
   }
 
   private gauge(): void {

@@ -106,6 +106,57 @@ describe("limiter state across processes", () => {
     expect(m).toBe(14);
   });
 
+  it("processes sharing one store keep each other's sends, and none counts its own send twice", () => {
+    // Prepare: A sends one, B (same data directory) sees it and sends two
+    const clock = new ManualClock();
+    const store = memoryStore();
+    const mk = () => new RateLimiter({ requestsPerWindow: 3, windowS: 60, clock, store, marginMs: 0 });
+    const a = mk();
+    const b = mk();
+    const sentA = clock.t;
+    expect(a.tryAcquire()).toBe(true);
+    clock.t += 10;
+    expect(b.tryAcquire()).toBe(true);
+    clock.t += 10;
+    expect(b.tryAcquire()).toBe(true);
+    // Act: A's answer arrives and A saves; then a third process starts
+    clock.t += 200;
+    a.update({ status: 200, sentAt: sentA });
+    clock.t += 10;
+    const c = mk();
+    let n = 0;
+    while (c.tryAcquire() && n < 10) n++;
+    // Assess: the window is full for C, and A holds exactly its own send plus B's two
+    expect(n).toBe(0);
+    expect(store.state?.sends).toHaveLength(3);
+    clock.t += 59_795; // B's two sends have left the window, A's answer has not
+    expect(a.remaining()).toBe(2);
+  });
+
+  it("a process does not read back its own send's allow time as another process's send", () => {
+    // Prepare: A sends, B sees A's open send and sends too; both answers arrive, each process saves
+    const clock = new ManualClock();
+    const store = memoryStore();
+    const mk = () => new RateLimiter({ requestsPerWindow: 4, windowS: 60, clock, store, marginMs: 0 });
+    const a = mk();
+    const b = mk();
+    const sentA = clock.t;
+    expect(a.tryAcquire()).toBe(true);
+    clock.t += 10;
+    const sentB = clock.t;
+    expect(b.tryAcquire()).toBe(true);
+    clock.t += 190;
+    a.update({ status: 200, sentAt: sentA });
+    clock.t += 100;
+    b.update({ status: 200, sentAt: sentB }); // B saves A's allow time again
+    clock.t += 100;
+    // Act
+    const allowed = a.tryAcquire();
+    // Assess: A counts at most its own answer time and B's send (twice: allow and answer), never its own allow time
+    expect(allowed).toBe(true);
+    expect(store.state?.sends).not.toContain(sentA);
+  });
+
   it("file store: round trip, and a missing or corrupt file means no state", () => {
     const dir = mkdtempSync(join(tmpdir(), "dnsgeo-limiter-"));
     dirs.push(dir);
