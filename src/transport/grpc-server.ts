@@ -319,7 +319,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": cfg.max_message_bytes,
-    "grpc.max_send_message_length": cfg.max_message_bytes,
+    // Enriched output is 2.6–4× its input: capping answers at the receive limit would fail a
+    // request near it only after the work, with a status clients retry forever. The client's
+    // own receive limit governs instead.
+    "grpc.max_send_message_length": -1,
     interceptors: [authInterceptor],
   });
   const definition = loadEnrichmentDefinition();

@@ -182,3 +182,29 @@ describe("gRPC overload (budget shared with HTTP)", () => {
     }
   });
 });
+
+describe("gRPC message limits", () => {
+  it("answers a request near grpc.max_message_bytes even though its enriched answer is larger", async () => {
+    // Prepare: a request just under the receive limit; enrichment makes the answer bigger than it
+    const limit = 8 * 1024;
+    const h = await startHarness({ grpc: { max_message_bytes: limit } });
+    const client = enrichmentClient(h.grpcAddress);
+    const records: string[] = [];
+    let size = 0;
+    for (let i = 0; size + (ROUTE53_LINES[i % ROUTE53_LINES.length] as string).length + 8 < limit - 64; i++) {
+      const line = ROUTE53_LINES[i % ROUTE53_LINES.length] as string;
+      records.push(line);
+      size += line.length + 4;
+    }
+    try {
+      // Act
+      const res = await unary<EnrichResponse>(client, "Enrich", { records });
+      // Assess
+      expect(res.records).toHaveLength(records.length);
+      expect(res.records.reduce((n, r) => n + r.length, 0)).toBeGreaterThan(limit);
+    } finally {
+      client.close();
+      await h.close();
+    }
+  });
+});
