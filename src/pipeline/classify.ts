@@ -26,6 +26,10 @@
  * - `2001::/23` (IETF protocol assignments) is skipped: `2001::/32` as `teredo`,
  *   `2001:2::/48` as `benchmarking`, the rest as `special_purpose`.
  * - Any IPv6 outside global unicast `2000::/3` that no rule names is `reserved`.
+ * - Every other IANA special-purpose entry is skipped as `special_purpose`, the
+ *   globally reachable anycast ones too (AS112 `192.31.196.0/24`,
+ *   `192.175.48.0/24`, `2620:4f:8000::/48`; AMT `192.52.193.0/24`, `2001:3::/32`):
+ *   they name a service run from many places, so no provider's geo is right.
  *
  * ipaddr.js's `range()` lumps documentation, benchmarking and 6to4 relay into
  * "reserved" and accepts `::1.2.3.4` as IPv4-mapped, so ranges are checked
@@ -61,8 +65,11 @@ const V4_RULES: readonly V4Rule[] = [
   v4("172.16.0.0/12", "private"),
   v4("192.0.0.0/24", "special_purpose"),
   v4("192.0.2.0/24", "documentation"),
+  v4("192.31.196.0/24", "special_purpose"),
+  v4("192.52.193.0/24", "special_purpose"),
   v4("192.88.99.0/24", "6to4_relay"),
   v4("192.168.0.0/16", "private"),
+  v4("192.175.48.0/24", "special_purpose"),
   v4("198.18.0.0/15", "benchmarking"),
   v4("198.51.100.0/24", "documentation"),
   v4("203.0.113.0/24", "documentation"),
@@ -94,6 +101,7 @@ const V6_RULES: readonly V6Rule[] = [
   v6("2001::/23", "special_purpose"),
   v6("2001:db8::/32", "documentation"),
   v6("2002::/16", "special_purpose"),
+  v6("2620:4f:8000::/48", "special_purpose"),
   v6("3fff::/20", "documentation"),
   v6("5f00::/16", "special_purpose"),
   v6("fc00::/7", "unique_local"),

@@ -49,6 +49,29 @@ describe("classifyIp: public addresses", () => {
   });
 });
 
+describe("classifyIp: globally reachable IANA special-purpose anycast", () => {
+  it.each([
+    ["192.31.196.1", "192.31.196.1"],
+    ["192.31.196.255", "192.31.196.255"],
+    ["192.52.193.1", "192.52.193.1"],
+    ["192.175.48.6", "192.175.48.6"],
+    ["192.175.48.42", "192.175.48.42"],
+    ["2620:4f:8000::6", "2620:4f:8000::6"],
+    ["2620:004F:8000:ffff::1", "2620:4f:8000:ffff::1"],
+    ["2001:3::1", "2001:3::1"],
+    ["::ffff:192.175.48.1", "192.175.48.1"],
+  ])("%s is skipped as special_purpose", (text, canonical) => {
+    expect(classifyIp(text)).toEqual({ ip: canonical, class: "skipped", reason: "special_purpose" });
+  });
+
+  it.each(["192.31.195.255", "192.31.197.0", "192.52.192.255", "192.175.47.255", "192.175.49.0", "2620:4f:7fff::1", "2620:4f:8001::1"])(
+    "%s next to them stays public",
+    (text) => {
+      expect(classifyIp(text)?.class).toBe("public");
+    },
+  );
+});
+
 describe("classifyIp: special-purpose ranges", () => {
   const cases: Array<[string, string, SkipReason]> = [
     ["0.0.0.0", "0.0.0.0", "unspecified"],
