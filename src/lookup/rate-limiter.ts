@@ -216,8 +216,16 @@ export class RateLimiter {
     } else this.answered(o.sentAt, now);
     if (o.rl !== undefined && Number.isFinite(o.rl)) {
       // Requests still in flight may or may not be in the server's count: assume they are not yet.
-      this.serverLeft = o.rl - this.open.length;
-      this.serverResetAt = now + (o.ttl !== undefined && Number.isFinite(o.ttl) ? o.ttl * 1000 : this.windowMs) + this.marginMs;
+      const left = o.rl - this.open.length;
+      const resetAt = now + (o.ttl !== undefined && Number.isFinite(o.ttl) ? o.ttl * 1000 : this.windowMs) + this.marginMs;
+      if (this.serverLeft !== undefined && now < this.serverResetAt) {
+        // Same server window: an older answer arriving late must not raise the count.
+        this.serverLeft = Math.min(this.serverLeft, left);
+        this.serverResetAt = Math.max(this.serverResetAt, resetAt);
+      } else {
+        this.serverLeft = left;
+        this.serverResetAt = resetAt;
+      }
       if (o.rl <= 0) this.pausedUntil = Math.max(this.pausedUntil, this.serverResetAt);
     }
     if (o.status === 200 && o.error === undefined) {

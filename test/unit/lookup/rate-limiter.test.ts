@@ -94,6 +94,24 @@ describe("RateLimiter", () => {
     expect(afterReset).toBe(true);
   });
 
+  it("within one server window, a late answer with a higher X-Rl does not raise the count", () => {
+    // Prepare: two sends; the second one's answer comes first
+    const clock = manualClock();
+    const l = limiter(clock);
+    const first = clock.now();
+    l.tryAcquire();
+    clock.advance(10);
+    const second = clock.now();
+    l.tryAcquire();
+    clock.advance(100);
+    l.update({ status: 200, rl: 5, ttl: 30, sentAt: second });
+    // Act: the first send's older answer (counted before the other's) arrives late
+    clock.advance(100);
+    l.update({ status: 200, rl: 10, ttl: 30, sentAt: first });
+    // Assess: still the lower count (5 minus the send that was open then)
+    expect(l.remaining()).toBe(4);
+  });
+
   it("pauses after a 429 until X-Ttl, logs once and counts every 429", () => {
     // Prepare
     const clock = manualClock();
