@@ -288,6 +288,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const decoded = await decodeBody(req, res, expectContinue);
     const firehose = firehoseOf(req, decoded);
     const out = await app.enricher.enrichDecoded(decoded, opts);
+    if (out.items.length === 0) {
+      // Nothing to pass on (a CloudWatch CONTROL_MESSAGE, an empty body): next hops such as
+      // Fluent Bit in_http refuse an empty payload with 400, so the batch is done here.
+      send(res, 200, { "content-type": "application/json" }, JSON.stringify(firehose ? { requestId: firehose.requestId, timestamp: Date.now() } : { records: 0 }));
+      return;
+    }
     // One object cannot carry an expanded envelope; send such batches as NDJSON unless a framing is configured.
     const framing: Framing = out.framing === "object" && out.items.length !== 1 ? "ndjson" : out.framing;
     const result = await forwarder.send(out.items, framing);

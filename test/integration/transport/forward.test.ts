@@ -22,6 +22,8 @@ async function startReceiver(): Promise<Receiver> {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       r.requests.push({ headers: req.headers, body });
+      // As Fluent Bit in_http: an empty payload is refused.
+      if (body === "") return void res.writeHead(400, { "content-type": "text/plain" }).end("no payload found");
       const mode = r.mode;
       if (mode === "slow") {
         setTimeout(() => res.writeHead(201).end(), 1500).unref();
@@ -134,6 +136,24 @@ describe("POST /v1/forward", () => {
     expect(ack.requestId).toBe("req-123");
     expect(typeof ack.timestamp).toBe("number");
     expect(rcv.accepted.has("fh-1")).toBe(true);
+  });
+
+  it("acknowledges a batch that enriches to no records without calling the next hop", async () => {
+    // Prepare: a CloudWatch connectivity check, an empty NDJSON body, a Firehose request without records
+    const control = JSON.stringify({ messageType: "CONTROL_MESSAGE", owner: "CloudwatchLogs", logGroup: "", logStream: "", subscriptionFilters: [], logEvents: [{ id: "", timestamp: 1715677923000, message: "CWL CONTROL MESSAGE: Checking health of destination Firehose." }] });
+    const firehose = JSON.stringify({ requestId: "req-empty", timestamp: 1715677923000, records: [] });
+    const before = rcv.requests.length;
+    // Act
+    const ctl = await send(h.httpUrl, control, { "content-type": "application/json" });
+    const empty = await send(h.httpUrl, "");
+    const fh = await send(h.httpUrl, firehose, { "content-type": "application/json", "x-amz-firehose-request-id": "req-empty" });
+    // Assess
+    expect(ctl.status).toBe(200);
+    expect(JSON.parse(ctl.text)).toEqual({ records: 0 });
+    expect(empty.status).toBe(200);
+    expect(fh.status).toBe(200);
+    expect(JSON.parse(fh.text)).toMatchObject({ requestId: "req-empty" });
+    expect(rcv.requests.length).toBe(before);
   });
 
   it("refuses with 503 + Retry-After when the next hop is down", async () => {
