@@ -101,6 +101,14 @@ interface Waiter {
 /** How long a provider answer short-circuits new misses for the same IP (cache writes may still be on their way). */
 const RECENT_MS = 60_000;
 const RECENT_MAX = 50_000;
+/**
+ * Provider requests started at once. A request started is on its way even if the
+ * limiter pauses a moment later (a 429, `X-Rl: 0`, a 403), so only a few may be
+ * out at a time; the next starts when one settles. The provider's connection
+ * pool (ipapi-provider.ts) must hold at least this many, or requests would wait
+ * inside it and leave after the limiter stopped.
+ */
+export const MAX_IN_FLIGHT = 2;
 /** How long an asynchronous fallback may take once the deadline has passed, milliseconds. */
 const FALLBACK_GRACE_MS = 5;
 
@@ -300,13 +308,17 @@ export class DefaultGeoService implements GeoService {
       const q = this.opts.queue as BackfillQueue;
       const limiter = this.opts.limiter as RateLimiter;
       while (!this.closed && q.size > 0) {
-        if (limiter.waitMs() > 0) break;
+        if (this.inflight.size >= MAX_IN_FLIGHT || limiter.waitMs() > 0) break;
         const sentAt = await limiter.acquire();
         if (sentAt === undefined) break;
         const batch = q.take(this.opts.batchSize);
         const p = this.send(batch, sentAt);
         this.inflight.add(p);
-        void p.finally(() => this.inflight.delete(p));
+        void p.finally(() => {
+          this.inflight.delete(p);
+          // A slot is free: the next batch may go if the limiter (which has this answer now) allows.
+          this.schedule();
+        });
       }
     } catch (e) {
       this.fault("ipapi", e);
@@ -318,7 +330,8 @@ export class DefaultGeoService implements GeoService {
 
   private scheduleAfterPump(): void {
     const q = this.opts.queue as BackfillQueue;
-    if (this.closed || q.size === 0) return;
+    // With every slot taken, the settling request re-schedules.
+    if (this.closed || q.size === 0 || this.inflight.size >= MAX_IN_FLIGHT) return;
     const limiter = this.opts.limiter as RateLimiter;
     // Whatever is left has waited its linger already; only the limiter holds it now.
     const delay = Math.max(1, limiter.waitMs());
