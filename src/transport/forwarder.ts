@@ -7,8 +7,10 @@
  * - next hop 2xx → ok;
  * - connection refused/reset, timeout (`forward.timeout_ms`), 5xx, 408, 429 →
  *   `unavailable` (dnsgeo answers 503 + Retry-After: the shipper retries);
- * - any other status → `rejected` with that status passed back (the same batch would
- *   be refused again, e.g. Fluent Bit `in_http` answering 400 to a wrong Content-Type).
+ * - any other 4xx → `rejected` with that status passed back (the same batch would
+ *   be refused again, e.g. Fluent Bit `in_http` answering 400 to a wrong Content-Type);
+ * - any other status (1xx, 3xx: `forward.url` is wrong) → `unavailable`, logged as an
+ *   error: passed back, a shipper would drop the batch or read it as a success.
  */
 import { Agent, request, type Dispatcher } from "undici";
 import type { Config } from "../config.js";
@@ -110,6 +112,10 @@ export class Forwarder {
       const text = await readDetail(res.body);
       if (status >= 500 || status === 408 || status === 429) {
         this.logger.warn({ status }, "forward: next hop answered a retryable status");
+        return { ok: false, kind: "unavailable", status, detail: `next hop answered ${status}${text ? `: ${text}` : ""}` };
+      }
+      if (status < 400) {
+        this.logger.error({ status }, `forward: next hop answered ${status}, neither success nor refusal (a redirect means forward.url is wrong); the shipper keeps the batch and retries`);
         return { ok: false, kind: "unavailable", status, detail: `next hop answered ${status}${text ? `: ${text}` : ""}` };
       }
       this.logger.error({ status }, "forward: next hop refused the batch");

@@ -7,7 +7,7 @@ import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
 /** A next hop that records the batches it accepted; `mode` sets how it answers. */
 interface Receiver {
   url: string;
-  mode: "ok" | "slow" | "500" | "400";
+  mode: "ok" | "slow" | "500" | "400" | "301";
   /** Marker values (`batch` field) of every record in every batch answered 2xx. */
   accepted: Set<string>;
   requests: Array<{ headers: http.IncomingHttpHeaders; body: string }>;
@@ -30,6 +30,7 @@ async function startReceiver(): Promise<Receiver> {
         return;
       }
       if (mode === "500") return void res.writeHead(500).end("boom");
+      if (mode === "301") return void res.writeHead(301).end();
       if (mode === "400") return void res.writeHead(400, { "content-type": "text/plain" }).end("invalid 'Content-Type'");
       for (const line of body.split("\n")) {
         if (line.trim() === "") continue;
@@ -122,6 +123,17 @@ describe("POST /v1/forward", () => {
     expect(err.code).toBe("DNSGEO_NEXT_HOP_REJECTED");
     expect(err.next_hop_status).toBe(400);
     expect(err.message).toContain("invalid 'Content-Type'");
+  });
+
+  it("answers 503 + Retry-After, not the redirect, when the next hop answers 301", async () => {
+    // Prepare
+    rcv.mode = "301";
+    // Act
+    const res = await send(h.httpUrl, batch("b-301"));
+    // Assess
+    expect(res.status).toBe(503);
+    expect(res.headers["retry-after"]).toBe("2");
+    expect(JSON.parse(res.text)).toMatchObject({ code: "DNSGEO_NEXT_HOP_UNAVAILABLE", next_hop_status: 301 });
   });
 
   it("answers a Firehose request with {requestId, timestamp} after the next hop took it", async () => {
