@@ -277,6 +277,8 @@ export class DefaultGeoService implements GeoService {
 
   /** Resolves and forgets the waiter of an IP. Wired to the queue's drop hook by `geoServiceFromConfig`. */
   settle(ip: string, entry: Entry | undefined): void {
+    // Dropped from a full queue (or answered): its failed-send count would otherwise stay forever.
+    if (!this.opts.queue?.has(ip)) this.attempts.delete(ip);
     const w = this.waiters.get(ip);
     if (!w) return;
     this.waiters.delete(ip);
@@ -387,12 +389,10 @@ export class DefaultGeoService implements GeoService {
     this.counters.answeredRequests++;
     this.counters.answeredIps += res.entries.length;
     const at = Date.now();
-    for (const e of res.entries) {
-      this.recent.set(e.ip, { entry: e, at });
-      this.attempts.delete(e.ip);
-    }
+    for (const e of res.entries) this.recent.set(e.ip, { entry: e, at });
     this.pruneRecent(at);
     q.done(batch);
+    for (const ip of batch) this.attempts.delete(ip);
     for (const e of res.entries) this.settle(e.ip, e);
     this.schedule();
     try {

@@ -271,6 +271,27 @@ describe("DefaultGeoService", () => {
     expect(svc.stats().dropped).toBe(1);
   });
 
+  it("forgets the failed-send count of IPs dropped from the full queue during an outage", async () => {
+    // Prepare: every send times out, no backoff, a small queue
+    const source = new TestSource();
+    source.throws = new ProviderError("timeout", "headers timeout");
+    const { svc } = build({
+      source,
+      queueMax: 10,
+      batchSize: 10,
+      deadlineMs: 5,
+      lingerMs: 0,
+      limiter: new RateLimiter({ requestsPerWindow: 1e9, windowS: 60, backoffBaseMs: 0, backoffMaxMs: 0 }),
+    });
+    // Act: far more distinct IPs than the queue holds
+    for (let r = 0; r < 40; r++) await svc.lookup(Array.from({ length: 10 }, (_, i) => `9.0.${r}.${i}`));
+    // Assess: only IPs still queued or in flight keep a count
+    const attempts = (svc as unknown as { attempts: Map<string, number> }).attempts;
+    const { queueDepth, inFlight, dropped } = svc.stats();
+    expect(dropped).toBeGreaterThan(100);
+    expect(attempts.size).toBeLessThanOrEqual(queueDepth + inFlight);
+  });
+
   it("close() is idempotent, drains in-flight requests and releases waiters", async () => {
     // Prepare
     const source = new TestSource();
