@@ -112,6 +112,13 @@ export const MAX_IN_FLIGHT = 2;
 /** How long an asynchronous fallback may take once the deadline has passed, milliseconds. */
 const FALLBACK_GRACE_MS = 5;
 
+/** `first` when it has geo data, else `second` when that has, else whichever exists. */
+function preferPositive(first: Entry | undefined, second: Entry | undefined): Entry | undefined {
+  if (first?.geo) return first;
+  if (second?.geo) return second;
+  return first ?? second;
+}
+
 export class DefaultGeoService implements GeoService {
   private readonly clock: Clock;
   private readonly waiters = new Map<string, Waiter>();
@@ -225,7 +232,7 @@ export class DefaultGeoService implements GeoService {
         // Without a provider nothing better is coming: whatever is known is final.
         const final = !provider;
         for (const ip of misses) {
-          const e = fb?.get(ip) ?? stale.get(ip);
+          const e = preferPositive(fb?.get(ip), stale.get(ip));
           out.set(ip, e ? { entry: e, final } : { final });
         }
         return out;
@@ -249,10 +256,11 @@ export class DefaultGeoService implements GeoService {
       // microseconds per IP, and most misses are answered by the provider in time.
       let fbMap: Map<string, Entry> | undefined;
       const fallback = this.opts.fallback;
-      if (fallback && out.size < ips.length) fbMap = await this.quickGet(fallback, misses.filter((ip) => !out.has(ip) && !stale.has(ip)));
+      // A stale negative entry says only "unknown then": the fallback may know the IP now.
+      if (fallback && out.size < ips.length) fbMap = await this.quickGet(fallback, misses.filter((ip) => !out.has(ip) && !stale.get(ip)?.geo));
       for (const ip of misses) {
         if (out.has(ip)) continue;
-        const e = stale.get(ip) ?? fbMap?.get(ip);
+        const e = preferPositive(stale.get(ip), fbMap?.get(ip));
         out.set(ip, e ? { entry: e, final: false } : { final: false });
       }
       return out;

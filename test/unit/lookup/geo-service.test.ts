@@ -179,6 +179,20 @@ describe("DefaultGeoService", () => {
     expect(r.get("4.4.4.4")).toMatchObject({ final: false, entry: { src: "ip-api", stale: true } });
   });
 
+  it("at the deadline, asks the fallback for an IP whose stale entry is negative and serves its positive answer", async () => {
+    // Prepare: a stale negative entry (ip-api did not know the IP a while ago); mmdb knows it now
+    const cache = new MemoryTier({ maxEntries: 10 });
+    const t = now() - 2000;
+    cache.set([{ ip: "4.4.4.5", neg: true, src: "ip-api", fetchedAt: t, expiresAt: t + 1000 }]);
+    const source = new TestSource();
+    source.throws = new Error("unreachable");
+    const { svc } = build({ cache, source, fallback: mapLookup([positive("4.4.4.5", "mmdb")]) });
+    // Act
+    const r = await svc.lookup(["4.4.4.5"]);
+    // Assess
+    expect(r.get("4.4.4.5")).toMatchObject({ final: false, entry: { src: "mmdb", geo: { countryCode: "MM" } } });
+  });
+
   it("without a provider, the fallback answer is final and a miss is final with no entry", async () => {
     // Prepare
     const { svc } = build({ source: null, fallback: mapLookup([positive("5.5.5.5", "mmdb")]) });
