@@ -53,6 +53,10 @@ export async function runCli(argv: readonly string[], ctx: CliContext, onConfigF
       // commander has already printed its one-line message to stderr.
       return e.exitCode === 0 ? 0 : EXIT_USAGE;
     }
-    throw e;
+    // Anything else (a port in use, a file that can't be read): one line for the user,
+    // the stack in the debug log.
+    ctx.logger.debug({ err: e }, "command failed");
+    ctx.stderr.write(`dnsgeo: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
   }
 }

@@ -5,6 +5,7 @@ import { LRUCache } from "lru-cache";
 import { Reader, type Response } from "maxmind";
 import { AsnTable, parseIpv4, parseIpv6 } from "./asn-table.js";
 import { nowS, systemClock, type Clock, type Entry, type GeoInfo, type Lookup } from "./lookup.js";
+import { ConfigError } from "../config.js";
 
 /** Options for {@link MmdbProvider.open}; paths default to the bundled npm data packages. */
 export interface MmdbProviderOptions {
@@ -57,12 +58,12 @@ function packageDir(pkg: string, configKey: string): string {
   try {
     return dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`));
   } catch {
-    throw new Error(`mmdb: package ${pkg} is not installed; install it or set ${configKey}`);
+    throw new ConfigError(`mmdb: package ${pkg} is not installed; install it or set ${configKey}`);
   }
 }
 
 function requireFile(path: string, configKey: string): string {
-  if (!existsSync(path)) throw new Error(`mmdb: file not found: ${path} (config ${configKey})`);
+  if (!existsSync(path)) throw new ConfigError(`mmdb: file not found: ${path} (config ${configKey})`);
   return path;
 }
 

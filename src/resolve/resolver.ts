@@ -24,6 +24,7 @@ import { LRUCache } from "lru-cache";
 import { systemClock, type Clock } from "../lookup/lookup.js";
 import type { Logger } from "../observability/logger.js";
 import { classifyIp } from "../pipeline/classify.js";
+import { ConfigError } from "../config.js";
 
 /** Resolves names to IPs within a deadline; what the Enricher needs. */
 export interface NameLookup {
@@ -145,7 +146,7 @@ export class NameResolver implements NameLookup {
       try {
         this.dns.setServers([...opts.servers]);
       } catch (e) {
-        throw new Error(`resolve.servers: ${(e as Error).message} (expected "ip" or "ip:port")`);
+        throw new ConfigError(`resolve.servers: ${(e as Error).message} (expected "ip" or "ip:port")`);
       }
     }
   }

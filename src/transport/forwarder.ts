@@ -39,7 +39,7 @@ function parseHeaders(lines: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of lines) {
     const i = line.indexOf(":");
-    if (i <= 0) throw new Error(`forward.headers: expected "Name: value", got a line without a colon`);
+    if (i <= 0) throw new ConfigError(`forward.headers: expected "Name: value", got a line without a colon`);
     out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
   }
   return out;

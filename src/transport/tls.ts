@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { ServerCredentials } from "@grpc/grpc-js";
 import type { SecureContextOptions, TlsOptions } from "node:tls";
 import type { Config } from "../config.js";
+import { ConfigError } from "../config.js";
 
 export type TlsConfig = Config["http"]["tls"];
 
@@ -20,20 +21,20 @@ export interface TlsMaterial {
 /** Reads the files named by a `tls` config block; undefined when TLS is off. */
 export function loadTls(cfg: TlsConfig, keyPrefix: string): TlsMaterial | undefined {
   if (!cfg.cert_file && !cfg.key_file) {
-    if (cfg.client_auth === "require") throw new Error(`${keyPrefix}.client_auth require needs ${keyPrefix}.cert_file and key_file`);
+    if (cfg.client_auth === "require") throw new ConfigError(`${keyPrefix}.client_auth require needs ${keyPrefix}.cert_file and key_file`);
     return undefined;
   }
-  if (!cfg.cert_file || !cfg.key_file) throw new Error(`${keyPrefix}: set both cert_file and key_file`);
+  if (!cfg.cert_file || !cfg.key_file) throw new ConfigError(`${keyPrefix}: set both cert_file and key_file`);
   const read = (file: string, key: string): Buffer => {
     try {
       return readFileSync(file);
     } catch (e) {
-      throw new Error(`${keyPrefix}.${key}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? "error"}`);
+      throw new ConfigError(`${keyPrefix}.${key}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? "error"}`);
     }
   };
   const m: TlsMaterial = { cert: read(cfg.cert_file, "cert_file"), key: read(cfg.key_file, "key_file"), requireClientCert: cfg.client_auth === "require" };
   if (cfg.ca_file) m.ca = read(cfg.ca_file, "ca_file");
-  if (m.requireClientCert && !m.ca) throw new Error(`${keyPrefix}.client_auth require needs ${keyPrefix}.ca_file`);
+  if (m.requireClientCert && !m.ca) throw new ConfigError(`${keyPrefix}.client_auth require needs ${keyPrefix}.ca_file`);
   return m;
 }
 
