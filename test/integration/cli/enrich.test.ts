@@ -83,6 +83,28 @@ describe("dnsgeo usage", () => {
     expect(run.stderr).toMatch(/DNSGEO_LOOKUP_DEADLINE_MS/);
   });
 
+  it("stops with exit 78 and one line for a value found wrong at start (no stack trace)", async () => {
+    const run = await runCli(["lookup", "8.8.8.8"], { env: { ...offline, DNSGEO_RESOLVE_MODE: "missing", DNSGEO_RESOLVE_SERVERS: "notanip" } });
+    expect(run.code).toBe(78);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toMatch(/resolve\.servers/);
+  });
+
+  it("prints one line and exits 1 when the port is taken", async () => {
+    const { createServer } = await import("node:net");
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", () => r()));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const run = await runCli(["serve"], { env: { ...offline, DNSGEO_HTTP_PORT: String(port), DNSGEO_GRPC_PORT: "0", DNSGEO_LOG_LEVEL: "error" } });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^dnsgeo: .*EADDRINUSE/m);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      busy.close();
+    }
+  });
+
   it("looks IPs up offline and says why it skips others", async () => {
     const run = await runCli(["lookup", "8.8.8.8", "10.1.2.3", "not-an-ip"], { env: offline });
     expect(run.code).toBe(1);
