@@ -50,9 +50,3 @@ export class DnsgeoError extends Error {
     this.grpc = spec.grpc;
   }
 }
-
-/** The table entry for a code, or the internal one for anything unknown. */
-export function errorSpec(code: string | undefined): ErrorSpec & { code: ErrorCode } {
-  const c = (code && code in ERROR_CODES ? code : "DNSGEO_INTERNAL") as ErrorCode;
-  return Object.assign({ code: c }, ERROR_CODES[c]);
-}

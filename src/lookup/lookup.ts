@@ -88,11 +88,6 @@ export function nowS(clock: Clock): number {
   return Math.floor(clock.now() / 1000);
 }
 
-/** True when the entry is fresh at `now` (epoch seconds). */
-export function isFresh(e: Entry, now: number): boolean {
-  return e.expiresAt > now;
-}
-
 /** What the pipeline gets back for one IP from a `GeoService`. */
 export interface IpResult {
   /** The best entry known (positive or negative); absent when nothing is known yet. */

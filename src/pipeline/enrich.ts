@@ -13,7 +13,7 @@ import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
-import { recordStatus } from "./status.js";
+import { recordStatus, type StatusResult } from "./status.js";
 import { addResolvedAnswers } from "../resolve/resolve-step.js";
 import type { NameLookup } from "../resolve/resolver.js";
 import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
@@ -155,12 +155,13 @@ export class Enricher {
       }
       const ex = extracted[i] as Extracted;
       try {
-        const status = recordStatus(ex, results, failed, p.rec.kind).status;
+        // Computed once here and handed to the formatter, which would otherwise compute it again.
+        const st = recordStatus(ex, results, failed, p.rec.kind);
         const text = texts?.[i];
-        const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text);
+        const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text, st);
         if (fast !== undefined) items.push({ kind: "jsontext", parts: fast });
-        else this.pushRecord(items, format, out, p.rec, ex, results, failed);
-        counts[status]++;
+        else this.pushRecord(items, format, out, p.rec, ex, results, failed, st);
+        counts[st.status]++;
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
         counts.error++;
@@ -197,11 +198,12 @@ export class Enricher {
     ex: Extracted,
     results: ReadonlyMap<string, IpResult>,
     failed: boolean,
+    st: StatusResult,
   ): void {
     if (format === "quicksight") {
-      for (const row of formatQuicksight(rec, ex, results, out, failed)) items.push({ kind: "json", value: row });
+      for (const row of formatQuicksight(rec, ex, results, out, failed, st)) items.push({ kind: "json", value: row });
     } else {
-      items.push({ kind: "json", value: formatEcs(rec, ex, results, out, failed) });
+      items.push({ kind: "json", value: formatEcs(rec, ex, results, out, failed, st) });
     }
   }
 }

@@ -25,7 +25,7 @@
 import type { Config } from "../config.js";
 import type { GeoInfo, IpResult } from "../lookup/lookup.js";
 import { copyOf, isPlain } from "./plain-object.js";
-import { answerView, recordStatus } from "./status.js";
+import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
 type Obj = Record<string, unknown>;
@@ -234,6 +234,7 @@ export function formatEcs(
   results: ReadonlyMap<string, IpResult>,
   out: Config["output"],
   failed?: boolean,
+  status?: StatusResult,
 ): Record<string, unknown> {
   const top: Obj = copyOf(rec.record);
   const enc = out.geo_point;
@@ -258,7 +259,7 @@ export function formatEcs(
     }
   }
 
-  const st = recordStatus(ex, results, failed, rec.kind);
+  const st = status ?? recordStatus(ex, results, failed, rec.kind);
   const fresh: Obj = { status: st.status };
   if (st.reason !== undefined) fresh.reason = st.reason;
   if (answers.length > 0) {
@@ -355,6 +356,7 @@ export function formatEcsText(
   out: Config["output"],
   failed: boolean | undefined,
   text: string,
+  status?: StatusResult,
 ): string[] | undefined {
   const r = rec.record;
   if (rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
@@ -388,7 +390,7 @@ export function formatEcsText(
       }
     }
   }
-  const st = recordStatus(ex, results, failed, rec.kind);
+  const st = status ?? recordStatus(ex, results, failed, rec.kind);
   small += `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
   if (st.reason !== undefined) small += `,"reason":${JSON.stringify(st.reason)}`;
   if (answers.length > 0) {

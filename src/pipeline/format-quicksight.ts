@@ -21,7 +21,7 @@
 import type { Config } from "../config.js";
 import type { IpResult } from "../lookup/lookup.js";
 import { copyOf, isPlain, setOwn } from "./plain-object.js";
-import { answerView, recordStatus } from "./status.js";
+import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
 type Obj = Record<string, unknown>;
@@ -213,6 +213,7 @@ export function formatQuicksight(
   results: ReadonlyMap<string, IpResult>,
   out: Config["output"],
   failed?: boolean,
+  status?: StatusResult,
 ): Record<string, unknown>[] {
   const flat = flattenRecord(rec.record);
   const answers = ex.answers;
@@ -222,7 +223,7 @@ export function formatQuicksight(
     for (const a of answers) if (a.reason !== "not_canonical" && a.reason !== "zone_id") ips.push(a.ip);
     if (ips.length > 0) answerIps = ips.join(";");
   }
-  const st = recordStatus(ex, results, failed, rec.kind);
+  const st = status ?? recordStatus(ex, results, failed, rec.kind);
   const collides = collidesWithColumns(flat);
 
   if (out.explode) {
