@@ -3,7 +3,10 @@
  * all cache hits (memory tier primed):
  * - HTTP POST /v1/enrich vs a plain node:http NDJSON echo server that parses and
  *   re-serialises every line (the least any transform in the path does);
- * - gRPC Enrich (unary) and EnrichStream (bidi) vs HTTP /v1/enrich;
+ * - gRPC Enrich (unary) and EnrichStream (bidi) vs HTTP /v1/enrich, the load sent
+ *   as pre-encoded gRPC frames over node:http2 (what h2load or ghz do); plus, as a
+ *   report, Enrich with grpc-js as the client, whose CPU per call competes with the
+ *   server for the same two cores;
  * - p99 latency at concurrency 1;
  * - concurrency 256 against the in-flight cap (default 64): p99 of accepted
  *   requests and the share refused with 503.
@@ -103,7 +106,7 @@ export async function benchServe(): Promise<ScenarioResult[]> {
   try {
     await load.setup({ echoUrl: echo.url, httpUrl: `http://${serve.httpAddress ?? ""}`, grpcAddress: serve.grpcAddress ?? "", batch: BATCH, distinct: DISTINCT });
 
-    const targets: LoadTarget[] = ["echo", "http", "grpc-unary", "grpc-stream"];
+    const targets: LoadTarget[] = ["echo", "http", "grpc-unary", "grpc-stream", "grpc-js-unary"];
     const samples = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
     for (let r = 0; r < ROUNDS; r++) {
       for (const target of targets) {
@@ -123,6 +126,7 @@ export async function benchServe(): Promise<ScenarioResult[]> {
       { scenario: `serve: HTTP /v1/enrich, ${CONCURRENCY} concurrent, batches of ${BATCH}`, recordsPerS: httpRate, baseline: "node:http NDJSON echo (parse+stringify)", baselinePerS: rate("echo"), ratio: httpRate / rate("echo"), goal: 0.9 },
       { scenario: `serve: gRPC Enrich (unary), ${CONCURRENCY} concurrent`, recordsPerS: rate("grpc-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-unary") / httpRate, goal: 0.6 },
       { scenario: `serve: gRPC EnrichStream, ${CONCURRENCY} streams`, recordsPerS: rate("grpc-stream"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-stream") / httpRate, goal: 0.85 },
+      { scenario: `serve: gRPC Enrich with a grpc-js client (one channel), ${CONCURRENCY} concurrent`, recordsPerS: rate("grpc-js-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-js-unary") / httpRate },
       {
         scenario: `serve: HTTP concurrency 1: p50 ${ms(c1.p50Ms)} ms, p99 ${ms(c1.p99Ms)} ms (echo p99 ${ms(c1Echo.p99Ms)} ms)`,
         recordsPerS: perS(c1),

@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import * as zlib from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
 import type { Decoded, DecodedItem, EncodableItem, Framing } from "./types.js";
+import { Utf8Writer } from "./utf8-writer.js";
 import { parseJsonBounded } from "./json-depth.js";
 
 interface SnappyJs {
@@ -456,8 +457,7 @@ function itemJson(item: EncodableItem): string {
 
 /**
  * Items as newline-terminated lines in one buffer. Each string (each piece of
- * a JsonText) is UTF-8 encoded straight into place: joining first would copy
- * every byte once more, and the output of a batch is several times its input.
+ * a JsonText) is UTF-8 encoded straight into place.
  */
 function linesToBuffer(items: readonly EncodableItem[]): Buffer {
   let chars = 0;
@@ -467,30 +467,18 @@ function linesToBuffer(items: readonly EncodableItem[]): Buffer {
     chars++;
   }
   // ASCII (the usual case) fits exactly; wider text grows the buffer.
-  let buf = Buffer.allocUnsafe(chars);
-  let off = 0;
-  const put = (p: string): void => {
-    if (off + p.length * 3 > buf.length) {
-      const need = off + Buffer.byteLength(p, "utf8") + 1;
-      if (need > buf.length) {
-        const bigger = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
-        buf.copy(bigger, 0, 0, off);
-        buf = bigger;
-      }
-    }
-    off += buf.write(p, off, "utf8");
-  };
+  const w = new Utf8Writer(chars);
   for (const it of items) {
-    if (it.kind === "jsontext") for (const p of it.parts) put(p);
-    else put(itemText(it));
-    if (off >= buf.length) {
-      const bigger = Buffer.allocUnsafe(buf.length * 2 + 1);
-      buf.copy(bigger, 0, 0, off);
-      buf = bigger;
-    }
-    buf[off++] = 0x0a;
+    writeItemText(w, it);
+    w.byte(0x0a);
   }
-  return off === buf.length ? buf : buf.subarray(0, off);
+  return w.finish();
+}
+
+/** Writes one item's text (as `itemText` would return it) into `w`. */
+export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
+  if (it.kind === "jsontext") for (const p of it.parts) w.str(p);
+  else w.str(itemText(it));
 }
 
 /**

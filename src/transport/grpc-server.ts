@@ -24,6 +24,7 @@ import { refusalReason } from "./refusal.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
+import { encodeEnrichResponse, passEncoded, type EncodedMessage } from "./grpc-codec.js";
 
 /** Full name of the service, as health checks and reflection know it. */
 export const ENRICHMENT_SERVICE = "dnsgeo.v1.Enrichment";
@@ -58,12 +59,8 @@ interface EnrichRequestMsg {
   explode?: boolean;
   id?: string;
 }
-interface EnrichResponseMsg {
-  records: string[];
-  counts: Record<string, number>;
-  id: string;
-  looked_up: number;
-}
+/** EnrichResponse leaves already in wire form (see grpc-codec.ts). */
+type EnrichResponseMsg = EncodedMessage;
 interface LookupRequestMsg {
   ips?: string[];
 }
@@ -154,12 +151,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       }
     }
     const out = await app.enricher.enrichDecoded({ framing: "ndjson", items }, opts);
-    const texts = new Array<string>(out.items.length);
-    for (let i = 0; i < out.items.length; i++) {
-      const it = out.items[i] as (typeof out.items)[number];
-      texts[i] = it.kind === "json" ? JSON.stringify(it.value) : it.kind === "jsontext" ? it.parts.join("") : it.raw;
-    }
-    return { records: texts, counts: out.counts, id: req.id ?? "", looked_up: out.lookedUp };
+    return encodeEnrichResponse({ items: out.items, counts: out.counts, id: req.id ?? "", lookedUp: out.lookedUp });
   };
 
   const observe = (route: string, start: number): void => {
@@ -328,7 +320,11 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const definition = loadEnrichmentDefinition();
   const service = definition[ENRICHMENT_SERVICE];
   if (!service || !("Enrich" in service)) throw new Error(`${ENRICHMENT_SERVICE} is missing from ${PROTO_REL}`);
-  server.addService(service as grpc.ServiceDefinition, handlers);
+  // Enrich answers are encoded by grpc-codec.ts; the shared definition (reflection reads it) is left as loaded.
+  const methods = service as grpc.ServiceDefinition;
+  const withEncoded = (m: grpc.MethodDefinition<object, object>): grpc.MethodDefinition<object, object | EncodedMessage> => ({ ...m, responseSerialize: passEncoded(m.responseSerialize) });
+  const enrichment: grpc.ServiceDefinition = { ...methods, Enrich: withEncoded(methods.Enrich as grpc.MethodDefinition<object, object>), EnrichStream: withEncoded(methods.EnrichStream as grpc.MethodDefinition<object, object>) };
+  server.addService(enrichment, handlers);
   const health = new HealthImplementation({ "": "NOT_SERVING", [ENRICHMENT_SERVICE]: "NOT_SERVING" });
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);

@@ -1,0 +1,73 @@
+/**
+ * A growable output buffer that UTF-8 encodes strings straight into place.
+ * Used where output is built from many pieces (the ECS fast path's JsonText):
+ * joining the pieces first would copy every byte once more, and an enriched
+ * batch is several times the size of its input.
+ */
+export class Utf8Writer {
+  private buf: Buffer;
+  /** Bytes written so far. */
+  off = 0;
+
+  /** `sizeHint`: expected bytes (ASCII text: its length); the buffer grows past it when needed. */
+  constructor(sizeHint: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(64, sizeHint));
+  }
+
+  /** Makes room for `n` more bytes. */
+  ensure(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.off + n, this.buf.length * 2));
+    this.buf.copy(bigger, 0, 0, this.off);
+    this.buf = bigger;
+  }
+
+  /** Appends `s` as UTF-8. */
+  str(s: string): void {
+    // A UTF-16 unit becomes at most 3 bytes; count exactly only when that worst case does not fit.
+    if (this.off + s.length * 3 > this.buf.length) this.ensure(Buffer.byteLength(s, "utf8"));
+    this.off += this.buf.write(s, this.off, "utf8");
+  }
+
+  /** Appends one byte. */
+  byte(b: number): void {
+    if (this.off >= this.buf.length) this.ensure(1);
+    this.buf[this.off++] = b;
+  }
+
+  /** Appends an unsigned varint (protobuf base-128), `n` < 2^53. */
+  varint(n: number): void {
+    this.ensure(10);
+    while (n >= 0x80) {
+      this.buf[this.off++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    this.buf[this.off++] = n;
+  }
+
+  /**
+   * Writes a length-delimited field (protobuf wire type 2) whose body `body` writes:
+   * reserves the widest length prefix, then moves the body down to sit right after
+   * the real (shortest) prefix, as protobuf requires.
+   */
+  delimited(body: () => void): void {
+    const RESERVE = 5; // lengths < 2^35
+    this.ensure(RESERVE);
+    const lenAt = this.off;
+    this.off += RESERVE;
+    body();
+    const len = this.off - lenAt - RESERVE;
+    let prefix = 1;
+    for (let v = len; v >= 0x80; v = Math.floor(v / 0x80)) prefix++;
+    if (prefix < RESERVE) this.buf.copyWithin(lenAt + prefix, lenAt + RESERVE, this.off);
+    const end = this.off - (RESERVE - prefix);
+    this.off = lenAt;
+    this.varint(len);
+    this.off = end;
+  }
+
+  /** The bytes written (a view, not a copy). */
+  finish(): Buffer {
+    return this.off === this.buf.length ? this.buf : this.buf.subarray(0, this.off);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The hand-written EnrichResponse encoder must give what protobufjs, reading the
+ * proto file, decodes to the same message as the joined texts — for any text
+ * (multi-byte UTF-8, empty, records long enough for 2-, 3- and 4-byte length
+ * prefixes), any counts, id and looked_up.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type * as grpc from "@grpc/grpc-js";
+import { encodeEnrichResponse, EncodedMessage, passEncoded } from "../../../src/transport/grpc-codec.js";
+import { loadEnrichmentDefinition } from "../../../src/transport/grpc-server.js";
+import { Utf8Writer } from "../../../src/pipeline/utf8-writer.js";
+import type { EncodableItem } from "../../../src/pipeline/types.js";
+
+const def = loadEnrichmentDefinition();
+const enrich = (def["dnsgeo.v1.Enrichment"] as grpc.ServiceDefinition).Enrich as grpc.MethodDefinition<unknown, unknown>;
+const decode = (b: Buffer): { records?: string[]; counts?: Record<string, number>; id?: string; looked_up?: number } =>
+  enrich.responseDeserialize(b) as never;
+
+const textOf = (it: EncodableItem): string =>
+  it.kind === "jsontext" ? it.parts.join("") : it.kind === "unparsed" ? it.raw : JSON.stringify(it.value);
+
+// Well-formed Unicode only: a lone surrogate is not valid UTF-8 in any encoder.
+const text = fc.string({ unit: fc.constantFrom("a", "{", '"', "\\", "é", "漢", "😀", "\n", "\u0000"), maxLength: 60 });
+const item: fc.Arbitrary<EncodableItem> = fc.oneof(
+  fc.array(text, { maxLength: 6 }).map((parts): EncodableItem => ({ kind: "jsontext", parts })),
+  text.map((raw): EncodableItem => ({ kind: "unparsed", raw })),
+  fc.record({ a: text, n: fc.integer() }).map((value): EncodableItem => ({ kind: "json", value })),
+);
+
+describe("encodeEnrichResponse", () => {
+  it("decodes with protobufjs to the same records, counts, id and looked_up", () => {
+    fc.assert(
+      fc.property(
+        fc.array(item, { maxLength: 30 }),
+        fc.dictionary(fc.constantFrom("enriched", "partial", "pending", "skipped", "error", "unparsed"), fc.nat({ max: 2 ** 40 })),
+        text,
+        fc.nat({ max: 2 ** 32 - 1 }),
+        (items, counts, id, lookedUp) => {
+          const got = decode(encodeEnrichResponse({ items, counts, id, lookedUp }).bytes);
+          expect(got.records ?? []).toEqual(items.map(textOf));
+          expect(got.counts ?? {}).toEqual(counts);
+          expect(got.id ?? "").toBe(id);
+          expect(got.looked_up ?? 0).toBe(lookedUp);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("gives the same bytes protobufjs gives for the joined message", () => {
+    const items: EncodableItem[] = [
+      { kind: "jsontext", parts: ['{"a":1', ',"dnsgeo":{"status":"enriched"}', "}"] },
+      { kind: "unparsed", raw: "not json é" },
+      { kind: "json", value: { x: [1, 2] } },
+    ];
+    const counts = { enriched: 1, partial: 0, pending: 0, skipped: 0, error: 0, unparsed: 1 };
+    const mine = encodeEnrichResponse({ items, counts, id: "b-7", lookedUp: 3 }).bytes;
+    const theirs = enrich.responseSerialize({ records: items.map(textOf), counts, id: "b-7", looked_up: 3 });
+    expect(mine.equals(theirs)).toBe(true);
+  });
+
+  it("prefixes long records with 2-, 3- and 4-byte lengths", () => {
+    for (const n of [127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 0]) {
+      const raw = "x".repeat(n - 2 > 0 ? n - 2 : 0) + (n >= 2 ? "é" : "");
+      const got = decode(encodeEnrichResponse({ items: [{ kind: "unparsed", raw }, { kind: "unparsed", raw: "z" }], counts: {}, id: "", lookedUp: 0 }).bytes);
+      expect(got.records).toEqual([raw, "z"]);
+    }
+  });
+
+  it("passes an encoded message through and serializes anything else as before", () => {
+    const ser = passEncoded(enrich.responseSerialize as (v: unknown) => Buffer);
+    const msg = encodeEnrichResponse({ items: [], counts: { enriched: 0 }, id: "", lookedUp: 0 });
+    expect(ser(msg)).toBe(msg.bytes);
+    expect(msg).toBeInstanceOf(EncodedMessage);
+    expect(decode(ser({ records: ["{}"], counts: {}, id: "q", looked_up: 0 })).records).toEqual(["{}"]);
+  });
+});
+
+describe("Utf8Writer", () => {
+  it("grows past its size hint and writes varints protobuf reads", () => {
+    const w = new Utf8Writer(1);
+    w.str("é".repeat(100));
+    w.varint(300);
+    const b = w.finish();
+    expect(b.subarray(0, 200).toString("utf8")).toBe("é".repeat(100));
+    expect([...b.subarray(200)]).toEqual([0xac, 0x02]);
+  });
+});
+
