@@ -23,7 +23,7 @@
  * - Absent values are omitted, never `null` or `""`; empty objects are omitted.
  */
 import type { Config } from "../config.js";
-import type { GeoInfo, IpResult } from "../lookup/lookup.js";
+import type { Entry, GeoInfo, IpResult } from "../lookup/lookup.js";
 import { copyOf, isPlain } from "./plain-object.js";
 import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
@@ -312,6 +312,78 @@ function textsFor(entry: object, enc: GeoPoint): EntryTexts {
   return t;
 }
 
+/*
+ * Direct JSON writers for the objects `buildGeo`, `asObject`, `answerObject`
+ * and `addDestination` build, with the same keys in the same order (the
+ * format-ecs-text tests compare them with JSON.stringify of those objects).
+ * An entry read from SQLite or DynamoDB is a new object every time, so its
+ * texts are written once per record: writing them straight is about three
+ * times cheaper than building the objects and serializing them.
+ * A finite number's `${n}` is its JSON text; strings go through JSON.stringify
+ * for escaping.
+ */
+
+function geoPointText(lat: number | undefined, lon: number | undefined, enc: GeoPoint): string | undefined {
+  if (!num(lat) || !num(lon)) return undefined;
+  switch (enc) {
+    case "string":
+      return JSON.stringify(`${lat},${lon}`);
+    case "array":
+      return `[${lon},${lat}]`;
+    case "wkt":
+      return JSON.stringify(`POINT (${lon} ${lat})`);
+    default:
+      return `{"lat":${lat},"lon":${lon}}`;
+  }
+}
+
+/** `JSON.stringify(buildGeo(g, enc))`, or undefined when that object would be empty. */
+function geoText(g: GeoInfo, enc: GeoPoint): string | undefined {
+  let s = "";
+  const loc = geoPointText(g.lat, g.lon, enc);
+  if (loc !== undefined) s += `,"location":${loc}`;
+  if (str(g.countryCode)) s += `,"country_iso_code":${JSON.stringify(g.countryCode)}`;
+  if (str(g.country)) s += `,"country_name":${JSON.stringify(g.country)}`;
+  if (str(g.regionCode)) s += `,"region_iso_code":${JSON.stringify(g.regionCode)}`;
+  if (str(g.regionName)) s += `,"region_name":${JSON.stringify(g.regionName)}`;
+  if (str(g.city)) s += `,"city_name":${JSON.stringify(g.city)}`;
+  if (str(g.postalCode)) s += `,"postal_code":${JSON.stringify(g.postalCode)}`;
+  if (str(g.timezone)) s += `,"timezone":${JSON.stringify(g.timezone)}`;
+  if (str(g.continentCode)) s += `,"continent_code":${JSON.stringify(g.continentCode)}`;
+  return s === "" ? undefined : `{${s.slice(1)}}`;
+}
+
+/** `JSON.stringify(asObject(g))`, or undefined when there is no such object. */
+function asText(g: GeoInfo): string | undefined {
+  const orgName = str(g.asOrg) ? g.asOrg : str(g.org) ? g.org : undefined;
+  const hasNumber = num(g.asn);
+  if (!hasNumber && orgName === undefined) return undefined;
+  let s = hasNumber ? `"number":${g.asn}` : "";
+  if (orgName !== undefined) s += `${hasNumber ? "," : ""}"organization":{"name":${JSON.stringify(orgName)}}`;
+  return `{${s}}`;
+}
+
+/** `{"ip":…` + geo and as members (no closing brace): the start both answer and destination texts share. */
+function ipGeoAsText(ip: string, g: GeoInfo | undefined, enc: GeoPoint): string {
+  let s = `{"ip":${JSON.stringify(ip)}`;
+  if (g === undefined) return s;
+  const geo = geoText(g, enc);
+  if (geo !== undefined) s += `,"geo":${geo}`;
+  const as = asText(g);
+  if (as !== undefined) s += `,"as":${as}`;
+  return s;
+}
+
+/** `JSON.stringify(answerObject(a, …))` for a final, fresh, positive entry with no reason and no `via`. */
+function cachedAnswerText(ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): string {
+  let s = ipGeoAsText(ip, g, enc);
+  if (str(g.isp)) s += `,"isp":${JSON.stringify(g.isp)}`;
+  if (str(g.org)) s += `,"org":${JSON.stringify(g.org)}`;
+  const source = str(g.source) ? g.source : e.src;
+  if (str(source)) s += `,"source":${JSON.stringify(source)}`;
+  return s + "}";
+}
+
 /** The answer's JSON text; with `comma`, preceded by a `,`. */
 function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined, comma: boolean): string {
   const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
@@ -319,7 +391,7 @@ function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: Ge
   // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found, no `via`).
   if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale && a.via === undefined) {
     const t = textsFor(e, enc);
-    t.answer ??= JSON.stringify(answerObject(a, results, enc, failed));
+    t.answer ??= cachedAnswerText(a.ip, e, e.geo, enc);
     if (!comma) return t.answer;
     t.nextAnswer ??= "," + t.answer;
     return t.nextAnswer;
@@ -328,16 +400,12 @@ function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: Ge
   return comma ? "," + text : text;
 }
 
+/** `JSON.stringify` of the `destination` object `addDestination` adds to a record that has none. */
 function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): string {
   const e = results.get(a.ip)?.entry;
-  const build = (): string => {
-    const top: Obj = {};
-    addDestination(top, a, results, enc);
-    return JSON.stringify(top.destination);
-  };
-  if (e === undefined) return build();
+  if (e === undefined) return `{"ip":${JSON.stringify(a.ip)}}`;
   const t = textsFor(e, enc);
-  t.destination ??= build();
+  t.destination ??= ipGeoAsText(a.ip, e.neg ? undefined : e.geo, enc) + "}";
   return t.destination;
 }
 
