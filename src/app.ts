@@ -53,6 +53,8 @@ export interface App {
   readonly geo: DefaultGeoService;
   /** The cache chain (memory → SQLite → DynamoDB); empty when every tier is off. */
   readonly cache: Lookup;
+  /** The memory tier (L0) of `cache`, when on. */
+  readonly memory: MemoryTier | undefined;
   /** Looks arbitrary query strings up (HTTP /v1/lookup, gRPC Lookup, CLI lookup). */
   lookupIps(queries: readonly string[], opts?: { deadlineMs?: number; wait?: boolean }): Promise<IpLookupAnswer[]>;
   /** True once the stores are open (not tied to DynamoDB or ip-api). */
@@ -82,6 +84,14 @@ class CountingLookup implements Lookup {
     this.asked += ips.length;
     const res = await this.inner.get(ips, opts);
     this.hits += res.size;
+    return res;
+  }
+  getFreshSync(ips: readonly string[]): Map<string, Entry> | undefined {
+    const res = this.inner.getFreshSync?.(ips);
+    if (res) {
+      this.asked += ips.length;
+      this.hits += res.size;
+    }
     return res;
   }
   set(entries: readonly Entry[]): Promise<void> | void {
@@ -202,6 +212,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     enricher,
     geo,
     cache,
+    memory,
     async lookupIps(queries, opts = {}) {
       const answers: IpLookupAnswer[] = [];
       const wanted: string[] = [];

@@ -75,6 +75,27 @@ export class LookupChain implements Lookup {
   }
 
   /**
+   * The first tier's map when that tier answers synchronously (memory) and has
+   * every IP fresh; otherwise undefined, with nothing counted.
+   */
+  getFreshSync(ips: readonly string[]): Map<string, Entry> | undefined {
+    const first = this.tiers[0];
+    if (first?.synchronous !== true || ips.length === 0 || this.closing) return undefined;
+    let m: Map<string, Entry>;
+    try {
+      m = first.get(ips) as Map<string, Entry>;
+    } catch {
+      return undefined;
+    }
+    for (let i = 0; i < ips.length; i++) {
+      const e = m.get(ips[i] as string);
+      if (e === undefined || e.stale === true) return undefined;
+    }
+    (this.counters[0] as Counters).hit.inc(m.size);
+    return m;
+  }
+
+  /**
    * The best entry for each IP: fresh answers from any tier first; stale ones
    * (only with `allowStale`) for what no tier had fresh. Resolves by the
    * caller's signal at the latest, with what was known by then.

@@ -74,6 +74,13 @@ export interface Lookup {
   set(entries: readonly Entry[]): Promise<void> | void;
   /** Idempotent. */
   close(): Promise<void> | void;
+  /** True when `get` always answers synchronously (a Map, never a promise). */
+  readonly synchronous?: boolean;
+  /**
+   * Every IP fresh, answered synchronously, or undefined (then nothing was
+   * counted: ask `get`). The warm-cache path, without timers or promises.
+   */
+  getFreshSync?(ips: readonly string[]): Map<string, Entry> | undefined;
 }
 
 /** Injectable clock (milliseconds since epoch), so TTL tests need no sleeps. */

@@ -27,6 +27,7 @@ const DEFAULT_STALE_MAX_S = 30 * 86400;
  */
 export class MemoryTier implements Lookup {
   readonly name = "memory";
+  readonly synchronous = true;
   private readonly cache: LRUCache<string, Entry>;
   private readonly clock: Clock;
   private readonly staleMaxS: number;

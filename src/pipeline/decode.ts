@@ -5,6 +5,7 @@
  * Only compression and size problems throw (`DecodeError`); any uncompressed
  * bytes decode: a line that is not JSON becomes an `unparsed` item.
  */
+import { isAscii } from "node:buffer";
 import { createRequire } from "node:module";
 import * as zlib from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
@@ -80,7 +81,9 @@ export function decode(body: Buffer | Uint8Array, opts: DecodeOptions = {}): Dec
   if (max !== undefined && raw.length > max) {
     throw tooLarge(max);
   }
-  return splitText(raw.toString("utf8"), isNdjsonType(opts.contentType));
+  // ASCII (nearly every log body): character offsets are byte offsets, so each
+  // line's bytes can go out again by copy instead of being encoded anew.
+  return splitText(raw.toString("utf8"), isNdjsonType(opts.contentType), isAscii(raw) ? raw : undefined);
 }
 
 function isNdjsonType(contentType: string | undefined): boolean {
@@ -394,7 +397,7 @@ function isSingleTerminatedLine(text: string): boolean {
   return nl === end || isBlank(text.slice(nl + 1));
 }
 
-function splitText(input: string, forceNdjson: boolean): Decoded {
+function splitText(input: string, forceNdjson: boolean, asciiBytes?: Buffer): Decoded {
   const text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
   if (!forceNdjson) {
     const first = firstNonWhitespace(text);
@@ -414,10 +417,11 @@ function splitText(input: string, forceNdjson: boolean): Decoded {
       }
     }
   }
-  return { framing: "ndjson", items: splitLines(text) };
+  return { framing: "ndjson", items: splitLines(text, asciiBytes) };
 }
 
-function splitLines(text: string): DecodedItem[] {
+/** `bytes`: the same text as ASCII bytes (offsets align), when it is ASCII. */
+function splitLines(text: string, bytes?: Buffer): DecodedItem[] {
   const items: DecodedItem[] = [];
   let start = 0;
   while (start < text.length) {
@@ -426,13 +430,16 @@ function splitLines(text: string): DecodedItem[] {
     let end = nl;
     if (end > start && text.charCodeAt(end - 1) === 0x0d) end--;
     if (end > start) {
-      let line = text.slice(start, end);
+      let from = start;
       // RFC 7464 json-seq puts a record separator before each value.
-      if (line.charCodeAt(0) === 0x1e) line = line.slice(1);
+      if (text.charCodeAt(from) === 0x1e) from++;
+      const line = text.slice(from, end);
       if (!isBlank(line)) {
         try {
           const value = parseJsonBounded(line);
-          items.push(value !== null && typeof value === "object" && !Array.isArray(value) ? { kind: "json", value, text: line } : { kind: "json", value });
+          if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+            items.push(bytes ? { kind: "json", value, text: line, src: bytes, at: from } : { kind: "json", value, text: line });
+          } else items.push({ kind: "json", value });
         } catch {
           items.push({ kind: "unparsed", raw: line });
         }
@@ -477,8 +484,18 @@ function linesToBuffer(items: readonly EncodableItem[]): Buffer {
 
 /** Writes one item's text (as `itemText` would return it) into `w`. */
 export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
-  if (it.kind === "jsontext") for (const p of it.parts) w.str(p);
-  else w.str(itemText(it));
+  if (it.kind !== "jsontext") {
+    w.str(itemText(it));
+    return;
+  }
+  const parts = it.parts;
+  let i = 0;
+  if (it.headSrc !== undefined) {
+    const at = it.headAt ?? 0;
+    w.copy(it.headSrc, at, at + (parts[0] as string).length);
+    i = 1;
+  }
+  for (; i < parts.length; i++) w.str(parts[i] as string);
 }
 
 /**

@@ -61,6 +61,9 @@ function emptyCounts(): EnrichCounts {
 
 const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
 
+/** A decoded line whose record is exactly that line: its text (and bytes, when known). */
+type SourceText = { text: string; src?: Buffer; at?: number };
+
 /** Runs the pipeline for decoded batches; one instance per process. */
 export class Enricher {
   private readonly geo: GeoService;
@@ -84,7 +87,7 @@ export class Enricher {
    * `texts` is given, it receives, per output index, the record's own source
    * text where the record is exactly the decoded line (not an envelope's event).
    */
-  parseItems(items: readonly DecodedItem[], texts?: Array<string | undefined>): ParsedItem[] {
+  parseItems(items: readonly DecodedItem[], texts?: Array<SourceText | undefined>): ParsedItem[] {
     const out: ParsedItem[] = [];
     for (const item of items) {
       let parsed: ParsedItem[];
@@ -97,7 +100,7 @@ export class Enricher {
       }
       if (texts) {
         const only = parsed.length === 1 ? parsed[0] : undefined;
-        texts[out.length] = item.kind === "json" && item.text !== undefined && only?.kind === "record" && only.rec.record === item.value ? item.text : undefined;
+        texts[out.length] = item.kind === "json" && item.text !== undefined && only?.kind === "record" && only.rec.record === item.value ? (item as SourceText) : undefined;
       }
       for (const p of parsed) out.push(p);
     }
@@ -107,7 +110,7 @@ export class Enricher {
   /** Enriches decoded items; never rejects because a tier or provider is down. */
   async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
     const format = opts.format ?? this.cfg.output.format;
-    const texts: Array<string | undefined> | undefined = format === "ecs" ? [] : undefined;
+    const texts: Array<SourceText | undefined> | undefined = format === "ecs" ? [] : undefined;
     const parsed = this.parseItems(decoded.items, texts);
     const extracted: Array<Extracted | undefined> = new Array(parsed.length);
     const exs: Extracted[] = [];
@@ -157,9 +160,12 @@ export class Enricher {
       try {
         // Computed once here and handed to the formatter, which would otherwise compute it again.
         const st = recordStatus(ex, results, failed, p.rec.kind);
-        const text = texts?.[i];
-        const fast = text === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, text, st);
-        if (fast !== undefined) items.push({ kind: "jsontext", parts: fast });
+        const src = texts?.[i];
+        const fast = src === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, src.text, st);
+        if (fast !== undefined) {
+          // The first piece is a prefix of the source text, so (ASCII) its bytes start where the text's do.
+          items.push(src?.src !== undefined ? { kind: "jsontext", parts: fast, headSrc: src.src, headAt: src.at ?? 0 } : { kind: "jsontext", parts: fast });
+        }
         else this.pushRecord(items, format, out, p.rec, ex, results, failed, st);
         counts[st.status]++;
       } catch (e) {

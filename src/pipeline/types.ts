@@ -12,7 +12,17 @@ export type DecodedItem =
    * `text`: the exact source text of a plain-object value that came from one
    * NDJSON line; lets the ECS formatter append to it instead of re-serializing.
    */
-  | { kind: "json"; value: unknown; text?: string }
+  | {
+      kind: "json";
+      value: unknown;
+      text?: string;
+      /**
+       * The request body when it is ASCII, with `text` at byte offset `at`:
+       * lets the encoder copy the line's bytes instead of encoding its text.
+       */
+      src?: Buffer;
+      at?: number;
+    }
   | { kind: "unparsed"; raw: string };
 
 /** Output only: a value already serialized as JSON text, in pieces (the ECS fast path). */
@@ -20,6 +30,12 @@ export interface JsonText {
   kind: "jsontext";
   /** Concatenated, the JSON text. */
   parts: readonly string[];
+  /**
+   * `parts[0]` as bytes, when known: `headSrc[headAt, headAt + parts[0].length)`
+   * (ASCII, from the request body). Written by copy instead of encoding.
+   */
+  headSrc?: Buffer;
+  headAt?: number;
 }
 
 /** What `encodeItems` writes. */

@@ -40,6 +40,12 @@ export class Utf8Writer {
     this.off += utf8Write(this.buf, s, this.off);
   }
 
+  /** Appends `src[from, to)` as it is. */
+  copy(src: Buffer, from: number, to: number): void {
+    this.ensure(to - from);
+    this.off += src.copy(this.buf, this.off, from, to);
+  }
+
   /** Appends one byte. */
   byte(b: number): void {
     if (this.off >= this.buf.length) this.ensure(1);

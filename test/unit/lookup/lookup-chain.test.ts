@@ -237,6 +237,35 @@ describe("LookupChain", () => {
     expect(await count(metrics, "dnsgeo_lookups_total", { tier: "sqlite", outcome: "miss" })).toBe(1);
   });
 
+  it("answers synchronously only when a synchronous first tier has every IP fresh, and counts like get", async () => {
+    const memory = new MemoryTier({ maxEntries: 100, clock, staleMaxS: 86_400 });
+    const lower = new FakeTier("sqlite");
+    const metrics = createMetrics();
+    const chain = new LookupChain([memory, lower], { logger: silentLogger(), metrics, clock });
+    const a = positive("1.1.1.1", clock);
+    const b = positive("8.8.8.8", clock, 10);
+    memory.set([a, b]);
+    const both = chain.getFreshSync(["1.1.1.1", "8.8.8.8", "1.1.1.1"]);
+    expect(both).toBeInstanceOf(Map);
+    expect(both?.get("1.1.1.1")).toBe(a);
+    expect(both?.get("8.8.8.8")).toBe(b);
+    expect(await count(metrics, "dnsgeo_lookups_total", { tier: "memory", outcome: "hit" })).toBe(2);
+    // One IP missing: nothing answered, nothing counted, lower tiers not asked.
+    expect(chain.getFreshSync(["1.1.1.1", "9.9.9.9"])).toBeUndefined();
+    expect(await count(metrics, "dnsgeo_lookups_total", { tier: "memory", outcome: "hit" })).toBe(2);
+    expect(await count(metrics, "dnsgeo_lookups_total", { tier: "memory", outcome: "miss" })).toBe(0);
+    expect(lower.asked).toEqual([]);
+    // Expired (stale) is not fresh.
+    clock.advanceS(11);
+    expect(chain.getFreshSync(["8.8.8.8"])).toBeUndefined();
+    expect(chain.getFreshSync(["1.1.1.1"])?.get("1.1.1.1")).toBe(a);
+    // A first tier that may answer asynchronously is never asked this way.
+    const fake = new FakeTier("memory");
+    fake.data.set("1.1.1.1", a);
+    expect(new LookupChain([fake], { logger: silentLogger() }).getFreshSync(["1.1.1.1"])).toBeUndefined();
+    expect(fake.asked).toEqual([]);
+  });
+
   it("closes tiers in order, once, and names the ones that failed", async () => {
     const order: string[] = [];
     const a = new FakeTier("memory", order);

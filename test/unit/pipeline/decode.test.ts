@@ -300,10 +300,23 @@ describe("decode keeps the source text of NDJSON objects", () => {
     const body = Buffer.from('{"a": 1}\r\n[1,2]\n  {"b":"x"}  \n42\n');
     const d = decodeWithText(body, { contentType: "application/x-ndjson" });
     expect(d.items).toEqual([
-      { kind: "json", value: { a: 1 }, text: '{"a": 1}' },
+      { kind: "json", value: { a: 1 }, text: '{"a": 1}', src: body, at: 0 },
       { kind: "json", value: [1, 2] },
-      { kind: "json", value: { b: "x" }, text: '  {"b":"x"}  ' },
+      { kind: "json", value: { b: "x" }, text: '  {"b":"x"}  ', src: body, at: 16 },
       { kind: "json", value: 42 },
     ]);
+  });
+
+  it("gives the bytes of a line only when the whole body is ASCII (offsets then match)", () => {
+    const ascii = decodeWithText(Buffer.from('\u001e{"a":1}\n{"b":2}\n'), { contentType: "application/x-ndjson" });
+    expect(ascii.items.map((i) => (i.kind === "json" && i.src && i.text ? i.src.toString("latin1", i.at, (i.at ?? 0) + i.text.length) : ""))).toEqual(['{"a":1}', '{"b":2}']);
+    for (const body of ['{"a":"é"}\n{"b":2}\n', '{"a":1}\n{"b":"\ud83d\ude00"}\n']) {
+      const d = decodeWithText(Buffer.from(body), { contentType: "application/x-ndjson" });
+      expect(d.items.every((i) => i.kind === "json" && i.src === undefined && i.text !== undefined)).toBe(true);
+    }
+    // Invalid UTF-8 is not ASCII either: its text (with U+FFFD) is what goes out.
+    const bad = decodeWithText(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d, 0x0a]), { contentType: "application/x-ndjson" });
+    expect(bad.items[0]).toMatchObject({ kind: "json", value: { a: "\ufffd" } });
+    expect((bad.items[0] as { src?: unknown }).src).toBeUndefined();
   });
 });
