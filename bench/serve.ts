@@ -28,7 +28,7 @@ import type { ScenarioResult } from "./pipeline.js";
 const DISTINCT = 2000;
 const BATCH = 100;
 const CONCURRENCY = 8;
-const ROUNDS = 5;
+const ROUNDS = 7;
 const ROUND_MS = 700;
 
 function echoServer(): Promise<{ url: string; close(): Promise<void> }> {
@@ -107,14 +107,26 @@ export async function benchServe(): Promise<ScenarioResult[]> {
     await load.setup({ echoUrl: echo.url, httpUrl: `http://${serve.httpAddress ?? ""}`, grpcAddress: serve.grpcAddress ?? "", batch: BATCH, distinct: DISTINCT });
 
     const targets: LoadTarget[] = ["echo", "http", "grpc-unary", "grpc-stream", "grpc-js-unary"];
-    const samples = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
+    // Two rates per round: records per second of wall time, and records per second of
+    // this process's CPU time (the servers run here; the load runs in a child). The
+    // CPU rate is a server's capacity when it is saturated, and it does not move with
+    // what else the shared cores are doing; the goals are read on it, as the
+    // in-process benches do. Both are printed.
+    const wall = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
+    const cpu = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
     for (let r = 0; r < ROUNDS; r++) {
       for (const target of targets) {
+        const c0 = process.cpuUsage();
         const res = await load.run({ kind: "rate", target, ms: ROUND_MS, concurrency: CONCURRENCY });
-        samples.get(target)?.push((res.records * 1000) / res.elapsedMs);
+        const c = process.cpuUsage(c0);
+        wall.get(target)?.push((res.records * 1000) / res.elapsedMs);
+        cpu.get(target)?.push((res.records * 1e6) / Math.max(1, c.user + c.system));
       }
     }
-    const rate = (t: LoadTarget): number => median(samples.get(t) ?? []);
+    const rate = (t: LoadTarget): number => median(cpu.get(t) ?? []);
+    const wallRate = (t: LoadTarget): number => median(wall.get(t) ?? []);
+    const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
+    const wallNote = (t: LoadTarget, base: LoadTarget): string => ` — wall clock: ${fmt(wallRate(t))}/s vs ${fmt(wallRate(base))}/s, ${(wallRate(t) / wallRate(base)).toFixed(2)}×`;
     const c1Echo = await load.run({ kind: "latency", target: "echo", ms: 2000, concurrency: 1 });
     const c1 = await load.run({ kind: "latency", target: "http", ms: 2000, concurrency: 1 });
     const c256 = await load.run({ kind: "latency", target: "http", ms: 3000, concurrency: 256 });
@@ -123,10 +135,10 @@ export async function benchServe(): Promise<ScenarioResult[]> {
     const httpRate = rate("http");
     const perS = (r: LoadResult): number => (r.records * 1000) / r.elapsedMs;
     return [
-      { scenario: `serve: HTTP /v1/enrich, ${CONCURRENCY} concurrent, batches of ${BATCH}`, recordsPerS: httpRate, baseline: "node:http NDJSON echo (parse+stringify)", baselinePerS: rate("echo"), ratio: httpRate / rate("echo"), goal: 0.9 },
-      { scenario: `serve: gRPC Enrich (unary), ${CONCURRENCY} concurrent`, recordsPerS: rate("grpc-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-unary") / httpRate, goal: 0.6 },
-      { scenario: `serve: gRPC EnrichStream, ${CONCURRENCY} streams`, recordsPerS: rate("grpc-stream"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-stream") / httpRate, goal: 0.85 },
-      { scenario: `serve: gRPC Enrich with a grpc-js client (one channel), ${CONCURRENCY} concurrent`, recordsPerS: rate("grpc-js-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-js-unary") / httpRate },
+      { scenario: `serve: HTTP /v1/enrich, ${CONCURRENCY} concurrent, batches of ${BATCH} (records per server CPU-second${wallNote("http", "echo")})`, recordsPerS: httpRate, baseline: "node:http NDJSON echo (parse+stringify)", baselinePerS: rate("echo"), ratio: httpRate / rate("echo"), goal: 0.9 },
+      { scenario: `serve: gRPC Enrich (unary), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-unary", "http")})`, recordsPerS: rate("grpc-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-unary") / httpRate, goal: 0.6 },
+      { scenario: `serve: gRPC EnrichStream, ${CONCURRENCY} streams (per server CPU-second${wallNote("grpc-stream", "http")})`, recordsPerS: rate("grpc-stream"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-stream") / httpRate, goal: 0.85 },
+      { scenario: `serve: gRPC Enrich with a grpc-js client (one channel), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-js-unary", "http")})`, recordsPerS: rate("grpc-js-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-js-unary") / httpRate },
       {
         scenario: `serve: HTTP concurrency 1: p50 ${ms(c1.p50Ms)} ms, p99 ${ms(c1.p99Ms)} ms (echo p99 ${ms(c1Echo.p99Ms)} ms)`,
         recordsPerS: perS(c1),
@@ -137,9 +149,9 @@ export async function benchServe(): Promise<ScenarioResult[]> {
       {
         scenario: `serve: HTTP concurrency 256, cap ${cfg.http.max_inflight_requests}: accepted p99 ${ms(c256.p99Ms)} ms, refused ${((100 * c256.refused) / Math.max(1, c256.accepted + c256.refused)).toFixed(1)}%`,
         recordsPerS: perS(c256),
-        baseline: `HTTP /v1/enrich, ${CONCURRENCY} concurrent`,
-        baselinePerS: httpRate,
-        ratio: perS(c256) / httpRate,
+        baseline: `HTTP /v1/enrich, ${CONCURRENCY} concurrent (wall clock)`,
+        baselinePerS: wallRate("http"),
+        ratio: perS(c256) / wallRate("http"),
       },
     ];
   } finally {

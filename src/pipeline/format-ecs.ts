@@ -442,7 +442,8 @@ export function formatEcsText(
   const enc = out.geo_point;
   const answers = ex.answers;
   let ips = "";
-  for (const a of answers) if (isIpText(a) && a.via === undefined) ips += (ips === "" ? "" : ",") + JSON.stringify(a.ip);
+  // Canonical IP text is [0-9a-f.:] only: quoting needs no escaping (isIpText leaves out every other form).
+  for (const a of answers) if (isIpText(a) && a.via === undefined) ips += ips === "" ? `"${a.ip}"` : `,"${a.ip}"`;
   let sep = "";
   if (ips !== "") {
     small += `"dns":{"resolved_ip":[${ips}]}`;
@@ -459,8 +460,9 @@ export function formatEcsText(
     }
   }
   const st = status ?? recordStatus(ex, results, failed, rec.kind);
-  small += `${sep}"dnsgeo":{"status":${JSON.stringify(st.status)}`;
-  if (st.reason !== undefined) small += `,"reason":${JSON.stringify(st.reason)}`;
+  // Status and reason are codes from a closed vocabulary (identifiers): no escaping needed.
+  small += `${sep}"dnsgeo":{"status":"${st.status}"`;
+  if (st.reason !== undefined) small += `,"reason":"${st.reason}"`;
   if (answers.length > 0) {
     parts.push(small + `,"answers":[`);
     for (let i = 0; i < answers.length; i++) parts.push(answerText(answers[i] as AnswerIp, results, enc, failed, i > 0));
