@@ -55,6 +55,11 @@ export class Utf8Writer {
   /** Appends an unsigned varint (protobuf base-128), `n` < 2^53. */
   varint(n: number): void {
     this.ensure(10);
+    this.putVarint(n);
+  }
+
+  /** Writes a varint at `off` into space already there (no growing). */
+  private putVarint(n: number): void {
     while (n >= 0x80) {
       this.buf[this.off++] = (n % 0x80) | 0x80;
       n = Math.floor(n / 0x80);
@@ -78,8 +83,9 @@ export class Utf8Writer {
     for (let v = len; v >= 0x80; v = Math.floor(v / 0x80)) prefix++;
     if (prefix < RESERVE) this.buf.copyWithin(lenAt + prefix, lenAt + RESERVE, this.off);
     const end = this.off - (RESERVE - prefix);
+    // Into the reserved bytes: growing here would copy only what lies before them.
     this.off = lenAt;
-    this.varint(len);
+    this.putVarint(len);
     this.off = end;
   }
 

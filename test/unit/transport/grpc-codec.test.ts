@@ -78,6 +78,19 @@ describe("encodeEnrichResponse", () => {
 });
 
 describe("Utf8Writer", () => {
+  it("keeps a delimited body that ends near the buffer's end (the length goes into reserved bytes)", () => {
+    // Regression: writing the length prefix used to grow the buffer and copy only what came before it.
+    for (let filler = 40; filler < 80; filler++) {
+      const w = new Utf8Writer(64);
+      w.str("f".repeat(filler));
+      w.byte(0x0a);
+      w.delimited(() => w.str("ab"));
+      const b = w.finish();
+      expect(b.length).toBe(filler + 4);
+      expect([...b.subarray(filler)]).toEqual([0x0a, 2, 0x61, 0x62]);
+    }
+  });
+
   it("grows past its size hint and writes varints protobuf reads", () => {
     const w = new Utf8Writer(1);
     w.str("é".repeat(100));
