@@ -31,7 +31,7 @@ const TAG_LOOKED_UP = (4 << 3) | 0;
 const TAG_MAP_KEY = (1 << 3) | 2;
 const TAG_MAP_VALUE = (2 << 3) | 0;
 
-/** Encodes an EnrichResponse (proto3: empty `id` and zero `looked_up` are left out, as protobufjs does). */
+/** Encodes an EnrichResponse with the bytes protobufjs gives for `{records, counts, id, looked_up}`. */
 export function encodeEnrichResponse(r: EnrichResponseParts): EncodedMessage {
   let chars = 64 + r.id.length;
   for (const it of r.items) {
@@ -54,14 +54,12 @@ export function encodeEnrichResponse(r: EnrichResponseParts): EncodedMessage {
       w.varint(n);
     });
   }
-  if (r.id !== "") {
-    w.byte(TAG_ID);
-    w.delimited(() => w.str(r.id));
-  }
-  if (r.lookedUp !== 0) {
-    w.byte(TAG_LOOKED_UP);
-    w.varint(r.lookedUp);
-  }
+  // Written even when empty or zero, as protobufjs writes a field that is set: clients
+  // decoding with proto-loader's `defaults: false` see "" and 0, not a missing field.
+  w.byte(TAG_ID);
+  w.delimited(() => w.str(r.id));
+  w.byte(TAG_LOOKED_UP);
+  w.varint(r.lookedUp);
   return new EncodedMessage(w.finish());
 }
 

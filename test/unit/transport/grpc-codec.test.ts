@@ -40,15 +40,17 @@ describe("encodeEnrichResponse", () => {
           const got = decode(encodeEnrichResponse({ items, counts, id, lookedUp }).bytes);
           expect(got.records ?? []).toEqual(items.map(textOf));
           expect(got.counts ?? {}).toEqual(counts);
-          expect(got.id ?? "").toBe(id);
-          expect(got.looked_up ?? 0).toBe(lookedUp);
+          expect(got.id).toBe(id);
+          expect(got.looked_up).toBe(lookedUp);
         },
       ),
       { numRuns: 500 },
     );
   });
 
-  it("gives the same bytes protobufjs gives for the joined message", () => {
+  it("gives the same bytes protobufjs gives for the joined message, empty id and zero looked_up included", () => {
+    const empty = encodeEnrichResponse({ items: [{ kind: "unparsed", raw: "x" }], counts: {}, id: "", lookedUp: 0 }).bytes;
+    expect(empty.equals(enrich.responseSerialize({ records: ["x"], counts: {}, id: "", looked_up: 0 }))).toBe(true);
     const items: EncodableItem[] = [
       { kind: "jsontext", parts: ['{"a":1', ',"dnsgeo":{"status":"enriched"}', "}"] },
       { kind: "unparsed", raw: "not json é" },
