@@ -75,23 +75,19 @@ export class LookupChain implements Lookup {
   }
 
   /**
-   * The first tier's map when that tier answers synchronously (memory) and has
+   * The first tier's answer when that tier answers synchronously (memory) and has
    * every IP fresh; otherwise undefined, with nothing counted.
    */
   getFreshSync(ips: readonly string[]): Map<string, Entry> | undefined {
     const first = this.tiers[0];
-    if (first?.synchronous !== true || ips.length === 0 || this.closing) return undefined;
-    let m: Map<string, Entry>;
+    if (first?.getFreshSync === undefined || ips.length === 0 || this.closing) return undefined;
+    let m: Map<string, Entry> | undefined;
     try {
-      m = first.get(ips) as Map<string, Entry>;
+      m = first.getFreshSync(ips);
     } catch {
       return undefined;
     }
-    for (let i = 0; i < ips.length; i++) {
-      const e = m.get(ips[i] as string);
-      if (e === undefined || e.stale === true) return undefined;
-    }
-    (this.counters[0] as Counters).hit.inc(m.size);
+    if (m !== undefined) (this.counters[0] as Counters).hit.inc(m.size);
     return m;
   }
 

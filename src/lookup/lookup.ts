@@ -74,11 +74,10 @@ export interface Lookup {
   set(entries: readonly Entry[]): Promise<void> | void;
   /** Idempotent. */
   close(): Promise<void> | void;
-  /** True when `get` always answers synchronously (a Map, never a promise). */
-  readonly synchronous?: boolean;
   /**
-   * Every IP fresh, answered synchronously, or undefined (then nothing was
-   * counted: ask `get`). The warm-cache path, without timers or promises.
+   * Every IP fresh, answered synchronously, or undefined as soon as one is not
+   * (then nothing was counted: ask `get`). The warm-cache path, without timers
+   * or promises; only tiers that can answer synchronously offer it.
    */
   getFreshSync?(ips: readonly string[]): Map<string, Entry> | undefined;
 }

@@ -27,7 +27,6 @@ const DEFAULT_STALE_MAX_S = 30 * 86400;
  */
 export class MemoryTier implements Lookup {
   readonly name = "memory";
-  readonly synchronous = true;
   private readonly cache: LRUCache<string, Entry>;
   private readonly clock: Clock;
   private readonly staleMaxS: number;
@@ -66,6 +65,20 @@ export class MemoryTier implements Lookup {
         // Past the stale window it can never be served again; free the slot.
         cache.delete(ip);
       }
+    }
+    return out;
+  }
+
+  getFreshSync(ips: readonly string[]): Map<string, Entry> | undefined {
+    const out = new Map<string, Entry>();
+    const now = nowS(this.clock);
+    const cache = this.cache;
+    for (let i = 0; i < ips.length; i++) {
+      const ip = ips[i]!;
+      const e = cache.get(ip);
+      // The first IP that is missing or expired ends it: the caller then asks `get`.
+      if (e === undefined || e.expiresAt <= now) return undefined;
+      out.set(ip, e);
     }
     return out;
   }
