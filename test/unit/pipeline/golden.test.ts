@@ -26,6 +26,27 @@ describe("golden outputs", () => {
     }
   });
 
+  // An ASCII body's lines are copied into the answer as bytes; a body with one non-ASCII
+  // character anywhere takes the encode path for every line. Both must give the same bytes.
+  for (const file of files.filter((f) => f.endsWith(".ndjson"))) {
+    it(`${file}: ECS bytes are the same whether request lines are copied or encoded`, async () => {
+      const body = readFileSync(new URL(file, inputs));
+      const cfg = loadConfig({ overrides: { input: { ip_fields: IP_FIELDS } } });
+      const enricher = new Enricher({ geo: new FixtureGeoService(), config: cfg });
+      const text = body.toString("utf8");
+      const ascii = Buffer.from(text.endsWith("\n") ? text : text + "\n");
+      const wide = Buffer.concat([ascii, Buffer.from('{"note":"café"}\n')]);
+      const a = await enricher.enrichBody(ascii, { contentType: "application/x-ndjson" });
+      const w = await enricher.enrichBody(wide, { contentType: "application/x-ndjson" });
+      // Every fast-path record of an ASCII body took the copy path; none of the wide body did.
+      const copied = (items: typeof a.items): boolean[] => items.flatMap((i) => (i.kind === "jsontext" ? [i.headSrc !== undefined] : []));
+      if (/^[\x00-\x7f]*$/.test(text)) expect(copied(a.items).every(Boolean)).toBe(true);
+      expect(copied(w.items).some(Boolean)).toBe(false);
+      const lines = w.body.toString("utf8").split("\n");
+      expect(lines.slice(0, -2).join("\n") + "\n").toBe(a.body.toString("utf8"));
+    });
+  }
+
   for (const file of files) {
     for (const format of ["ecs", "quicksight"] as const) {
       it(`${file} → ${format}`, async () => {
