@@ -12,7 +12,8 @@
  *   requests and the share refused with 503.
  * Servers run in this process; the load comes from a child process
  * (bench/serve-load.ts) so the server's event loop is not shared with the client.
- * Subjects are interleaved over rounds and the median taken.
+ * Subjects are interleaved over rounds and the median taken; the goals are read on
+ * records per second of this process's CPU time, wall-clock rates printed beside.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import * as http from "node:http";
