@@ -467,16 +467,21 @@ function itemJson(item: EncodableItem): string {
  * a JsonText) is UTF-8 encoded straight into place.
  */
 function linesToBuffer(items: readonly EncodableItem[]): Buffer {
+  // Sized first; the text of an item that is not JsonText is made once, here, and kept for the write.
+  const texts: Array<string | undefined> = new Array(items.length);
   let chars = 0;
-  for (const it of items) {
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i] as EncodableItem;
     if (it.kind === "jsontext") for (const p of it.parts) chars += p.length;
-    else chars += itemText(it).length;
+    else chars += (texts[i] = itemText(it)).length;
     chars++;
   }
   // ASCII (the usual case) fits exactly; wider text grows the buffer.
   const w = new Utf8Writer(chars);
-  for (const it of items) {
-    writeItemText(w, it);
+  for (let i = 0; i < items.length; i++) {
+    const text = texts[i];
+    if (text !== undefined) w.str(text);
+    else writeItemText(w, items[i] as EncodableItem);
     w.byte(0x0a);
   }
   return w.finish();
