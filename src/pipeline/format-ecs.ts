@@ -296,6 +296,8 @@ export function passthroughEcs(value: unknown, reason: string): unknown {
 /** JSON text of answer / destination objects per entry, so a hot IP is serialized once, not once per record. */
 interface EntryTexts {
   enc: GeoPoint;
+  /** `ipGeoAsText` of a positive entry: the start its answer and destination texts share, written once. */
+  head?: string;
   answer?: string;
   /** `,` + answer: the form every answer after the first takes, one piece fewer to write. */
   nextAnswer?: string;
@@ -375,8 +377,8 @@ function ipGeoAsText(ip: string, g: GeoInfo | undefined, enc: GeoPoint): string 
 }
 
 /** `JSON.stringify(answerObject(a, …))` for a final, fresh, positive entry with no reason and no `via`. */
-function cachedAnswerText(ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): string {
-  let s = ipGeoAsText(ip, g, enc);
+function cachedAnswerText(head: string, e: Entry, g: GeoInfo): string {
+  let s = head;
   if (str(g.isp)) s += `,"isp":${JSON.stringify(g.isp)}`;
   if (str(g.org)) s += `,"org":${JSON.stringify(g.org)}`;
   const source = str(g.source) ? g.source : e.src;
@@ -391,7 +393,7 @@ function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: Ge
   // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found, no `via`).
   if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale && a.via === undefined) {
     const t = textsFor(e, enc);
-    t.answer ??= cachedAnswerText(a.ip, e, e.geo, enc);
+    t.answer ??= cachedAnswerText((t.head ??= ipGeoAsText(a.ip, e.geo, enc)), e, e.geo);
     if (!comma) return t.answer;
     t.nextAnswer ??= "," + t.answer;
     return t.nextAnswer;
@@ -405,7 +407,7 @@ function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, en
   const e = results.get(a.ip)?.entry;
   if (e === undefined) return `{"ip":${JSON.stringify(a.ip)}}`;
   const t = textsFor(e, enc);
-  t.destination ??= ipGeoAsText(a.ip, e.neg ? undefined : e.geo, enc) + "}";
+  t.destination ??= (e.neg || e.geo === undefined ? ipGeoAsText(a.ip, undefined, enc) : (t.head ??= ipGeoAsText(a.ip, e.geo, enc))) + "}";
   return t.destination;
 }
 
