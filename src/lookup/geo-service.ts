@@ -142,13 +142,12 @@ export class DefaultGeoService implements GeoService {
   }
 
   async lookup(ips: readonly string[], opts: ServiceLookupOptions = {}): Promise<Map<string, IpResult>> {
-    const uniq = [...new Set(ips)];
     try {
-      return await this.run(uniq, opts);
+      return await this.run(ips, opts);
     } catch (e) {
       this.fault("lookup", e);
       const out = new Map<string, IpResult>();
-      for (const ip of uniq) out.set(ip, { final: false });
+      for (const ip of ips) out.set(ip, { final: false });
       return out;
     }
   }
@@ -199,15 +198,17 @@ export class DefaultGeoService implements GeoService {
     return this.closing;
   }
 
-  private async run(ips: string[], opts: ServiceLookupOptions): Promise<Map<string, IpResult>> {
+  private async run(asked: readonly string[], opts: ServiceLookupOptions): Promise<Map<string, IpResult>> {
     const out = new Map<string, IpResult>();
-    if (ips.length === 0) return out;
-    // Warm cache: every IP fresh in memory, answered without a deadline timer or promises.
-    const quick = this.opts.cache.getFreshSync?.(ips);
+    if (asked.length === 0) return out;
+    // Warm cache: every IP fresh in memory, answered without a deadline timer or promises
+    // (a repeated IP is just set twice here, so only the slow path below needs them distinct).
+    const quick = this.opts.cache.getFreshSync?.(asked);
     if (quick) {
-      for (const ip of ips) out.set(ip, { entry: quick.get(ip) as Entry, final: true });
+      for (const [ip, entry] of quick) out.set(ip, { entry, final: true });
       return out;
     }
+    const ips = [...new Set(asked)];
     const deadlineMs = opts.deadlineMs ?? this.opts.deadlineMs;
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
