@@ -4,6 +4,19 @@ export interface Rate {
   name: string;
   /** Units (records, lookups) per second, median over rounds. */
   perS: number;
+  /** The rate of each round, in round order. */
+  rounds: number[];
+}
+
+/**
+ * The lowest and highest of the per-round ratios `subject / baseline` (round r of
+ * one against round r of the other, run back to back): how far a single round can
+ * stray on this machine, printed beside the ratio of the medians.
+ */
+export function roundSpread(subject: readonly number[], baseline: readonly number[]): [number, number] {
+  const rs: number[] = [];
+  for (let i = 0; i < Math.min(subject.length, baseline.length); i++) rs.push((subject[i] as number) / (baseline[i] as number));
+  return rs.length === 0 ? [0, 0] : [Math.min(...rs), Math.max(...rs)];
 }
 
 function median(xs: number[]): number {
@@ -49,7 +62,7 @@ export async function compareRates(
       samples.get(s.name)?.push((units * 1000) / elapsed);
     }
   }
-  return subjects.map((s) => ({ name: s.name, perS: median(samples.get(s.name) ?? []) }));
+  return subjects.map((s) => ({ name: s.name, perS: median(samples.get(s.name) ?? []), rounds: samples.get(s.name) ?? [] }));
 }
 
 /** Percentile of a list of numbers (p in 0..100). */

@@ -6,7 +6,7 @@
  */
 import { createApp } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
-import { compareRates } from "./measure.js";
+import { compareRates, roundSpread } from "./measure.js";
 import { cacheEntries, route53Ndjson } from "./data.js";
 
 export interface ScenarioResult {
@@ -15,6 +15,8 @@ export interface ScenarioResult {
   baseline: string;
   baselinePerS: number;
   ratio: number;
+  /** Lowest and highest per-round ratio (see `roundSpread`), when the scenario has rounds. */
+  spread?: [number, number];
   goal?: number;
 }
 
@@ -65,5 +67,5 @@ export async function benchPipeline(): Promise<ScenarioResult[]> {
   await app.close();
   const b = base?.perS ?? 0;
   const p = pipe?.perS ?? 0;
-  return [{ scenario: "pipeline, in-memory lookup (all hits), batches of 100", recordsPerS: p, baseline: "JSON.parse+stringify", baselinePerS: b, ratio: p / b, goal: 0.6 }];
+  return [{ scenario: "pipeline, in-memory lookup (all hits), batches of 100", recordsPerS: p, baseline: "JSON.parse+stringify", baselinePerS: b, ratio: p / b, spread: roundSpread(pipe?.rounds ?? [], base?.rounds ?? []), goal: 0.6 }];
 }

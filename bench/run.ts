@@ -21,8 +21,9 @@ for (const [name, run] of suites) {
   for (const r of await run()) rows.push(r);
 }
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
-process.stdout.write("| scenario | records/s | baseline | baseline/s | ratio | goal |\n|---|---:|---|---:|---:|---:|\n");
+process.stdout.write("| scenario | records/s | baseline | baseline/s | ratio | single rounds | goal |\n|---|---:|---|---:|---:|---:|---:|\n");
 for (const r of rows) {
   const goal = r.goal === undefined ? "report" : `≥ ${r.goal.toFixed(2)}× ${r.ratio >= r.goal ? "met" : "MISSED"}`;
-  process.stdout.write(`| ${r.scenario} | ${fmt(r.recordsPerS)} | ${r.baseline} | ${fmt(r.baselinePerS)} | ${r.ratio.toFixed(2)}× | ${goal} |\n`);
+  const spread = r.spread ? `${r.spread[0].toFixed(2)}–${r.spread[1].toFixed(2)}×` : "";
+  process.stdout.write(`| ${r.scenario} | ${fmt(r.recordsPerS)} | ${r.baseline} | ${fmt(r.baselinePerS)} | ${r.ratio.toFixed(2)}× | ${spread} | ${goal} |\n`);
 }

@@ -25,6 +25,7 @@ import { loadConfig } from "../src/config.js";
 import { cacheEntries } from "./data.js";
 import type { LoadResult, LoadSetup, LoadTask, LoadTarget } from "./serve-load.js";
 import type { ScenarioResult } from "./pipeline.js";
+import { roundSpread } from "./measure.js";
 
 const DISTINCT = 2000;
 const BATCH = 100;
@@ -125,6 +126,7 @@ export async function benchServe(): Promise<ScenarioResult[]> {
       }
     }
     const rate = (t: LoadTarget): number => median(cpu.get(t) ?? []);
+    const spread = (t: LoadTarget, base: LoadTarget): [number, number] => roundSpread(cpu.get(t) ?? [], cpu.get(base) ?? []);
     const wallRate = (t: LoadTarget): number => median(wall.get(t) ?? []);
     const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
     const wallNote = (t: LoadTarget, base: LoadTarget): string => ` — wall clock: ${fmt(wallRate(t))}/s vs ${fmt(wallRate(base))}/s, ${(wallRate(t) / wallRate(base)).toFixed(2)}×`;
@@ -136,10 +138,10 @@ export async function benchServe(): Promise<ScenarioResult[]> {
     const httpRate = rate("http");
     const perS = (r: LoadResult): number => (r.records * 1000) / r.elapsedMs;
     return [
-      { scenario: `serve: HTTP /v1/enrich, ${CONCURRENCY} concurrent, batches of ${BATCH} (records per server CPU-second${wallNote("http", "echo")})`, recordsPerS: httpRate, baseline: "node:http NDJSON echo (parse+stringify)", baselinePerS: rate("echo"), ratio: httpRate / rate("echo"), goal: 0.9 },
-      { scenario: `serve: gRPC Enrich (unary), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-unary", "http")})`, recordsPerS: rate("grpc-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-unary") / httpRate, goal: 0.6 },
-      { scenario: `serve: gRPC EnrichStream, ${CONCURRENCY} streams (per server CPU-second${wallNote("grpc-stream", "http")})`, recordsPerS: rate("grpc-stream"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-stream") / httpRate, goal: 0.85 },
-      { scenario: `serve: gRPC Enrich with a grpc-js client (one channel), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-js-unary", "http")})`, recordsPerS: rate("grpc-js-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-js-unary") / httpRate },
+      { scenario: `serve: HTTP /v1/enrich, ${CONCURRENCY} concurrent, batches of ${BATCH} (records per server CPU-second${wallNote("http", "echo")})`, recordsPerS: httpRate, baseline: "node:http NDJSON echo (parse+stringify)", baselinePerS: rate("echo"), ratio: httpRate / rate("echo"), spread: spread("http", "echo"), goal: 0.9 },
+      { scenario: `serve: gRPC Enrich (unary), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-unary", "http")})`, recordsPerS: rate("grpc-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-unary") / httpRate, spread: spread("grpc-unary", "http"), goal: 0.6 },
+      { scenario: `serve: gRPC EnrichStream, ${CONCURRENCY} streams (per server CPU-second${wallNote("grpc-stream", "http")})`, recordsPerS: rate("grpc-stream"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-stream") / httpRate, spread: spread("grpc-stream", "http"), goal: 0.85 },
+      { scenario: `serve: gRPC Enrich with a grpc-js client (one channel), ${CONCURRENCY} concurrent (per server CPU-second${wallNote("grpc-js-unary", "http")})`, recordsPerS: rate("grpc-js-unary"), baseline: "HTTP /v1/enrich", baselinePerS: httpRate, ratio: rate("grpc-js-unary") / httpRate, spread: spread("grpc-js-unary", "http") },
       {
         scenario: `serve: HTTP concurrency 1: p50 ${ms(c1.p50Ms)} ms, p99 ${ms(c1.p99Ms)} ms (echo p99 ${ms(c1Echo.p99Ms)} ms)`,
         recordsPerS: perS(c1),
