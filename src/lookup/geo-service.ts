@@ -205,7 +205,10 @@ export class DefaultGeoService implements GeoService {
     // (a repeated IP is just set twice here, so only the slow path below needs them distinct).
     const quick = this.opts.cache.getFreshSync?.(asked);
     if (quick) {
-      for (const [ip, entry] of quick) out.set(ip, { entry, final: true });
+      for (let i = 0; i < asked.length; i++) {
+        const ip = asked[i] as string;
+        out.set(ip, { entry: quick.get(ip) as Entry, final: true });
+      }
       return out;
     }
     const ips = [...new Set(asked)];

@@ -500,29 +500,8 @@ export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
     const at = it.headAt ?? 0;
     w.copy(it.headSrc, at, at + (parts[0] as string).length);
   } else w.str(parts[0] as string);
-  // After it: short pieces made for this record (keys, IP lists, statuses) are joined and
-  // encoded in one call, which costs less than one encoder call each. Long ones (an
-  // entry's cached answer and destination texts) are written as they are: built with `+`,
-  // they are ropes, which the first write flattens in place; joined into a new string
-  // instead, a cached rope would be walked node by node for every record (ten times the
-  // cost of copying it, measured).
-  let short = "";
-  for (let i = 1; i < parts.length; i++) {
-    const p = parts[i] as string;
-    if (p.length < LONG_PIECE) short += p;
-    else {
-      if (short !== "") {
-        w.str(short);
-        short = "";
-      }
-      w.str(p);
-    }
-  }
-  if (short !== "") w.str(short);
+  for (let i = 1; i < parts.length; i++) w.str(parts[i] as string);
 }
-
-/** Pieces at least this long are written on their own, not joined with their neighbours (see `writeItemText`). */
-const LONG_PIECE = 128;
 
 /**
  * Serialises items in a framing (the response uses the request's framing).

@@ -293,14 +293,18 @@ export function passthroughEcs(value: unknown, reason: string): unknown {
   return top;
 }
 
-/** JSON text of answer / destination objects per entry, so a hot IP is serialized once, not once per record. */
+/**
+ * JSON text of answer / destination objects per entry, so a hot IP is serialized once,
+ * not once per record. Kept small (a full memory tier holds one per entry): the
+ * destination text of a positive entry is the start of its answer text plus `}`.
+ */
 interface EntryTexts {
   enc: GeoPoint;
-  /** `ipGeoAsText` of a positive entry: the start its answer and destination texts share, written once. */
-  head?: string;
+  /** `cachedAnswerText` of a positive entry. */
   answer?: string;
-  /** `,` + answer: the form every answer after the first takes, one piece fewer to write. */
-  nextAnswer?: string;
+  /** Length of the answer's `ipGeoAsText` start, which the destination text shares. */
+  headLen?: number;
+  /** The destination text without its closing `}`: for a positive entry, a slice of `answer` (no copy). */
   destination?: string;
 }
 const entryTexts = new WeakMap<object, EntryTexts>();
@@ -386,28 +390,40 @@ function cachedAnswerText(head: string, e: Entry, g: GeoInfo): string {
   return s + "}";
 }
 
-/** The answer's JSON text; with `comma`, preceded by a `,`. */
-function answerText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined, comma: boolean): string {
-  const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
-  const e = r?.entry;
-  // Only answers whose object depends on the entry alone are cached (no reason such as pending/not_found, no `via`).
-  if (e !== undefined && r?.final && e.geo && !e.neg && !e.stale && a.via === undefined) {
-    const t = textsFor(e, enc);
-    t.answer ??= cachedAnswerText((t.head ??= ipGeoAsText(a.ip, e.geo, enc)), e, e.geo);
-    if (!comma) return t.answer;
-    t.nextAnswer ??= "," + t.answer;
-    return t.nextAnswer;
+/** The answer text of a positive entry, written once per entry. */
+function answerOf(t: EntryTexts, ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): string {
+  if (t.answer === undefined) {
+    const head = ipGeoAsText(ip, g, enc);
+    t.headLen = head.length;
+    t.answer = cachedAnswerText(head, e, g);
   }
-  const text = JSON.stringify(answerObject(a, results, enc, failed));
-  return comma ? "," + text : text;
+  return t.answer;
 }
 
-/** `JSON.stringify` of the `destination` object `addDestination` adds to a record that has none. */
-function destinationText(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): string {
+/**
+ * The answer's cached JSON text, or undefined when it is not cached: only answers
+ * whose object depends on the entry alone are (a final, fresh, positive entry; no
+ * reason such as pending/not_found, no `via`).
+ */
+function cachedAnswer(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): string | undefined {
+  const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
+  const e = r?.entry;
+  if (e === undefined || !r?.final || !e.geo || e.neg || e.stale || a.via !== undefined) return undefined;
+  return answerOf(textsFor(e, enc), a.ip, e, e.geo, enc);
+}
+
+/**
+ * The cached JSON text of the `destination` object `addDestination` adds, without
+ * its closing `}`, or undefined when the IP has no entry.
+ */
+function cachedDestination(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): string | undefined {
   const e = results.get(a.ip)?.entry;
-  if (e === undefined) return `{"ip":${JSON.stringify(a.ip)}}`;
+  if (e === undefined) return undefined;
   const t = textsFor(e, enc);
-  t.destination ??= (e.neg || e.geo === undefined ? ipGeoAsText(a.ip, undefined, enc) : (t.head ??= ipGeoAsText(a.ip, e.geo, enc))) + "}";
+  if (t.destination === undefined) {
+    if (e.neg || e.geo === undefined) t.destination = ipGeoAsText(a.ip, undefined, enc);
+    else t.destination = answerOf(t, a.ip, e, e.geo, enc).slice(0, t.headLen);
+  }
   return t.destination;
 }
 
@@ -436,9 +452,11 @@ export function formatEcsText(
   let last = end - 1;
   while (last > 0 && text.charCodeAt(last) <= 0x20) last--;
   // `{}`: nothing before the added keys, so no comma.
-  // Pieces, not one concatenated string: the first (the record's own text) is copied
-  // into the output as it is, where a long concatenation would first be copied flat;
-  // the encoder joins the short ones after it. Small text is joined here already.
+  // Pieces, not one concatenated string: the first (the record's own text) and the
+  // cached texts of entries are written into the output as they are — joined, each
+  // would first be copied into a new string (a cached one, built with `+`, is a rope
+  // that its first write flattens in place). Text made for this record alone is
+  // joined into one piece between them: every piece is one encoder call.
   const parts: string[] = [text.charCodeAt(last) === 0x7b /* { */ ? text.slice(0, last + 1) : text.slice(0, end)];
   let small = text.charCodeAt(last) === 0x7b ? "" : ",";
   const enc = out.geo_point;
@@ -454,8 +472,12 @@ export function formatEcsText(
   if (out.destination) {
     for (const a of answers) {
       if (a.class === "public" && a.via === undefined) {
-        parts.push(small + `${sep}"destination":`, destinationText(a, results, enc));
-        small = "";
+        const d = cachedDestination(a, results, enc);
+        if (d === undefined) small += `${sep}"destination":{"ip":${JSON.stringify(a.ip)}}`;
+        else {
+          parts.push(small + `${sep}"destination":`, d);
+          small = "}";
+        }
         sep = ",";
         break;
       }
@@ -466,9 +488,19 @@ export function formatEcsText(
   small += `${sep}"dnsgeo":{"status":"${st.status}"`;
   if (st.reason !== undefined) small += `,"reason":"${st.reason}"`;
   if (answers.length > 0) {
-    parts.push(small + `,"answers":[`);
-    for (let i = 0; i < answers.length; i++) parts.push(answerText(answers[i] as AnswerIp, results, enc, failed, i > 0));
-    parts.push("]}}");
+    small += `,"answers":[`;
+    for (let i = 0; i < answers.length; i++) {
+      const a = answers[i] as AnswerIp;
+      const c = cachedAnswer(a, results, enc, failed);
+      if (i > 0) small += ",";
+      if (c === undefined) small += JSON.stringify(answerObject(a, results, enc, failed));
+      else {
+        parts.push(small);
+        parts.push(c);
+        small = "";
+      }
+    }
+    parts.push(small + "]}}");
   } else parts.push(small + "}}");
   return parts;
 }
