@@ -500,7 +500,11 @@ export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
     const at = it.headAt ?? 0;
     w.copy(it.headSrc, at, at + (parts[0] as string).length);
   } else w.str(parts[0] as string);
-  for (let i = 1; i < parts.length; i++) w.str(parts[i] as string);
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i] as string | Buffer;
+    if (typeof p === "string") w.str(p);
+    else w.bytes(p);
+  }
 }
 
 /**

@@ -28,8 +28,11 @@ export type DecodedItem =
 /** Output only: a value already serialized as JSON text, in pieces (the ECS fast path). */
 export interface JsonText {
   kind: "jsontext";
-  /** Concatenated, the JSON text. */
-  parts: readonly string[];
+  /**
+   * Concatenated, the JSON text. A Buffer piece is UTF-8 text already encoded (a cached
+   * text of a lookup entry): its `toString()` is the text, so `parts.join("")` still works.
+   */
+  parts: readonly (string | Buffer)[];
   /**
    * `parts[0]` as bytes, when known: `headSrc[headAt, headAt + parts[0].length)`
    * (ASCII, from the request body). Written by copy instead of encoding.

@@ -40,6 +40,13 @@ export class Utf8Writer {
     this.off += utf8Write(this.buf, s, this.off);
   }
 
+  /** Appends bytes as they are. */
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.off);
+    this.off += b.length;
+  }
+
   /** Appends `src[from, to)` as it is. */
   copy(src: Buffer, from: number, to: number): void {
     this.ensure(to - from);
