@@ -8,7 +8,8 @@ import { loadConfig } from "../../../src/config.js";
 import type { Entry, GeoInfo, IpResult } from "../../../src/lookup/lookup.js";
 import { formatEcs, formatEcsText } from "../../../src/pipeline/format-ecs.js";
 import { extract } from "../../../src/pipeline/extract.js";
-import type { ParsedRecord } from "../../../src/pipeline/types.js";
+import type { JsonText, ParsedRecord } from "../../../src/pipeline/types.js";
+import { encodeItems } from "../../../src/pipeline/decode.js";
 
 const IPS = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "10.0.0.1", "::ffff:8.8.4.4", "127.1", "fe80::1%eth0", "www.example.com."];
 const PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "8.8.4.4"];
@@ -101,6 +102,32 @@ describe("formatEcsText", () => {
         },
       ),
       { numRuns: 3000 },
+    );
+  });
+
+  it("encodes to the UTF-8 of its text, cached byte pieces (non-ASCII geo, destination views) included", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...PUBLIC), { minLength: 1, maxLength: 4 }),
+        resultsArb,
+        fc.boolean(),
+        (answers, results, ascii) => {
+          // Prepare: a record with a non-ASCII value or not (the head then goes by copy or by encoding)
+          const text = JSON.stringify({ query_name: ascii ? "example.com." : "bücher.example." });
+          const rec: ParsedRecord = { kind: "route53", record: JSON.parse(text) as Record<string, unknown>, answers };
+          const ex = extract(rec);
+          const out = loadConfig().output;
+          const expected = Buffer.from(JSON.stringify(formatEcs(rec, ex, results, out, false)) + "\n", "utf8");
+          // Act: twice, so the second call writes cached pieces
+          for (let k = 0; k < 2; k++) {
+            const parts = formatEcsText(rec, ex, results, out, false, text) as Array<string | Buffer>;
+            const item: JsonText = ascii ? { kind: "jsontext", parts, headSrc: Buffer.from(text), headAt: 0 } : { kind: "jsontext", parts };
+            // Assess
+            expect(encodeItems("ndjson", [item]).equals(expected)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 
