@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { createApp, type App } from "../../src/app.js";
 import { geoServiceFromConfig } from "../../src/lookup/geo-service.js";
 import { LookupChain } from "../../src/lookup/lookup-chain.js";
@@ -32,8 +32,8 @@ const IPAPI_LIMIT = 15;
 const P99_BOUND_MS = DEADLINE_MS + (FULL ? 2500 : 1000);
 const MAX_BOUND_MS = P99_BOUND_MS + 2000;
 
-async function livez(url: string): Promise<number> {
-  const r = await request(`${url}/livez`);
+async function livez(url: string, dispatcher: Agent): Promise<number> {
+  const r = await request(`${url}/livez`, { dispatcher });
   await r.body.dump();
   return r.statusCode;
 }
@@ -55,21 +55,25 @@ interface Scenario {
 async function runScenario(sc: Scenario): Promise<void> {
   // Prepare
   const s = await startStack(sc.stack);
+  // Its own connections: a kept-alive socket of an earlier scenario's server (closed, its
+  // port handed out again) must not meet this one's first request.
+  const agent = new Agent();
   let r: ShipperResult;
   let live: number;
   let sentBeforeFault = 0;
   try {
     // One request first so JIT warm-up and lazy opens are not counted as fault latency.
-    await (await request(`${s.url}/v1/enrich`, { method: "POST", body: route53Record("warmup", ["8.8.4.4"]) })).body.dump();
+    await (await request(`${s.url}/v1/enrich`, { method: "POST", body: route53Record("warmup", ["8.8.4.4"]), dispatcher: agent })).body.dump();
     await sc.inject?.(s);
     sentBeforeFault = s.fake.batchTimes.length;
     // Act
     const ship = runShipper(Object.assign({ target: s.url, path: s.receiver ? "/v1/forward" : "/v1/enrich", idPrefix: sc.name.replace(/\W+/g, "-") }, LOAD, sc.shipper));
     await sc.during?.(s);
     r = await ship;
-    live = await livez(s.url);
+    live = await livez(s.url, agent);
     sc.assess?.(s, r);
   } finally {
+    await agent.close();
     await s.close();
   }
   const row = recordRow(sc.name, r, s.receiver);
@@ -298,7 +302,9 @@ describe("fault suite: SIGTERM under load (the built CLI)", { timeout: FULL ? 60
       },
     });
     await restarted;
-    const live = await livez(url);
+    const agent = new Agent();
+    const live = await livez(url, agent);
+    await agent.close();
     current.child.kill("SIGTERM");
     const code2 = await current.exited;
     await fake.close();
