@@ -14,10 +14,10 @@ import { Utf8Writer } from "./utf8-writer.js";
 import { parseJsonBounded } from "./json-depth.js";
 
 interface SnappyJs {
-  uncompress(compressed: Uint8Array, maxLength?: number): Uint8Array;
   compress(uncompressed: Uint8Array): Uint8Array;
 }
-// snappyjs is CommonJS without type declarations; the two functions used are typed here.
+// snappyjs is CommonJS without type declarations; the one function used (compression of
+// answers) is typed here. Decompression is `snappyBlock` below: snappyjs's can hang.
 const snappy = createRequire(import.meta.url)("snappyjs") as SnappyJs;
 
 /** Stable codes of decode errors. */
@@ -328,12 +328,69 @@ function unsnappyRaw(buf: Uint8Array, max: number | undefined): Buffer {
     throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated");
   }
   if (max !== undefined && len > max) throw tooLarge(max);
-  try {
-    const out = snappy.uncompress(buf);
-    return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  } catch (err) {
-    throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated", { cause: err });
+  const out = snappyBlock(buf, len);
+  if (out === undefined) throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated");
+  return out;
+}
+
+/**
+ * Decodes the elements of a raw snappy block (after its length varint) into exactly
+ * `len` bytes; undefined when the block is malformed. Written here rather than taken
+ * from snappyjs, whose decoder loops forever on some malformed input (a 4-byte literal
+ * length with the top bit set turns negative and moves its read position backwards:
+ * 8 bytes of request body held the event loop for good). Every step here moves forward
+ * through the input and every length is checked against what is left of both buffers.
+ */
+function snappyBlock(buf: Uint8Array, len: number): Buffer | undefined {
+  let pos = 0;
+  while (pos < 5 && (buf[pos] ?? 0) >= 0x80) pos++;
+  pos++;
+  const end = buf.length;
+  const out = Buffer.allocUnsafe(len);
+  let o = 0;
+  while (pos < end) {
+    const tag = buf[pos++] as number;
+    const type = tag & 3;
+    if (type === 0) {
+      // Literal: length - 1 in the tag, or in the 1–4 bytes after it (little-endian).
+      let n = tag >>> 2;
+      if (n >= 60) {
+        const bytes = n - 59;
+        if (pos + bytes > end) return undefined;
+        n = 0;
+        for (let i = bytes - 1; i >= 0; i--) n = n * 256 + (buf[pos + i] as number);
+        pos += bytes;
+      }
+      n += 1;
+      if (n > end - pos || n > len - o) return undefined;
+      out.set(buf.subarray(pos, pos + n), o);
+      pos += n;
+      o += n;
+      continue;
+    }
+    // Copy: `n` bytes from `offset` back in the output (they may overlap what they write).
+    let n: number;
+    let offset: number;
+    if (type === 1) {
+      if (pos >= end) return undefined;
+      n = ((tag >>> 2) & 7) + 4;
+      offset = ((tag >>> 5) << 8) | (buf[pos] as number);
+      pos += 1;
+    } else if (type === 2) {
+      if (pos + 2 > end) return undefined;
+      n = (tag >>> 2) + 1;
+      offset = (buf[pos] as number) | ((buf[pos + 1] as number) << 8);
+      pos += 2;
+    } else {
+      if (pos + 4 > end) return undefined;
+      n = (tag >>> 2) + 1;
+      offset = (buf[pos] as number) + (buf[pos + 1] as number) * 0x100 + (buf[pos + 2] as number) * 0x10000 + (buf[pos + 3] as number) * 0x1000000;
+      pos += 4;
+    }
+    if (offset === 0 || offset > o || n > len - o) return undefined;
+    for (let i = 0; i < n; i++, o++) out[o] = out[o - offset] as number;
   }
+  return o === len ? out : undefined;
 }
 
 /** Snappy framing format: chunks of type(1) + length(3, LE); CRCs are not checked. */

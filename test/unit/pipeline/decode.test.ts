@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compress, decode as decodeWithText, DecodeError, encode, encodeItems } from "../../../src/pipeline/decode.js";
 import type { Decoded } from "../../../src/pipeline/types.js";
@@ -29,6 +30,8 @@ function snappyFramed(data: Buffer, chunkSize = 65536): Buffer {
   }
   return Buffer.concat(parts);
 }
+
+const values = (d: Decoded): unknown[] => d.items.map((i) => (i.kind === "json" ? i.value : i.raw));
 
 function expectCode(fn: () => unknown, code: string): void {
   let caught: unknown;
@@ -219,6 +222,63 @@ describe("decode errors", () => {
     expectCode(
       () => decode(fixture("bomb-200mb-zeros-sized.zst"), { contentEncoding: "zstd", maxDecodedBytes: 1024 * 1024 }),
       "DNSGEO_BODY_TOO_LARGE",
+    );
+  });
+
+  it("malformed snappy that hangs snappyjs's decoder is refused at once", () => {
+    // A 4-byte literal length with its top bit set: snappyjs 0.7 turns it negative, moves
+    // backwards and never returns (this body held the event loop for good).
+    expectCode(() => decode(Buffer.from([10, 0xfc, 0xf0, 0xff, 0xff, 0xff, 0x41, 0x41]), { contentEncoding: "snappy" }), "DNSGEO_BAD_COMPRESSION");
+    // Copies reaching before the start of the output, past the declared length, or a block
+    // shorter than declared.
+    expectCode(() => decode(Buffer.from([4, 0x00, 0x61, 0x05, 0x02]), { contentEncoding: "snappy" }), "DNSGEO_BAD_COMPRESSION");
+    expectCode(() => decode(Buffer.from([2, 0x04, 0x61, 0x62, 0x01, 0x01]), { contentEncoding: "snappy" }), "DNSGEO_BAD_COMPRESSION");
+    expectCode(() => decode(Buffer.from([9, 0x04, 0x61, 0x62]), { contentEncoding: "snappy" }), "DNSGEO_BAD_COMPRESSION");
+  });
+
+  it("snappy: every element form decodes (long literals with 1–4 length bytes, 1-, 2- and 4-byte offsets, overlapping copies)", () => {
+    const text = '{"a":"xyzxyzxyzxyz"}\n';
+    const lit = Buffer.from(text);
+    const block = (elements: number[][]): Buffer => Buffer.concat([Buffer.from([text.length]), ...elements.map((e) => Buffer.from(e))]);
+    // Literal of the whole text with its length-1 in 1, 2, 3 and 4 bytes after tag 60..63.
+    for (let k = 1; k <= 4; k++) {
+      const lenBytes = [text.length - 1, 0, 0, 0].slice(0, k);
+      const b = Buffer.concat([block([[(59 + k) << 2, ...lenBytes]]), lit]);
+      expect(values(decode(b, { contentEncoding: "snappy" }))).toEqual([{ a: "xyzxyzxyzxyz" }]);
+    }
+    // '{"a":"xyz' as a literal, then 9 bytes copied from offset 3 (overlapping), then '"}\n'.
+    const head = Buffer.from('{"a":"xyz');
+    const tail = Buffer.from('"}\n');
+    const copies: number[][] = [
+      [((9 - 4) << 2) | 1, 3], // 1-byte offset
+      [((9 - 1) << 2) | 2, 3, 0], // 2-byte offset
+      [((9 - 1) << 2) | 3, 3, 0, 0, 0], // 4-byte offset
+    ];
+    for (const copy of copies) {
+      const b = Buffer.concat([Buffer.from([text.length, (head.length - 1) << 2]), head, Buffer.from(copy), Buffer.from([(tail.length - 1) << 2]), tail]);
+      expect(values(decode(b, { contentEncoding: "snappy" }))).toEqual([{ a: "xyzxyzxyzxyz" }]);
+    }
+  });
+
+  it("snappy: round trips snappyjs's compressor; random bytes end in an answer or a DecodeError, never a hang", () => {
+    fc.assert(
+      fc.property(fc.array(fc.dictionary(fc.string({ maxLength: 4 }), fc.oneof(fc.string(), fc.constantFrom("8.8.8.8", "example.com.".repeat(20)))), { minLength: 1, maxLength: 60 }), (recs) => {
+        // Repetitive text, so the compressor emits copies at many offsets as well as literals.
+        const text = recs.map((r) => JSON.stringify(r)).join("\n") + "\n";
+        const out = decode(Buffer.from(snappy.compress(Buffer.from(text))), { contentEncoding: "snappy" });
+        expect(values(out)).toEqual(recs.map((r) => JSON.parse(JSON.stringify(r)) as unknown));
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), (data) => {
+        try {
+          decode(Buffer.from(data), { contentEncoding: "snappy" });
+        } catch (e) {
+          expect(e).toBeInstanceOf(DecodeError);
+        }
+      }),
+      { numRuns: 20000 },
     );
   });
 
