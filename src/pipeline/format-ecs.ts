@@ -296,7 +296,7 @@ export function passthroughEcs(value: unknown, reason: string): unknown {
 /**
  * JSON text of answer / destination objects per entry, so a hot IP is serialized once,
  * not once per record. Kept small (a full memory tier holds one per entry): the
- * destination text of a positive entry is the start of its answer text plus `}`.
+ * destination text of a positive entry is a view of the start of its answer's bytes.
  */
 interface EntryTexts {
   enc: GeoPoint;
