@@ -4,7 +4,7 @@
  * The parent runs it twice (0 and N measured batches) and divides the
  * difference in instructions by the records, so start-up and warm-up cancel out.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,8 +64,10 @@ async function main(): Promise<void> {
   const measured = Number(process.argv[3]);
   if (!SCENARIOS.includes(scenario) || !Number.isInteger(measured)) throw new Error("usage: instructions-child SCENARIO BATCHES");
   const bodies = batches(20_000, 100, 2000);
-  const run = await batchFn(scenario, mkdtempSync(join(tmpdir(), "dnsgeo-instr-")));
+  const dataDir = mkdtempSync(join(tmpdir(), "dnsgeo-instr-"));
+  const run = await batchFn(scenario, dataDir);
   for (let i = 0; i < WARM_UP + measured; i++) await run(bodies[i % bodies.length] as Buffer);
+  rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);
 }
 

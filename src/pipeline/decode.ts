@@ -305,17 +305,17 @@ function unsnappy(buf: Buffer, max: number | undefined): Buffer {
   return isSnappyFramed(buf) ? unsnappyFramed(buf, max) : unsnappyRaw(buf, max);
 }
 
-/** Reads the raw block's varint length; -1 when malformed. */
-function snappyLength(buf: Uint8Array): number {
+/** Reads the raw block's varint length: [length, bytes of the varint], or undefined when malformed. */
+function snappyLength(buf: Uint8Array): [number, number] | undefined {
   let result = 0;
   let mul = 1;
   for (let i = 0; i < 5 && i < buf.length; i++) {
     const c = buf[i] ?? 0;
     result += (c & 0x7f) * mul;
-    if (c < 0x80) return result;
+    if (c < 0x80) return [result, i + 1];
     mul *= 128;
   }
-  return -1;
+  return undefined;
 }
 
 // A snappy copy element yields at most 64 bytes from 2–5 input bytes, so a block
@@ -323,28 +323,27 @@ function snappyLength(buf: Uint8Array): number {
 const SNAPPY_MAX_RATIO = 32;
 
 function unsnappyRaw(buf: Uint8Array, max: number | undefined): Buffer {
-  const len = snappyLength(buf);
-  if (len < 0 || len > buf.length * SNAPPY_MAX_RATIO + 16) {
+  const header = snappyLength(buf);
+  if (header === undefined || header[0] > buf.length * SNAPPY_MAX_RATIO + 16) {
     throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated");
   }
+  const [len, start] = header;
   if (max !== undefined && len > max) throw tooLarge(max);
-  const out = snappyBlock(buf, len);
+  const out = snappyBlock(buf, start, len);
   if (out === undefined) throw new DecodeError("DNSGEO_BAD_COMPRESSION", "snappy data is corrupt or truncated");
   return out;
 }
 
 /**
- * Decodes the elements of a raw snappy block (after its length varint) into exactly
+ * Decodes the elements of a raw snappy block (from `start`, after its length varint) into exactly
  * `len` bytes; undefined when the block is malformed. Written here rather than taken
  * from snappyjs, whose decoder loops forever on some malformed input (a 4-byte literal
  * length with the top bit set turns negative and moves its read position backwards:
  * 8 bytes of request body held the event loop for good). Every step here moves forward
  * through the input and every length is checked against what is left of both buffers.
  */
-function snappyBlock(buf: Uint8Array, len: number): Buffer | undefined {
-  let pos = 0;
-  while (pos < 5 && (buf[pos] ?? 0) >= 0x80) pos++;
-  pos++;
+function snappyBlock(buf: Uint8Array, start: number, len: number): Buffer | undefined {
+  let pos = start;
   const end = buf.length;
   const out = Buffer.allocUnsafe(len);
   let o = 0;
