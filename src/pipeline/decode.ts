@@ -522,7 +522,7 @@ function itemJson(item: EncodableItem): string {
  * Items as newline-terminated lines in one buffer. Each string (each piece of
  * a JsonText) is UTF-8 encoded straight into place.
  */
-function linesToBuffer(items: readonly EncodableItem[]): Buffer {
+function linesToBuffer(items: readonly EncodableItem[], into?: (bytes: number) => Buffer | undefined): Buffer {
   // Sized first; the text of an item that is not JsonText is made once, here, and kept for the write.
   const texts: Array<string | undefined> = new Array(items.length);
   let chars = 0;
@@ -533,7 +533,7 @@ function linesToBuffer(items: readonly EncodableItem[]): Buffer {
     chars++;
   }
   // ASCII (the usual case) fits exactly; wider text grows the buffer.
-  const w = new Utf8Writer(chars);
+  const w = new Utf8Writer(chars, into?.(chars));
   for (let i = 0; i < items.length; i++) {
     const text = texts[i];
     if (text !== undefined) w.str(text);
@@ -572,11 +572,14 @@ export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
  *   envelope expanded into many records, or a control message into none) → a JSON
  *   array, since one object cannot hold them and `application/json` readers
  *   (Fluent Bit `in_http`, Vector `http_server`) accept an array too.
+ *
+ * `into`, when given, is asked once for a buffer of at least the bytes an NDJSON body
+ * needs (ASCII: exactly); the body is then written into it (see OutputBuffers).
  */
-export function encodeItems(framing: Framing, items: readonly EncodableItem[]): Buffer {
+export function encodeItems(framing: Framing, items: readonly EncodableItem[], into?: (bytes: number) => Buffer | undefined): Buffer {
   if (framing === "ndjson") {
     if (items.length === 0) return Buffer.alloc(0);
-    return linesToBuffer(items);
+    return linesToBuffer(items, into);
   }
   if (framing === "object" && items.length === 1) {
     return Buffer.from(itemJson(items[0] as EncodableItem), "utf8");

@@ -20,9 +20,13 @@ export class Utf8Writer {
   /** Bytes written so far. */
   off = 0;
 
-  /** `sizeHint`: expected bytes (ASCII text: its length); the buffer grows past it when needed. */
-  constructor(sizeHint: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(64, sizeHint));
+  /**
+   * `sizeHint`: expected bytes (ASCII text: its length); the buffer grows past it when needed.
+   * `into`: a buffer to write into instead of a new one (used when it holds `sizeHint`;
+   * past its end the writer moves to a buffer of its own, and `finish()` is no longer a view of it).
+   */
+  constructor(sizeHint: number, into?: Buffer) {
+    this.buf = into !== undefined && into.length >= sizeHint ? into : Buffer.allocUnsafe(Math.max(64, sizeHint));
   }
 
   /** Makes room for `n` more bytes. */

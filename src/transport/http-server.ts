@@ -18,6 +18,7 @@ import type { Decoded, Framing } from "../pipeline/types.js";
 import { createSecretCheck, createTokenCheck } from "./auth.js";
 import type { Forwarder } from "./forwarder.js";
 import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
+import { OutputBuffers } from "./output-buffers.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
@@ -196,15 +197,23 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     metrics.requestDuration.observe({ transport: "http", route }, (performance.now() - start) / 1000);
   };
 
-  const send = (res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, body: Buffer | string): void => {
+  // Bodies of /v1/enrich answers are written into reused buffers (see OutputBuffers).
+  const outputBuffers = new OutputBuffers();
+
+  /** `written`: called once `body` is no longer needed (written to the socket, or not sent at all). */
+  const send = (res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, body: Buffer | string, written?: () => void): void => {
     if (res.headersSent || res.destroyed) {
       if (!res.writableEnded) res.end();
+      written?.();
       return;
     }
     if (closing) headers.connection = "close";
     headers["content-length"] = typeof body === "string" ? Buffer.byteLength(body) : body.length;
     res.writeHead(status, headers);
-    res.end(body);
+    // 'finish' comes after the socket has written the last byte; when the connection
+    // breaks first it never comes, and a leased buffer is left to the GC.
+    if (written) res.end(body, written);
+    else res.end(body);
   };
 
   const sendError = (
@@ -272,14 +281,19 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const opts = parseQuery(qs);
     const decoded = await decodeBody(req, res, expectContinue);
     const out = await app.enricher.enrichDecoded(decoded, opts);
-    let body = encodeItems(out.framing, out.items);
+    let leased: Buffer | undefined;
+    let body = encodeItems(out.framing, out.items, (bytes) => (leased = outputBuffers.take(bytes)));
     const headers: http.OutgoingHttpHeaders = { "content-type": CONTENT_TYPE[out.framing], vary: "Accept-Encoding" };
     const enc = negotiateEncoding(req.headers["accept-encoding"]);
     if (enc !== "none") {
+      // The compressors read the body synchronously into a buffer of their own.
       body = compress(body, enc);
       headers["content-encoding"] = enc;
+      if (leased) outputBuffers.give(leased);
+      leased = undefined;
     }
-    send(res, 200, headers, body);
+    const lease = leased;
+    send(res, 200, headers, body, lease ? () => outputBuffers.give(lease) : undefined);
   };
 
   const handleForward = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean): Promise<void> => {

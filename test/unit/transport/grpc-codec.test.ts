@@ -73,7 +73,7 @@ describe("encodeEnrichResponse", () => {
   it("passes an encoded message through and serializes anything else as before", () => {
     const ser = passEncoded(enrich.responseSerialize as (v: unknown) => Buffer);
     const msg = encodeEnrichResponse({ items: [], counts: { enriched: 0 }, id: "", lookedUp: 0 });
-    expect(ser(msg)).toBe(msg.bytes);
+    expect(ser(msg)).toEqual(msg.bytes);
     expect(msg).toBeInstanceOf(EncodedMessage);
     expect(decode(ser({ records: ["{}"], counts: {}, id: "q", looked_up: 0 })).records).toEqual(["{}"]);
   });

@@ -1,0 +1,73 @@
+/**
+ * Reused buffers for response bodies.
+ *
+ * An enriched batch is 2–3× its request: a batch of 100 records answers with about
+ * 145 KB. A new buffer of that size for every response is memory the process has
+ * not touched lately — glibc hands it out from fresh pages (mmap, or heap it trimmed
+ * after the last GC freed such buffers) — so writing the answer took ~20 page faults
+ * per batch, about a fifth of the CPU of an all-hits batch (measured: in-process,
+ * 23 minor faults per batch of 100, 0.7–1 µs of system time per record, and
+ * enriching went from 1.3× the time of a JSON parse+stringify of the same records to
+ * about 1.0× once the buffer was reused).
+ *
+ * A buffer is taken for one response and given back once the response is written
+ * to the socket (`res.end`'s callback); one that never comes back (the client went
+ * away) is left to the GC. Free buffers are kept up to a total size; bodies larger
+ * than `maxBufferBytes` are not pooled.
+ */
+export interface OutputBuffersOptions {
+  /** Total bytes of free buffers kept for reuse (default 32 MiB). */
+  maxFreeBytes?: number;
+  /** Largest buffer pooled; larger bodies get their own buffer (default 16 MiB). */
+  maxBufferBytes?: number;
+}
+
+const MIN_BUFFER = 64 * 1024;
+
+export class OutputBuffers {
+  private readonly free: Buffer[] = [];
+  private freeBytes = 0;
+  private readonly maxFreeBytes: number;
+  private readonly maxBufferBytes: number;
+
+  constructor(opts: OutputBuffersOptions = {}) {
+    this.maxFreeBytes = opts.maxFreeBytes ?? 32 * 1024 * 1024;
+    this.maxBufferBytes = Math.min(opts.maxBufferBytes ?? 16 * 1024 * 1024, this.maxFreeBytes);
+  }
+
+  /** Free buffers held now. */
+  get size(): number {
+    return this.free.length;
+  }
+
+  /**
+   * A buffer of at least `bytes` that nobody else uses until it is given back, or
+   * undefined when `bytes` is over `maxBufferBytes`.
+   */
+  take(bytes: number): Buffer | undefined {
+    if (bytes > this.maxBufferBytes) return undefined;
+    const free = this.free;
+    // Newest first: the most recently written memory is the likeliest in cache.
+    for (let i = free.length - 1; i >= 0; i--) {
+      const b = free[i] as Buffer;
+      if (b.length >= bytes) {
+        free[i] = free[free.length - 1] as Buffer;
+        free.pop();
+        this.freeBytes -= b.length;
+        return b;
+      }
+    }
+    // Powers of two, so a slightly larger batch next time still fits.
+    let size = MIN_BUFFER;
+    while (size < bytes) size *= 2;
+    return Buffer.allocUnsafe(Math.min(size, this.maxBufferBytes));
+  }
+
+  /** Returns a buffer from `take`; the caller must not touch it (or views of it) again. */
+  give(b: Buffer): void {
+    // Full: the buffer is left to the GC (a burst of large answers is not kept for good).
+    if (this.freeBytes + b.length > this.maxFreeBytes) return;
+    this.free.push(b);
+    this.freeBytes += b.length;
+  }
+}
