@@ -15,6 +15,9 @@ const utf8Write: (buf: Buffer, s: string, off: number) => number =
     ? (buf, s, off) => (buf as WithUtf8Write & { utf8Write(s: string, offset: number): number }).utf8Write(s, off)
     : (buf, s, off) => buf.write(s, off, "utf8");
 
+/** Strings up to this many UTF-16 units are copied by a loop in `str` (measured: below ~40 the loop is faster). */
+const SHORT = 32;
+
 export class Utf8Writer {
   private buf: Buffer;
   /** Bytes written so far. */
@@ -39,6 +42,24 @@ export class Utf8Writer {
 
   /** Appends `s` as UTF-8. */
   str(s: string): void {
+    const n = s.length;
+    if (n <= SHORT) {
+      // Short text (the separators and keys between a record's cached pieces): a loop
+      // here costs less than the call into the encoder. ASCII only; other text from
+      // its first non-ASCII unit on goes to the encoder.
+      if (this.off + n > this.buf.length) this.ensure(n);
+      const buf = this.buf;
+      const off = this.off;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[off + i] = c;
+      }
+      this.off = off + i;
+      if (i === n) return;
+      s = s.slice(i);
+    }
     // A UTF-16 unit becomes at most 3 bytes; count exactly only when that worst case does not fit.
     if (this.off + s.length * 3 > this.buf.length) this.ensure(Buffer.byteLength(s, "utf8"));
     this.off += utf8Write(this.buf, s, this.off);

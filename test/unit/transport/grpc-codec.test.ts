@@ -93,6 +93,24 @@ describe("Utf8Writer", () => {
     }
   });
 
+  it("writes any sequence of strings as Buffer.from writes each (short ASCII copied by hand, the rest encoded)", () => {
+    const piece = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: "binary", maxLength: 40 }),
+      // Lone surrogates, non-ASCII right at the start, the middle and the end of short strings.
+      fc.constantFrom("a\uD800", "\uDC00b", "ab\u{1F600}c", "é", "x".repeat(31) + "é", "x".repeat(32), "\u007f\u0080"),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), fc.integer({ min: 1, max: 80 }), (pieces, hint) => {
+        const w = new Utf8Writer(hint);
+        for (const p of pieces) w.str(p);
+        // Each on its own: a surrogate pair split over two pieces is two replacement characters either way.
+        expect(w.finish().equals(Buffer.concat(pieces.map((p) => Buffer.from(p, "utf8"))))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it("grows past its size hint and writes varints protobuf reads", () => {
     const w = new Utf8Writer(1);
     w.str("é".repeat(100));
