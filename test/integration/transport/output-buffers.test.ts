@@ -41,22 +41,26 @@ function expectOwnLines(lines: string[], tag: string, n: number): void {
 }
 
 describe("OutputBuffers", () => {
-  it("hands out buffers of at least the size asked, and nothing over its limit", () => {
+  it("hands out buffers of at least the size asked, and nothing under or over its limits", () => {
     const pool = new OutputBuffers({ maxBufferBytes: 1 << 20 });
-    expect(pool.take(10)?.length).toBe(64 * 1024);
+    expect(pool.take(16 * 1024 - 1)).toBeUndefined();
+    expect(pool.take(20_000)?.length).toBe(64 * 1024);
     expect(pool.take(100_000)?.length).toBe(128 * 1024);
     expect(pool.take(1 << 20)?.length).toBe(1 << 20);
     expect(pool.take((1 << 20) + 1)).toBeUndefined();
   });
 
-  it("gives a returned buffer out again only once, and never one that is too small", () => {
+  it("gives a returned buffer out again only once, never one that is too small, and the smallest that fits", () => {
     const pool = new OutputBuffers();
-    const a = pool.take(100_000) as Buffer;
+    const a = pool.take(100_000) as Buffer; // 128 KiB
+    const big = pool.take(600_000) as Buffer; // 1 MiB
+    pool.give(big);
     pool.give(a);
-    expect(pool.take(500_000)).not.toBe(a);
-    expect(pool.take(1000)).toBe(a);
+    expect(pool.take(2_000_000)).not.toBe(big);
+    expect(pool.take(20_000)).toBe(a);
+    expect(pool.take(20_000)).toBe(big);
     expect(pool.size).toBe(0);
-    expect(pool.take(1000)).not.toBe(a);
+    expect(pool.take(20_000)).not.toBe(a);
   });
 
   it("keeps free buffers up to maxFreeBytes in all", () => {
@@ -68,6 +72,11 @@ describe("OutputBuffers", () => {
     expect(pool.size).toBe(1);
     expect(pool.take(600_000)).not.toBe(a);
     expect(pool.take(100_000)).toBe(b);
+    // And no more than 64 buffers, whatever their size.
+    const many = Array.from({ length: 70 }, () => new OutputBuffers().take(20_000) as Buffer);
+    const counted = new OutputBuffers();
+    for (const m of many) counted.give(m);
+    expect(counted.size).toBe(64);
   });
 });
 
