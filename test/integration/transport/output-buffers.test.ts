@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as net from "node:net";
 import { Agent, request } from "undici";
 import { OutputBuffers } from "../../../src/transport/output-buffers.js";
+import { hasOpenssl, makeTestCerts } from "../../helpers/certs.js";
 import { enrichmentClient, unary, type AnyClient, type EnrichResponse } from "./grpc-client.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -201,5 +202,40 @@ describe("gRPC answers written from a reused scratch buffer", () => {
         expectOwnLines(m.records, tag, n);
       });
     });
+  });
+});
+
+describe.runIf(hasOpenssl())("HTTPS answers written into reused buffers", () => {
+  let h: Harness;
+  let agent: Agent;
+  beforeAll(async () => {
+    const certs = makeTestCerts();
+    h = await startHarness({ http: { max_inflight_requests: 256, tls: { cert_file: certs.serverCertFile, key_file: certs.serverKeyFile } } });
+    agent = new Agent({ connections: 16, connect: { ca: certs.ca, servername: "localhost" } });
+  });
+  afterAll(async () => {
+    await agent?.close();
+    await h?.close();
+  });
+
+  // node's TLS layer encrypts a write into its own buffers at once, so an early give-back
+  // would not show here (the plain-HTTP slow-reader test is the one that catches it); this
+  // checks that pooled answers, large ones included, go out whole over TLS.
+  it("answers every concurrent request with its own records over TLS", async () => {
+    for (let round = 0; round < 3; round++) {
+      const tags = Array.from({ length: 16 }, (_, i) => `t${round}c${i}`);
+      // A 2 000-record answer (~3 MB) among smaller ones: TLS writes it in many records.
+      const sizes = tags.map((_, i) => (i === 3 ? 2000 : 20 + ((i * 41) % 200)));
+      const answers = await Promise.all(
+        tags.map(async (t, i) => {
+          const res = await request(`${h.httpUrl}/v1/enrich`, { method: "POST", body: body(t, sizes[i] as number), headers: { "content-type": "application/x-ndjson" }, dispatcher: agent });
+          return { status: res.statusCode, text: await res.body.text() };
+        }),
+      );
+      answers.forEach((a, i) => {
+        expect(a.status).toBe(200);
+        expectOwnRecords(a.text, tags[i] as string, sizes[i] as number);
+      });
+    }
   });
 });
