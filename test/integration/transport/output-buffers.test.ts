@@ -218,9 +218,9 @@ describe.runIf(hasOpenssl())("HTTPS answers written into reused buffers", () => 
     await h?.close();
   });
 
-  // node's TLS layer encrypts a write into its own buffers at once, so an early give-back
-  // would not show here (the plain-HTTP slow-reader test is the one that catches it); this
-  // checks that pooled answers, large ones included, go out whole over TLS.
+  // An early give-back did not show in this test when tried (the TLS layer writes
+  // ciphertext of its own); the plain-HTTP slow-reader test is the one that catches it.
+  // This checks that pooled answers, large ones included, go out whole over TLS.
   it("answers every concurrent request with its own records over TLS", async () => {
     for (let round = 0; round < 3; round++) {
       const tags = Array.from({ length: 16 }, (_, i) => `t${round}c${i}`);
