@@ -116,20 +116,34 @@ export async function benchServe(): Promise<ScenarioResult[]> {
     // in-process benches do. Both are printed.
     const wall = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
     const cpu = new Map<LoadTarget, number[]>(targets.map((t) => [t, []]));
+    // Minor page faults of the server process per batch: writing answers into memory the
+    // process has not touched lately costs a fault per page (see OutputBuffers).
+    const faults = new Map<LoadTarget, { faults: number; batches: number }>(targets.map((t) => [t, { faults: 0, batches: 0 }]));
     for (let r = 0; r < ROUNDS; r++) {
       for (const target of targets) {
         const c0 = process.cpuUsage();
+        const f0 = process.resourceUsage().minorPageFault;
         const res = await load.run({ kind: "rate", target, ms: ROUND_MS, concurrency: CONCURRENCY });
         const c = process.cpuUsage(c0);
+        const f = faults.get(target);
+        if (f) {
+          f.faults += process.resourceUsage().minorPageFault - f0;
+          f.batches += res.records / BATCH;
+        }
         wall.get(target)?.push((res.records * 1000) / res.elapsedMs);
         cpu.get(target)?.push((res.records * 1e6) / Math.max(1, c.user + c.system));
       }
     }
+    const faultsPerBatch = (t: LoadTarget): string => {
+      const f = faults.get(t);
+      return f && f.batches > 0 ? (f.faults / f.batches).toFixed(1) : "–";
+    };
     const rate = (t: LoadTarget): number => median(cpu.get(t) ?? []);
     const spread = (t: LoadTarget, base: LoadTarget): [number, number] => roundSpread(cpu.get(t) ?? [], cpu.get(base) ?? []);
     const wallRate = (t: LoadTarget): number => median(wall.get(t) ?? []);
     const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
-    const wallNote = (t: LoadTarget, base: LoadTarget): string => ` — wall clock: ${fmt(wallRate(t))}/s vs ${fmt(wallRate(base))}/s, ${(wallRate(t) / wallRate(base)).toFixed(2)}×`;
+    const wallNote = (t: LoadTarget, base: LoadTarget): string =>
+      ` — wall clock: ${fmt(wallRate(t))}/s vs ${fmt(wallRate(base))}/s, ${(wallRate(t) / wallRate(base)).toFixed(2)}×; page faults per batch ${faultsPerBatch(t)} vs ${faultsPerBatch(base)}`;
     const c1Echo = await load.run({ kind: "latency", target: "echo", ms: 2000, concurrency: 1 });
     const c1 = await load.run({ kind: "latency", target: "http", ms: 2000, concurrency: 1 });
     const c256 = await load.run({ kind: "latency", target: "http", ms: 3000, concurrency: 256 });
