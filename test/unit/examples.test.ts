@@ -77,6 +77,14 @@ function dnsgeoConfig(rel: string) {
   return loadConfig({ file: join(EX, rel) });
 }
 
+/** A Fluent Bit size (`16M`, `4096k`, a number of bytes) in MiB. */
+function megabytes(v: unknown): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)[bB]?$/.exec(String(v));
+  if (!m) return 0;
+  const unit = { "": 1 / 1024 / 1024, k: 1 / 1024, m: 1, g: 1024 }[(m[2] as string).toLowerCase()] as number;
+  return Number(m[1]) * unit;
+}
+
 /** Classic Fluent Bit config → sections with lower-cased keys. */
 function parseClassic(text: string): Array<{ section: string; props: Record<string, string> }> {
   const out: Array<{ section: string; props: Record<string, string> }> = [];
@@ -160,8 +168,14 @@ describe("examples/vector", () => {
     expect(get(sink, "encoding.codec")).toBe("json");
     expect(get(sink, "framing.method")).toBe("newline_delimited");
     expect(sink.compression).toBe("gzip");
-    expect(get(sink, "acknowledgements.enabled")).toBe(true);
-    expect(get(sink, "request.retry_attempts")).toBeGreaterThan(10);
+    // Vector's default retries are already without limit; a number here would only cap them.
+    expect(get(sink, "request.retry_attempts")).toBeUndefined();
+  });
+
+  it("acknowledges end to end: globally, so also on the sinks behind the http_server source", () => {
+    // Assess: http_server answers dnsgeo only once the sinks fed by it delivered.
+    expect(get(vector, "acknowledgements.enabled")).toBe(true);
+    for (const [name, s] of Object.entries(vector.sinks as Obj)) expect(get(s, "acknowledgements.enabled"), name).not.toBe(false);
   });
 
   it("has dnsgeo forward to the http_server source that feeds the output", () => {
@@ -214,11 +228,27 @@ describe("examples/fluent-bit", () => {
     expect(out.format).toBe("json_lines");
     expect(out.compress).toBe("gzip");
     expect(String(out.retry_limit)).not.toBe("1");
+    expect(out.json_date_key).toBe(false);
     expect(out.match).toBe(tail.tag);
+    expect(tail["storage.type"]).toBe("filesystem");
+    expect(inHttp["storage.type"]).toBe("filesystem");
+    expect(get(fb, "service")).toHaveProperty(["storage.path"]);
+    expect(megabytes(inHttp.buffer_max_size)).toBeGreaterThan(4);
     expect(inHttp.port).toBe(Number(forward.port));
     expect(inHttp.listen).toBe(forward.hostname);
     expect(outputs.some((o) => o.name !== "http" && o.match === tag)).toBe(true);
     expect(out.match).not.toBe(tag);
+  });
+
+  it("classic .conf: its Parsers_File is next to it and defines the tail input's parser", () => {
+    // Prepare: Fluent Bit reads a relative Parsers_File from the config's folder.
+    const service = parseClassic(read("fluent-bit/fluent-bit.conf")).find((s) => s.section === "SERVICE")?.props ?? {};
+    const tail = parseClassic(read("fluent-bit/fluent-bit.conf")).find((s) => s.section === "INPUT" && s.props.name === "tail")?.props ?? {};
+    // Act
+    const parsers = parseClassic(read(`fluent-bit/${service.parsers_file ?? "missing"}`)).filter((s) => s.section === "PARSER");
+    // Assess
+    expect(parsers.map((p) => p.props.name)).toContain(tail.parser);
+    expect(parsers.find((p) => p.props.name === tail.parser)?.props.format).toBe("json");
   });
 
   it("classic .conf: the same pipeline", () => {
@@ -235,8 +265,11 @@ describe("examples/fluent-bit", () => {
     expect(out.format).toBe("json_lines");
     expect(out.compress).toBe("gzip");
     expect(out.retry_limit).toBe("no_limits");
+    expect(out.json_date_key).toBe("false");
     expect(out.match).toBe(tail.tag);
-    expect(tail.parser).toBe("json");
+    expect(tail["storage.type"]).toBe("filesystem");
+    expect(inHttp["storage.type"]).toBe("filesystem");
+    expect(megabytes(inHttp.buffer_max_size)).toBeGreaterThan(4);
     expect(Number(inHttp.port)).toBe(Number(forward.port));
     expect(outputs.some((o) => o.name !== "http" && o.match === tag)).toBe(true);
   });
@@ -245,20 +278,46 @@ describe("examples/fluent-bit", () => {
 describe("examples/kubernetes/pod.yaml", () => {
   const docs = docsOf("kubernetes/pod.yaml");
   const pod = docs.find((d) => d.kind === "Pod") as Obj;
+  const initContainers = (get(pod, "spec.initContainers") ?? []) as Obj[];
   const containers = get(pod, "spec.containers") as Obj[];
-  const dnsgeo = containers.find((c) => c.name === "dnsgeo") as Obj;
+  const dnsgeo = initContainers.find((c) => c.name === "dnsgeo") as Obj;
+  const fluentBit = containers.find((c) => c.name === "fluent-bit") as Obj;
   const env = Object.fromEntries((dnsgeo.env as Obj[]).map((e) => [e.name, e.value]));
 
-  it("runs Fluent Bit and dnsgeo side by side with probes on /livez and /readyz", () => {
+  it("runs dnsgeo as a native sidecar of Fluent Bit, with probes on /livez and /readyz", () => {
     // Prepare
     const port = (dnsgeo.ports as Obj[])[0] as Obj;
-    // Assess
-    expect(containers.map((c) => c.name).sort()).toEqual(["dnsgeo", "fluent-bit"]);
+    // Assess: an init container with restartPolicy Always starts before and stops after the containers.
+    expect(initContainers.map((c) => c.name)).toEqual(["dnsgeo"]);
+    expect(dnsgeo.restartPolicy).toBe("Always");
+    expect(containers.map((c) => c.name)).toEqual(["fluent-bit"]);
     expect(get(dnsgeo, "livenessProbe.httpGet.path")).toBe("/livez");
     expect(get(dnsgeo, "readinessProbe.httpGet.path")).toBe("/readyz");
     expect(ROUTE_PATHS.has("/livez") && ROUTE_PATHS.has("/readyz")).toBe(true);
     expect(get(dnsgeo, "livenessProbe.httpGet.port")).toBe(port.name);
     expect(port.containerPort).toBe(DEFAULT_HTTP_PORT);
+  });
+
+  it("confines both containers: RuntimeDefault seccomp, every capability dropped, non-root, read-only root", () => {
+    // Assess
+    for (const c of [dnsgeo, fluentBit]) {
+      expect(get(c, "securityContext.seccompProfile.type"), c.name as string).toBe("RuntimeDefault");
+      expect(get(c, "securityContext.capabilities.drop"), c.name as string).toEqual(["ALL"]);
+      expect(get(c, "securityContext.allowPrivilegeEscalation"), c.name as string).toBe(false);
+      expect(get(c, "securityContext.readOnlyRootFilesystem"), c.name as string).toBe(true);
+    }
+    expect(get(pod, "spec.securityContext.runAsNonRoot")).toBe(true);
+  });
+
+  it("runs a current Fluent Bit (5.x) with filesystem storage on the state volume", () => {
+    // Prepare
+    const cm = docs.find((d) => d.kind === "ConfigMap" && get(d, "metadata.name") === "fluent-bit-config") as Obj;
+    const fb = parseYaml((cm.data as Obj)["fluent-bit.yaml"] as string) as Obj;
+    const state = (fluentBit.volumeMounts as Obj[]).find((m) => m.name === "fluent-bit-state") as Obj;
+    // Assess
+    expect(fluentBit.image).toMatch(/^fluent\/fluent-bit:5\.\d+\.\d+$/);
+    expect(String(get(fb, "service")?.["storage.path" as never])).toMatch(new RegExp(`^${state.mountPath as string}/`));
+    for (const i of get(fb, "pipeline.inputs") as Obj[]) expect(i["storage.type"], i.name as string).toBe("filesystem");
   });
 
   it("keeps the SQLite file on a volume at /data and configures dnsgeo by ConfigMap and env", () => {
