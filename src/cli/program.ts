@@ -10,11 +10,13 @@ import { registerLookup } from "./lookup.js";
 import { registerServe } from "./serve.js";
 import { registerTable } from "./table.js";
 import { registerCache } from "./cache.js";
+import { buildInfo } from "../version.js";
 
 /** Builds the program; `configFile` receives `--config` before any action runs. */
 export function buildProgram(ctx: CliContext, onConfigFile: (file: string | undefined) => void): Command {
   const program = new Command("dnsgeo")
     .description("Adds geo, ASN, ORG and ISP data to DNS logs (Route 53 Resolver, DNS Firewall, Zeek, Sysmon, ECS).")
+    .version(buildInfo().version, "-V, --version", "print the version and exit")
     .option("-c, --config <file>", "YAML config file (also DNSGEO_CONFIG); DNSGEO_* environment variables win over it")
     .showHelpAfterError(false)
     .exitOverride()

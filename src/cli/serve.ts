@@ -12,6 +12,7 @@ import { createHttpServer, type HttpTransport } from "../transport/http-server.j
 import { InflightLimiter, LoopTurnGuard } from "../transport/limits.js";
 import { loadTls } from "../transport/tls.js";
 import type { CliContext } from "./context.js";
+import { buildInfo } from "../version.js";
 
 export interface ServeHandle {
   /** "host:port" of the HTTP server when enabled. */
@@ -128,7 +129,11 @@ export function registerServe(program: Command, ctx: CliContext): void {
         throw e;
       }
       // Tests and supervisors read the bound addresses from this line (ports may be 0 in config).
-      ctx.logger.info({ http: handle.httpAddress ?? null, grpc: handle.grpcAddress ?? null }, "listening");
+      const build = buildInfo();
+      ctx.logger.info(
+        Object.assign({ version: build.version, node: build.node }, build.commit ? { commit: build.commit } : {}, { http: handle.httpAddress ?? null, grpc: handle.grpcAddress ?? null }),
+        "listening",
+      );
       if (ctx.signals) installSignalHandlers(ctx.signals, handle.close, ctx.exit ?? (() => undefined), ctx.logger);
       await handle.closed;
     });

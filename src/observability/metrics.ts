@@ -3,6 +3,7 @@
  * vocabularies only (never an IP, a domain or a path from a request).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { buildInfo } from "../version.js";
 
 export interface Metrics {
   registry: Registry;
@@ -26,6 +27,8 @@ export interface Metrics {
   requestDuration: Histogram<"transport" | "route">;
   /** Requests refused at once because of overload or limits; reason: overload | too_large | too_many_records | unauthorized */
   refused: Counter<"transport" | "reason">;
+  /** Always 1; the labels say which build runs (version, node, commit when known). */
+  buildInfo: Gauge<"version" | "node" | "commit">;
 }
 
 /** Creates the metrics on a fresh registry (one per app, so tests don't collide). */
@@ -51,5 +54,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       registers,
     }),
     refused: new Counter({ name: "dnsgeo_requests_refused_total", help: "Requests refused at once, by reason", labelNames: ["transport", "reason"], registers }),
+    buildInfo: buildInfoGauge(registers),
   };
+}
+
+function buildInfoGauge(registers: Registry[]): Gauge<"version" | "node" | "commit"> {
+  const b = buildInfo();
+  // Without a known commit the label is left out (prom-client prints only the labels set).
+  const g = new Gauge({ name: "dnsgeo_build_info", help: "Which build runs: always 1, labelled with version, Node.js version and source commit when known", labelNames: ["version", "node", "commit"], registers });
+  g.set(b.commit ? { version: b.version, node: b.node, commit: b.commit } : { version: b.version, node: b.node }, 1);
+  return g;
 }
