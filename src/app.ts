@@ -106,7 +106,7 @@ class CountingLookup implements Lookup {
  * The limiter's state file under `data_dir`, one per provider endpoint (the
  * budget belongs to the endpoint: a pro key's budget isn't the free one's).
  */
-function limiterStatePath(config: Readonly<Config>): string {
+export function limiterStatePath(config: Readonly<Config>): string {
   const url = config.ipapi.url ?? (config.ipapi.key ? IPAPI_PRO_URL : IPAPI_FREE_URL);
   const tag = createHash("sha256").update(url).digest("hex").slice(0, 12);
   return join(config.data_dir, `ipapi-budget-${tag}.json`);

@@ -10,6 +10,7 @@ import { registerLookup } from "./lookup.js";
 import { registerServe } from "./serve.js";
 import { registerTable } from "./table.js";
 import { registerCache } from "./cache.js";
+import { registerCheck } from "./check.js";
 import { buildInfo } from "../version.js";
 
 /** Builds the program; `configFile` receives `--config` before any action runs. */
@@ -32,6 +33,7 @@ export function buildProgram(ctx: CliContext, onConfigFile: (file: string | unde
   registerLookup(program, ctx);
   registerTable(program, ctx);
   registerCache(program, ctx);
+  registerCheck(program, ctx);
   return program;
 }
 

@@ -1,0 +1,238 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { loadConfig, type ConfigInput } from "../../../src/config.js";
+import { checkCommand, type CheckResult } from "../../../src/cli/check.js";
+import { startDynalite, FAKE_CREDENTIALS, type Dynalite } from "../../helpers/dynalite.js";
+import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
+import { runCli } from "../../helpers/cli.js";
+
+/** A next hop that answers like an HTTP input: 200 to POST, 204 to anything else; it counts methods. */
+interface NextHop {
+  url: string;
+  methods: string[];
+  close(): Promise<void>;
+}
+
+async function startNextHop(): Promise<NextHop> {
+  const methods: string[] = [];
+  const server: Server = createServer((req, res) => {
+    methods.push(req.method ?? "");
+    req.resume();
+    req.on("end", () => {
+      res.statusCode = req.method === "POST" ? 200 : 204;
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/ingest`,
+    methods,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+let dyn: Dynalite;
+let ipapi: FakeIpApi;
+let hop: NextHop;
+let table: string;
+
+beforeAll(async () => {
+  [dyn, ipapi, hop] = await Promise.all([startDynalite(), startFakeIpApi(), startNextHop()]);
+  table = await dyn.newTable("dnsgeo-check");
+});
+afterAll(async () => {
+  await Promise.all([dyn.close(), ipapi.close(), hop.close()]);
+});
+
+function goodSetup(): ConfigInput {
+  return {
+    data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-check-")),
+    forward: { url: hop.url },
+    dynamodb: { table, endpoint: dyn.endpoint, region: "us-east-1" },
+    ipapi: { url: ipapi.url },
+  };
+}
+
+function merge(a: ConfigInput, b: ConfigInput): ConfigInput {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = prev && typeof prev === "object" && v && typeof v === "object" && !Array.isArray(v) ? { ...prev, ...v } : v;
+  }
+  return out as ConfigInput;
+}
+
+/** Runs the check in this process (dynalite's client carries fake credentials) and reads its text lines back. */
+async function check(overrides: ConfigInput, opts: { offline?: boolean } = {}): Promise<{ code: number; text: string; json: { ok: boolean; checks: CheckResult[] } }> {
+  const cfgIn = merge(goodSetup(), overrides);
+  const out = new PassThrough();
+  let text = "";
+  out.on("data", (b: Buffer) => (text += b.toString()));
+  const code = await checkCommand(() => loadConfig({ overrides: cfgIn }), out, { offline: opts.offline === true, dynamoClient: dyn.client() });
+  return { code, text, json: { ok: code === 0, checks: parseLines(text) } };
+}
+
+/** Parses the text output back into results, so the assertions below read the lines an operator reads. */
+function parseLines(text: string): CheckResult[] {
+  return text
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const m = /^(ok  |FAIL|skip)  (\S+)\s+(.*)$/.exec(l);
+      if (!m) throw new Error(`not a check line: ${l}`);
+      const status = m[1] === "ok  " ? "pass" : m[1] === "FAIL" ? "fail" : "skip";
+      return { name: m[2] as string, status, detail: m[3] as string, ms: 0 };
+    });
+}
+
+const NAMES = ["config", "data_dir", "offline_data", "forward", "dynamodb", "ipapi"];
+
+describe("dnsgeo check", () => {
+  it("against a good setup: one line per check, all pass, exit 0; one OPTIONS to the next hop and one ip-api batch", async () => {
+    // Prepare
+    const batches = ipapi.counts.batchRequests;
+    const hopCalls = hop.methods.length;
+    // Act
+    const r = await check({});
+    // Assess
+    expect(r.code, r.text).toBe(0);
+    expect(r.json.checks.map((c) => c.name)).toEqual(NAMES);
+    for (const c of r.json.checks) expect(c.status, r.text).toBe("pass");
+    expect(r.text).toMatch(/^ok {4}forward {7}OPTIONS http:\/\/127\.0\.0\.1:\d+\/ingest answered 204/m);
+    expect(r.text).toMatch(new RegExp(`^ok {4}dynamodb {6}table ${table} ACTIVE, key ip \\(S\\), readable`, "m"));
+    expect(r.text).toMatch(/^ok {4}ipapi .*answered 200: 8\.8\.8\.8 → [A-Z]{2}/m);
+    expect(ipapi.counts.batchRequests - batches).toBe(1);
+    expect(hop.methods.slice(hopCalls)).toEqual(["OPTIONS"]);
+  });
+
+  it("--offline sends nothing to ip-api and skips that check (still exit 0)", async () => {
+    // Prepare
+    const before = ipapi.counts.requests;
+    // Act
+    const r = await check({}, { offline: true });
+    // Assess
+    expect(r.code).toBe(0);
+    expect(r.json.checks.find((c) => c.name === "ipapi")).toMatchObject({ status: "skip", detail: "--offline: no request sent" });
+    expect(ipapi.counts.requests).toBe(before);
+  });
+
+  it("the ip-api request goes through the shared budget file: with the budget spent, nothing is sent and the check is skipped", async () => {
+    // Prepare
+    const setup = { ipapi: { requests_per_window: 1, window_s: 600 } };
+    const dataDir = mkdtempSync(join(tmpdir(), "dnsgeo-check-budget-"));
+    const first = await check(merge(setup, { data_dir: dataDir }));
+    const before = ipapi.counts.batchRequests;
+    // Act
+    const second = await check(merge(setup, { data_dir: dataDir }));
+    // Assess
+    expect(first.code).toBe(0);
+    expect(second.code).toBe(0);
+    expect(second.json.checks.find((c) => c.name === "ipapi")?.status).toBe("skip");
+    expect(second.json.checks.find((c) => c.name === "ipapi")?.detail).toMatch(/no request allowed by the budget now/);
+    expect(ipapi.counts.batchRequests).toBe(before);
+  });
+
+  const broken: Array<[string, () => Promise<ConfigInput>, string, RegExp]> = [
+    ["the next hop is down", async () => ({ forward: { url: `http://127.0.0.1:${await closedPort()}/ingest` } }), "forward", /^OPTIONS http:\/\/127\.0\.0\.1:\d+\/ingest: next hop unreachable \(.*ECONNREFUSED/],
+    ["the table is missing", async () => ({ dynamodb: { table: "no-such-table" } }), "dynamodb", /^table no-such-table does not exist \(create it with `dnsgeo table create`\)$/],
+    [
+      "data_dir is a path that can't be created",
+      async () => {
+        const file = join(mkdtempSync(join(tmpdir(), "dnsgeo-check-")), "a-file");
+        writeFileSync(file, "");
+        return { data_dir: join(file, "data") };
+      },
+      "data_dir",
+      /^\S+\/a-file\/data cannot take files: ENOTDIR/,
+    ],
+    ["ip-api is down", async () => ({ ipapi: { url: `http://127.0.0.1:${await closedPort()}` } }), "ipapi", /^POST http:\/\/127\.0\.0\.1:\d+\/batch: ip-api request failed \(ECONNREFUSED\)/],
+  ];
+
+  for (const [what, setup, name, line] of broken) {
+    it(`fails with one clear line and exit 1 when ${what}`, async () => {
+      // Act
+      const r = await check(await setup());
+      // Assess
+      expect(r.code).toBe(1);
+      expect(r.json.checks.map((c) => c.name)).toEqual(NAMES);
+      const failed = r.json.checks.filter((c) => c.status === "fail");
+      expect(failed.map((c) => c.name), r.text).toEqual([name]);
+      expect(failed[0]?.detail).toMatch(line);
+      expect(r.text.split("\n").filter((l) => l.startsWith("FAIL"))).toHaveLength(1);
+    });
+  }
+
+  it("fails ip-api when it answers 500, and the next hop when it redirects", async () => {
+    // Prepare
+    const redirect = createServer((_req, res) => {
+      res.writeHead(301, { location: "https://elsewhere.example/ingest" });
+      res.end();
+    });
+    await new Promise<void>((resolve) => redirect.listen(0, "127.0.0.1", resolve));
+    await ipapi.setMode("500");
+    try {
+      // Act
+      const r = await check({ forward: { url: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}/` } });
+      // Assess
+      expect(r.code).toBe(1);
+      const failed = Object.fromEntries(r.json.checks.filter((c) => c.status === "fail").map((c) => [c.name, c.detail]));
+      expect(Object.keys(failed).sort()).toEqual(["forward", "ipapi"]);
+      expect(failed.forward).toMatch(/answered 301 \(redirect to https:\/\/elsewhere\.example\/ingest\): forward\.url is wrong/);
+      expect(failed.ipapi).toMatch(/\/batch answered 500$/);
+    } finally {
+      await ipapi.setMode("normal");
+      await new Promise<void>((resolve) => redirect.close(() => resolve()));
+    }
+  });
+
+  it.skipIf(process.getuid?.() === 0)("fails data_dir when it is read-only (as a non-root user; root writes anyway)", async () => {
+    const { chmodSync } = await import("node:fs");
+    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-check-ro-"));
+    chmodSync(dir, 0o500);
+    const r = await check({ data_dir: dir });
+    expect(r.code).toBe(1);
+    expect(r.json.checks.find((c) => c.name === "data_dir")?.detail).toMatch(/cannot take files: EACCES/);
+  });
+
+  it("the built CLI: --json against a good setup exits 0 with every check passed; a wrong config value exits 78 with one failed check", async () => {
+    // Prepare
+    const env = {
+      DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-check-cli-")),
+      DNSGEO_FORWARD_URL: hop.url,
+      DNSGEO_DYNAMODB_TABLE: table,
+      DNSGEO_DYNAMODB_ENDPOINT: dyn.endpoint,
+      DNSGEO_DYNAMODB_REGION: "us-east-1",
+      DNSGEO_IPAPI_URL: ipapi.url,
+      // The child's own AWS chain reads these; dynalite accepts any key.
+      AWS_ACCESS_KEY_ID: FAKE_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: FAKE_CREDENTIALS.secretAccessKey,
+    };
+    // Act
+    const good = await runCli(["check", "--json"], { env });
+    const bad = await runCli(["check", "--json"], { env: { ...env, DNSGEO_FORWARD_TIMEOUT_MS: "soon" } });
+    // Assess
+    expect(good.code, good.stderr).toBe(0);
+    const j = JSON.parse(good.stdout.toString()) as { ok: boolean; checks: CheckResult[] };
+    expect(j.ok).toBe(true);
+    expect(j.checks.map((c) => [c.name, c.status])).toEqual(NAMES.map((n) => [n, "pass"]));
+    expect(bad.code).toBe(78);
+    const b = JSON.parse(bad.stdout.toString()) as { ok: boolean; checks: CheckResult[] };
+    expect(b).toMatchObject({ ok: false, checks: [{ name: "config", status: "fail" }] });
+    expect(b.checks[0]?.detail).toMatch(/DNSGEO_FORWARD_TIMEOUT_MS: expected a number/);
+  }, 60_000);
+});
