@@ -48,6 +48,20 @@ export const configSchema = z
          * a burst, and serving them would only add latency. Milliseconds; 0 turns it off.
          */
         overload_turn_ms: nonNegInt.default(100),
+        /**
+         * Open connections at most. At the cap the connection idle the longest is closed
+         * to make room; when none is idle, a few more are accepted for /livez, /readyz and
+         * /metrics only. Keep it well below the process's open-file limit (checked at start).
+         */
+        max_connections: positiveInt.default(1024),
+        /** A connection that sends no byte this long after it opens is closed, milliseconds; 0 turns it off. */
+        first_byte_timeout_ms: nonNegInt.default(10_000),
+        /**
+         * A keep-alive connection with no request this long is closed, milliseconds. Longer
+         * than the shippers' own idle timeouts (Fluent Bit 30 s, Vector 4 s), so the server is
+         * never the side that closes a connection a client is about to reuse.
+         */
+        idle_timeout_ms: positiveInt.default(65_000),
         tls: tlsSchema,
       })
       .prefault({}),
@@ -57,6 +71,25 @@ export const configSchema = z
         host: z.string().min(1).default("127.0.0.1"),
         port: port.default(8054),
         max_message_bytes: positiveInt.default(16 * 1024 * 1024),
+        /** Open connections at most; at the cap the oldest connection that has not sent a byte is closed to make room, else the new one is refused. */
+        max_connections: positiveInt.default(1024),
+        /** A connection that sends no byte this long after it opens is closed, milliseconds; 0 turns it off. */
+        first_byte_timeout_ms: nonNegInt.default(10_000),
+        /** A connection with no call open this long is closed (GOAWAY; clients reconnect on their next call), milliseconds. */
+        idle_timeout_ms: positiveInt.default(120_000),
+        /** Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients queue the rest. */
+        max_concurrent_streams: positiveInt.default(32),
+        /**
+         * Answer bytes handed to HTTP/2 and not yet written to their clients, all gRPC calls
+         * together. Past it new calls get RESOURCE_EXHAUSTED at once; a stream reads its next
+         * request only after its last answer was written, so a client that does not read
+         * holds up its own stream only.
+         */
+        max_unsent_answer_bytes: positiveInt.default(128 * 1024 * 1024),
+        /** Open health Watch streams at most, whatever `auth.protect_ops` says; past it Watch gets RESOURCE_EXHAUSTED. */
+        max_watch_streams: positiveInt.default(64),
+        /** An answer still not written to its client after this long closes the client's connection (it stopped reading), milliseconds. */
+        send_timeout_ms: positiveInt.default(30_000),
         tls: tlsSchema,
       })
       .prefault({}),

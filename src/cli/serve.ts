@@ -10,6 +10,7 @@ import { Forwarder } from "../transport/forwarder.js";
 import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
 import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
 import { InflightLimiter, LoopTurnGuard } from "../transport/limits.js";
+import { connectionCapWarning, fileDescriptorLimit } from "../transport/connections.js";
 import { loadTls } from "../transport/tls.js";
 import type { CliContext } from "./context.js";
 import { buildInfo } from "../version.js";
@@ -28,6 +29,8 @@ export interface ServeHandle {
 /** Starts the transports enabled in `app.config`; on a bind failure everything started is closed again. */
 export async function startServe(app: App): Promise<ServeHandle> {
   const cfg = app.config;
+  const fdWarning = connectionCapWarning({ http: cfg.http.enabled ? cfg.http.max_connections : 0, grpc: cfg.grpc.enabled ? cfg.grpc.max_connections : 0 }, fileDescriptorLimit());
+  if (fdWarning) app.logger.warn({ fd_limit: fileDescriptorLimit() }, fdWarning);
   const limiter = new InflightLimiter(cfg.http.max_inflight_requests);
   const guard = new LoopTurnGuard(cfg.http.overload_turn_ms);
   const forwarder = cfg.forward.url ? new Forwarder(cfg.forward, { logger: app.logger }) : undefined;

@@ -27,6 +27,14 @@ export interface Metrics {
   requestDuration: Histogram<"transport" | "route">;
   /** Requests refused at once because of overload or limits; reason: overload | too_large | too_many_records | unauthorized */
   refused: Counter<"transport" | "reason">;
+  /** Connections open now, per listening port. */
+  openConnections: Gauge<"transport">;
+  /** Connections closed by dnsgeo's connection limits; reason: max_connections | evicted | first_byte_timeout */
+  connectionsClosed: Counter<"transport" | "reason">;
+  /** gRPC answer bytes handed to grpc-js and not yet written to their client. */
+  grpcUnsentAnswerBytes: Gauge;
+  /** Open gRPC health Watch streams. */
+  grpcWatchStreams: Gauge;
   /** Always 1; the labels say which build runs (version, node, commit when known). */
   buildInfo: Gauge<"version" | "node" | "commit">;
 }
@@ -54,6 +62,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       registers,
     }),
     refused: new Counter({ name: "dnsgeo_requests_refused_total", help: "Requests refused at once, by reason", labelNames: ["transport", "reason"], registers }),
+    openConnections: new Gauge({ name: "dnsgeo_open_connections", help: "Connections open now, per listening port", labelNames: ["transport"], registers }),
+    connectionsClosed: new Counter({ name: "dnsgeo_connections_closed_total", help: "Connections closed by the connection limits (refused at the cap, idle one closed to make room, no first byte in time)", labelNames: ["transport", "reason"], registers }),
+    grpcUnsentAnswerBytes: new Gauge({ name: "dnsgeo_grpc_unsent_answer_bytes", help: "gRPC answer bytes not yet written to their clients", registers }),
+    grpcWatchStreams: new Gauge({ name: "dnsgeo_grpc_watch_streams", help: "Open gRPC health Watch streams", registers }),
     buildInfo: buildInfoGauge(registers),
   };
 }

@@ -13,6 +13,7 @@
  * answer's size (~145 KB for 100 records) for every call cost page faults on fresh
  * memory (see OutputBuffers); the frame grpc-js allocates is its own.
  */
+import { isUtf8 } from "node:buffer";
 import { writeItemText } from "../pipeline/decode.js";
 import type { EncodableItem } from "../pipeline/types.js";
 import { Utf8Writer } from "../pipeline/utf8-writer.js";
@@ -61,14 +62,20 @@ function scratchFor(bytes: number): Buffer | undefined {
   return scratch;
 }
 
-/** Writes the wire bytes; `reuse`: into the shared scratch buffer (a view valid until the next reusing call). */
-function writeEnrichResponse(r: EnrichResponseParts, reuse = false): Buffer {
+/** Characters of an answer's text (a JSON record without its source text counts 256): the writer's first size guess. */
+function charsOf(r: EnrichResponseParts): number {
   let chars = 64 + r.id.length;
   for (const it of r.items) {
     if (it.kind === "jsontext") for (const p of it.parts) chars += p.length;
     else chars += it.kind === "unparsed" ? it.raw.length : 256;
     chars += 4;
   }
+  return chars;
+}
+
+/** Writes the wire bytes; `reuse`: into the shared scratch buffer (a view valid until the next reusing call). */
+function writeEnrichResponse(r: EnrichResponseParts, reuse = false): Buffer {
+  const chars = charsOf(r);
   const w = new Utf8Writer(chars, reuse ? scratchFor(chars) : undefined);
   for (const it of r.items) {
     w.byte(TAG_RECORDS);
@@ -101,4 +108,174 @@ function writeEnrichResponse(r: EnrichResponseParts, reuse = false): Buffer {
  */
 export function passEncoded<T>(serialize: (value: T) => Buffer): (value: T | EncodedMessage) => Buffer {
   return (value) => (value instanceof EncodedMessage ? writeEnrichResponse(value.parts, true) : serialize(value));
+}
+
+/**
+ * A request that could not be decoded. grpc-js answers a deserializer that throws with
+ * INTERNAL "Error deserializing request", which clients retry forever and which names
+ * nothing; returned instead of throwing, it lets the handler answer INVALID_ARGUMENT
+ * saying what is wrong.
+ */
+export class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** `dnsgeo.v1.EnrichRequest` as proto-loader gives it with the server's options (`arrays: true`, no defaults). */
+export interface EnrichRequestFields {
+  records: string[];
+  format?: string;
+  explode?: boolean;
+  id?: string;
+}
+
+/** `dnsgeo.v1.LookupRequest`, as above. */
+export interface LookupRequestFields {
+  ips: string[];
+}
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+
+class Malformed extends Error {}
+
+/**
+ * A strict protobuf reader: wire types are checked against the field, lengths against
+ * the bytes left, strings for valid UTF-8 (proto3 requires it), so a truncated or
+ * corrupt message is refused instead of read as garbage. protobufjs's decoder reads a
+ * field with the wrong wire type as if it had the right one.
+ */
+class Reader {
+  pos = 0;
+  constructor(private readonly buf: Buffer) {}
+
+  done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+
+  varint(what: string): number {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.buf.length) throw new Malformed(`${what}: truncated varint at byte ${this.pos}`);
+      const b = this.buf[this.pos++] as number;
+      // Values above 2^53 lose precision; every field read here is a tag, a length or a bool.
+      result += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) return result;
+      mul *= 128;
+    }
+    throw new Malformed(`${what}: varint longer than 10 bytes at byte ${this.pos}`);
+  }
+
+  bytes(what: string): [number, number] {
+    const len = this.varint(what);
+    const start = this.pos;
+    if (len > this.buf.length - start) throw new Malformed(`${what}: length ${len} runs past the end of the message (${this.buf.length - start} bytes left)`);
+    this.pos = start + len;
+    return [start, this.pos];
+  }
+
+  string(what: string): string {
+    const [start, end] = this.bytes(what);
+    const view = this.buf.subarray(start, end);
+    if (!isUtf8(view)) throw new Malformed(`${what} is not valid UTF-8`);
+    return view.toString("utf8");
+  }
+
+  skip(wire: number, field: number): void {
+    const what = `field ${field}`;
+    switch (wire) {
+      case WIRE_VARINT:
+        this.varint(what);
+        return;
+      case WIRE_I64:
+      case WIRE_I32: {
+        const n = wire === WIRE_I64 ? 8 : 4;
+        if (this.buf.length - this.pos < n) throw new Malformed(`${what}: truncated fixed-size value`);
+        this.pos += n;
+        return;
+      }
+      case WIRE_LEN:
+        this.bytes(what);
+        return;
+      default:
+        throw new Malformed(`${what}: wire type ${wire} is not allowed (groups are not used by this service)`);
+    }
+  }
+}
+
+function expectWire(wire: number, want: number, name: string): void {
+  if (wire !== want) throw new Malformed(`field ${name} has wire type ${wire}, expected ${want}`);
+}
+
+function readFields(buf: Buffer, message: string, onField: (r: Reader, field: number, wire: number) => boolean): MalformedRequest | undefined {
+  const r = new Reader(buf);
+  try {
+    while (!r.done()) {
+      const tag = r.varint("tag");
+      const field = Math.floor(tag / 8);
+      const wire = tag % 8;
+      if (field === 0) throw new Malformed(`field number 0 at byte ${r.pos}`);
+      if (!onField(r, field, wire)) r.skip(wire, field);
+    }
+    return undefined;
+  } catch (e) {
+    if (e instanceof Malformed) return new MalformedRequest(`malformed ${message}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Decodes an EnrichRequest strictly; a `MalformedRequest` says what is wrong. */
+export function decodeEnrichRequest(buf: Buffer): EnrichRequestFields | MalformedRequest {
+  const out: EnrichRequestFields = { records: [] };
+  const bad = readFields(buf, "dnsgeo.v1.EnrichRequest", (r, field, wire) => {
+    switch (field) {
+      case 1:
+        expectWire(wire, WIRE_LEN, "records (1)");
+        out.records.push(r.string(`records[${out.records.length}]`));
+        return true;
+      case 2:
+        expectWire(wire, WIRE_LEN, "format (2)");
+        out.format = r.string("format");
+        return true;
+      case 3:
+        expectWire(wire, WIRE_VARINT, "explode (3)");
+        out.explode = r.varint("explode") !== 0;
+        return true;
+      case 4:
+        expectWire(wire, WIRE_LEN, "id (4)");
+        out.id = r.string("id");
+        return true;
+      default:
+        return false;
+    }
+  });
+  return bad ?? out;
+}
+
+/** Decodes a LookupRequest strictly; a `MalformedRequest` says what is wrong. */
+export function decodeLookupRequest(buf: Buffer): LookupRequestFields | MalformedRequest {
+  const out: LookupRequestFields = { ips: [] };
+  const bad = readFields(buf, "dnsgeo.v1.LookupRequest", (r, field, wire) => {
+    if (field !== 1) return false;
+    expectWire(wire, WIRE_LEN, "ips (1)");
+    out.ips.push(r.string(`ips[${out.ips.length}]`));
+    return true;
+  });
+  return bad ?? out;
+}
+
+/** Bytes an answer will take on the wire, near enough to account for it before it is written. */
+export function answerSizeHint(message: unknown): number {
+  if (message instanceof EncodedMessage) return charsOf(message.parts);
+  if (message !== null && typeof message === "object") {
+    const results = (message as { results?: unknown }).results;
+    if (Array.isArray(results)) {
+      let n = 16;
+      for (const s of results) n += typeof s === "string" ? s.length + 4 : 16;
+      return n;
+    }
+  }
+  return 64;
 }

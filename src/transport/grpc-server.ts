@@ -6,8 +6,16 @@
  * Every failure leaves with an explicit status from the error table (never UNKNOWN).
  * The in-flight budget is shared with HTTP; one stream message takes one slot while
  * it is processed.
+ *
+ * A client that does not read holds up its own calls, not the process: a stream reads
+ * its next request only once its last answer was written, answers waiting to be
+ * written count against `grpc.max_unsent_answer_bytes` (new calls past it are refused
+ * at once), and a connection whose answers wait longer than `grpc.send_timeout_ms` is
+ * closed. dnsgeo owns the listening socket (grpc-js gets the accepted connections) so
+ * it can cap connections and close silent ones.
  */
 import { existsSync } from "node:fs";
+import * as net from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -24,7 +32,8 @@ import { refusalReason } from "./refusal.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
-import { encodeEnrichResponse, passEncoded, type EncodedMessage } from "./grpc-codec.js";
+import { answerSizeHint, decodeEnrichRequest, decodeLookupRequest, encodeEnrichResponse, MalformedRequest, passEncoded, type EncodedMessage } from "./grpc-codec.js";
+import { ConnectionLimiter } from "./connections.js";
 
 /** Full name of the service, as health checks and reflection know it. */
 export const ENRICHMENT_SERVICE = "dnsgeo.v1.Enrichment";
@@ -110,7 +119,23 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   let closing = false;
   let closed: Promise<void> | undefined;
   let addr: string | undefined;
+  let listener: net.Server | undefined;
   const streams = new Set<{ stop(): void }>();
+  const connections = new ConnectionLimiter({
+    transport: "grpc",
+    maxConnections: cfg.max_connections,
+    firstByteTimeoutMs: cfg.first_byte_timeout_ms,
+    reserved: 0,
+    evict: "silent",
+    metrics,
+    logger,
+  });
+  /** Answer bytes handed to grpc-js and not yet written (see GuardedCall). */
+  let unsent = 0;
+  const addUnsent = (n: number): void => {
+    unsent += n;
+    metrics.grpcUnsentAnswerBytes.set(unsent);
+  };
 
   const fail = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => {
     const reason = refusalReason(code);
@@ -162,6 +187,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   let idleWaiters: Array<() => void> = [];
   const admit = (): ErrorCode | undefined => {
     if (closing) return "DNSGEO_SHUTTING_DOWN";
+    if (unsent >= cfg.max_unsent_answer_bytes) {
+      metrics.refused.inc({ transport: "grpc", reason: "unsent_answers" });
+      return "DNSGEO_OVERLOADED";
+    }
     if (deps.guard?.exceeded() || !limiter.tryAcquire()) return "DNSGEO_OVERLOADED";
     active++;
     return undefined;
@@ -183,14 +212,19 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const refuse = (code: ErrorCode): Partial<grpc.StatusObject> => fail(code, ERROR_CODES[code].message);
 
   const handlers: grpc.UntypedServiceImplementation = {
-    Enrich(call: grpc.ServerUnaryCall<EnrichRequestMsg, EnrichResponseMsg>, callback: grpc.sendUnaryData<EnrichResponseMsg>) {
+    Enrich(call: grpc.ServerUnaryCall<EnrichRequestMsg | MalformedRequest, EnrichResponseMsg>, callback: grpc.sendUnaryData<EnrichResponseMsg>) {
       const start = performance.now();
+      const req = call.request;
+      if (req instanceof MalformedRequest) {
+        callback(fail("DNSGEO_BAD_REQUEST", req.reason));
+        return;
+      }
       const refused = admit();
       if (refused) {
         callback(refuse(refused));
         return;
       }
-      enrichOne(call.request).then(
+      enrichOne(req).then(
         (res) => {
           release();
           observe("enrich", start);
@@ -203,7 +237,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       );
     },
 
-    EnrichStream(call: grpc.ServerDuplexStream<EnrichRequestMsg, EnrichResponseMsg>) {
+    EnrichStream(call: grpc.ServerDuplexStream<EnrichRequestMsg | MalformedRequest, EnrichResponseMsg>) {
       let busy = false;
       let ended = false;
       let finished = false;
@@ -221,8 +255,12 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         },
       };
       streams.add(handle);
-      call.on("data", (req: EnrichRequestMsg) => {
+      call.on("data", (req: EnrichRequestMsg | MalformedRequest) => {
         if (finished) return;
+        if (req instanceof MalformedRequest) {
+          finish(fail("DNSGEO_BAD_REQUEST", req.reason));
+          return;
+        }
         const start = performance.now();
         const refused = admit();
         if (refused) {
@@ -234,13 +272,20 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         enrichOne(req).then(
           (res) => {
             release();
-            busy = false;
             observe("enrich_stream", start);
-            if (finished) return;
-            call.write(res);
-            if (closing) finish(refuse("DNSGEO_SHUTTING_DOWN"));
-            else if (ended) finish();
-            else call.resume();
+            if (finished) {
+              busy = false;
+              return;
+            }
+            // The next request is read once this answer has left for the client: one that
+            // does not read holds up this stream, with one answer waiting, and nothing else.
+            call.write(res, () => {
+              busy = false;
+              if (finished) return;
+              if (closing) finish(refuse("DNSGEO_SHUTTING_DOWN"));
+              else if (ended) finish();
+              else call.resume();
+            });
           },
           (e: unknown) => {
             release();
@@ -265,14 +310,19 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       });
     },
 
-    Lookup(call: grpc.ServerUnaryCall<LookupRequestMsg, { results: string[] }>, callback: grpc.sendUnaryData<{ results: string[] }>) {
+    Lookup(call: grpc.ServerUnaryCall<LookupRequestMsg | MalformedRequest, { results: string[] }>, callback: grpc.sendUnaryData<{ results: string[] }>) {
       const start = performance.now();
+      const req = call.request;
+      if (req instanceof MalformedRequest) {
+        callback(fail("DNSGEO_BAD_REQUEST", req.reason));
+        return;
+      }
       const refused = admit();
       if (refused) {
         callback(refuse(refused));
         return;
       }
-      const ips = call.request.ips ?? [];
+      const ips = req.ips ?? [];
       const work =
         ips.length > maxRecords
           ? Promise.reject(new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${ips.length} IPs, limits.max_records_per_request is ${maxRecords}`))
@@ -291,23 +341,113 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     },
   };
 
-  const authInterceptor: grpc.ServerInterceptor = (method, call) => {
-    if (!tokenCheck || (!protectOps && OPS_SERVICES.some((p) => method.path.startsWith(p)))) return new grpc.ServerInterceptingCall(call);
-    const listener = new grpc.ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
-        const v = metadata.get("authorization")[0];
-        if (tokenCheck(typeof v === "string" ? v : undefined)) {
-          next(metadata);
-          return;
-        }
-        logger.error({ method: method.path }, "grpc request refused: missing or wrong bearer token");
-        const st = fail("DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message);
-        call.sendStatus({ code: st.code as grpc.status, details: st.details as string, metadata: st.metadata ?? new grpc.Metadata() });
-      })
-      .build();
-    const responder = new grpc.ResponderBuilder().withStart((next) => next(listener)).build();
-    return new grpc.ServerInterceptingCall(call, responder);
+  const unauthenticated = (): grpc.StatusObject => {
+    const st = fail("DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message);
+    return { code: st.code as grpc.status, details: st.details as string, metadata: st.metadata ?? new grpc.Metadata() };
   };
+
+  /**
+   * Every call goes through this one layer: it checks the token (when one is set and the
+   * method needs it) and counts the call's answers against `grpc.max_unsent_answer_bytes`
+   * from the moment they are handed to grpc-js until HTTP/2 has written them. An answer
+   * still waiting after `grpc.send_timeout_ms` means the client stopped reading: its
+   * connection is closed, which ends its calls and gives their bytes back.
+   */
+  class GuardedCall extends grpc.ServerInterceptingCall {
+    private held = 0;
+    constructor(
+      next: grpc.ServerInterceptingCallInterface,
+      private readonly checkToken: boolean,
+      private readonly path: string,
+    ) {
+      super(next);
+    }
+
+    override start(listener: Parameters<grpc.ServerInterceptingCallInterface["start"]>[0]): void {
+      super.start({
+        onReceiveMetadata: (metadata) => {
+          if (this.checkToken) {
+            const v = metadata.get("authorization")[0];
+            if (!tokenCheck?.(typeof v === "string" ? v : undefined)) {
+              logger.error({ method: this.path }, "grpc request refused: missing or wrong bearer token");
+              this.sendStatus(unauthenticated());
+              return;
+            }
+          }
+          listener.onReceiveMetadata(metadata);
+        },
+        onReceiveMessage: (message) => listener.onReceiveMessage(message),
+        onReceiveHalfClose: () => listener.onReceiveHalfClose(),
+        onCancel: () => {
+          // Called once the call is over, answered or not: what was never written is given back.
+          if (this.held > 0) {
+            addUnsent(-this.held);
+            this.held = 0;
+          }
+          listener.onCancel();
+        },
+      });
+    }
+
+    override sendMessage(message: unknown, callback: () => void): void {
+      const n = answerSizeHint(message);
+      this.held += n;
+      addUnsent(n);
+      let written = false;
+      const timer = setTimeout(() => {
+        if (written) return;
+        metrics.connectionsClosed.inc({ transport: "grpc", reason: "send_timeout" });
+        connections.destroy(this.getPeer());
+      }, cfg.send_timeout_ms);
+      timer.unref();
+      super.sendMessage(message, () => {
+        written = true;
+        clearTimeout(timer);
+        const give = Math.min(n, this.held);
+        this.held -= give;
+        addUnsent(-give);
+        callback();
+      });
+    }
+  }
+
+  const guardInterceptor: grpc.ServerInterceptor = (method, call) =>
+    new GuardedCall(call, tokenCheck !== undefined && (protectOps || !OPS_SERVICES.some((p) => method.path.startsWith(p))), method.path);
+
+  let watches = 0;
+  /**
+   * Watch streams never end on their own and need no token by default: without a cap a
+   * client could open them until memory runs out. Past `grpc.max_watch_streams` a new
+   * one is refused at once. A name dnsgeo does not serve gets SERVICE_UNKNOWN without a
+   * watcher registered (grpc-health-check keeps an entry per name ever watched).
+   */
+  const capWatch =
+    (watch: grpc.handleServerStreamingCall<{ service?: string }, unknown>): grpc.handleServerStreamingCall<{ service?: string }, unknown> =>
+    (call) => {
+      if (watches >= cfg.max_watch_streams) {
+        metrics.refused.inc({ transport: "grpc", reason: "watch_streams" });
+        call.emit("error", statusOf("DNSGEO_OVERLOADED", `more than grpc.max_watch_streams (${cfg.max_watch_streams}) health Watch streams are open`));
+        return;
+      }
+      watches++;
+      metrics.grpcWatchStreams.set(watches);
+      let open = true;
+      const done = (): void => {
+        if (!open) return;
+        open = false;
+        watches--;
+        metrics.grpcWatchStreams.set(watches);
+      };
+      call.once("cancelled", done);
+      call.once("finish", done);
+      call.once("close", done);
+      const service = call.request.service ?? "";
+      if (service !== "" && service !== ENRICHMENT_SERVICE) {
+        call.write({ status: "SERVICE_UNKNOWN" });
+        return;
+      }
+      watch(call);
+    };
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": cfg.max_message_bytes,
@@ -315,8 +455,9 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     // request near it only after the work, with a status clients retry forever. The client's
     // own receive limit governs instead.
     "grpc.max_send_message_length": -1,
-    // Without a token there is nothing to check: no interceptor layer on every call.
-    interceptors: tokenCheck ? [authInterceptor] : [],
+    "grpc.max_concurrent_streams": cfg.max_concurrent_streams,
+    "grpc.max_connection_idle_ms": cfg.idle_timeout_ms,
+    interceptors: [guardInterceptor],
   });
   const definition = loadEnrichmentDefinition();
   const service = definition[ENRICHMENT_SERVICE];
@@ -324,10 +465,19 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   // Enrich answers are encoded by grpc-codec.ts; the shared definition (reflection reads it) is left as loaded.
   const methods = service as grpc.ServiceDefinition;
   const withEncoded = (m: grpc.MethodDefinition<object, object>): grpc.MethodDefinition<object, object | EncodedMessage> => ({ ...m, responseSerialize: passEncoded(m.responseSerialize) });
-  const enrichment: grpc.ServiceDefinition = { ...methods, Enrich: withEncoded(methods.Enrich as grpc.MethodDefinition<object, object>), EnrichStream: withEncoded(methods.EnrichStream as grpc.MethodDefinition<object, object>) };
+  // Requests are decoded strictly (see grpc-codec.ts): a malformed one reaches the handler as a MalformedRequest.
+  const enrichRequest = { requestDeserialize: decodeEnrichRequest };
+  const enrichment: grpc.ServiceDefinition = {
+    ...methods,
+    Enrich: { ...withEncoded(methods.Enrich as grpc.MethodDefinition<object, object>), ...enrichRequest },
+    EnrichStream: { ...withEncoded(methods.EnrichStream as grpc.MethodDefinition<object, object>), ...enrichRequest },
+    Lookup: { ...(methods.Lookup as grpc.MethodDefinition<object, object>), requestDeserialize: decodeLookupRequest },
+  };
   server.addService(enrichment, handlers);
   const health = new HealthImplementation({ "": "NOT_SERVING", [ENRICHMENT_SERVICE]: "NOT_SERVING" });
-  health.addToServer(server);
+  health.addToServer({
+    addService: (svc, impl) => server.addService(svc as grpc.ServiceDefinition, { ...impl, watch: capWatch(impl.watch as grpc.handleServerStreamingCall<{ service?: string }, unknown>) }),
+  });
   new ReflectionService(definition).addToServer(server);
 
   const setHealth = (s: "SERVING" | "NOT_SERVING"): void => {
@@ -339,14 +489,21 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     server,
     health,
     listen() {
-      const host = cfg.host.includes(":") && !cfg.host.startsWith("[") ? `[${cfg.host}]` : cfg.host;
+      const bare = cfg.host.startsWith("[") && cfg.host.endsWith("]") ? cfg.host.slice(1, -1) : cfg.host;
+      const host = bare.includes(":") ? `[${bare}]` : bare;
+      const injector = server.createConnectionInjector(grpcCredentials(deps.tls));
+      const tcp = net.createServer((socket) => {
+        // Errors of an accepted socket end it; grpc-js sees the session close.
+        socket.on("error", () => undefined);
+        if (connections.accept(socket)) injector.injectConnection(socket);
+      });
+      listener = tcp;
       return new Promise((resolve, reject) => {
-        server.bindAsync(`${host}:${cfg.port}`, grpcCredentials(deps.tls), (err, port) => {
-          if (err) {
-            reject(err);
-            return;
-          }
-          addr = `${host}:${port}`;
+        tcp.once("error", reject);
+        tcp.listen(cfg.port, bare, () => {
+          tcp.off("error", reject);
+          tcp.on("error", (e) => logger.error({ err: e }, "grpc listener error"));
+          addr = `${host}:${(tcp.address() as net.AddressInfo).port}`;
           if (app.ready()) setHealth("SERVING");
           resolve(addr);
         });
@@ -357,6 +514,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       closed ??= (async () => {
         closing = true;
         setHealth("NOT_SERVING");
+        listener?.close();
         for (const s of [...streams]) s.stop();
         const done = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         // Health Watch streams never end on their own; once dnsgeo's own calls are
@@ -364,6 +522,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         const drained = idle().then(() => within(done, FLUSH_GRACE_MS));
         if (!(await within(Promise.race([done, drained]), timeoutMs))) logger.warn({ active }, "grpc: shutdown timeout; cancelling calls still running");
         server.forceShutdown();
+        connections.destroyAll();
       })();
       return closed;
     },

@@ -8,7 +8,7 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
 import { canCompressZstd, compress, decode, encodeItems, type Compression } from "../pipeline/decode.js";
@@ -22,6 +22,10 @@ import { OutputBuffers } from "./output-buffers.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
+import { ConnectionLimiter } from "./connections.js";
+
+/** Connections accepted past `http.max_connections` when none is idle; they serve the ops routes only. */
+export const OPS_RESERVED_CONNECTIONS = 8;
 
 /** The routes, named in 404/405 answers. */
 export const HTTP_ROUTES: readonly string[] = [
@@ -196,6 +200,16 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const observe = (route: RouteName, start: number): void => {
     metrics.requestDuration.observe({ transport: "http", route }, (performance.now() - start) / 1000);
   };
+
+  const connections = new ConnectionLimiter({
+    transport: "http",
+    maxConnections: cfg.max_connections,
+    firstByteTimeoutMs: cfg.first_byte_timeout_ms,
+    reserved: OPS_RESERVED_CONNECTIONS,
+    evict: "request",
+    metrics,
+    logger,
+  });
 
   // Bodies of /v1/enrich answers are written into reused buffers (see OutputBuffers).
   const outputBuffers = new OutputBuffers();
@@ -398,6 +412,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const late = deps.guard ? deps.guard.exceeded() : false;
     active++;
     res.once("close", settle);
+    res.once("close", connections.requestStarted(req.socket));
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
@@ -429,8 +444,15 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         return;
       }
     }
+    const reserved = connections.isReserved(req.socket);
+    // A connection accepted past http.max_connections serves one ops request, then closes.
+    if (reserved) res.shouldKeepAlive = false;
     if (isOps) {
       handleOps(res, route, isHead).catch((e: unknown) => sendDnsgeoError(res, e));
+      return;
+    }
+    if (reserved) {
+      sendError(res, "DNSGEO_OVERLOADED", `more than http.max_connections (${cfg.max_connections}) connections are open; this one serves /livez, /readyz and /metrics only`);
       return;
     }
     if (closing) {
@@ -472,9 +494,10 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     : http.createServer({ keepAlive: true });
   // Idle keep-alive connections outlive the shippers' own idle timeouts (Fluent Bit 30 s,
   // Vector/undici 4 s) so the server is never the side that closes a connection a client is about to reuse.
-  server.keepAliveTimeout = 65_000;
+  server.keepAliveTimeout = cfg.idle_timeout_ms;
   server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;
+  server.on("connection", (socket: Socket) => connections.accept(socket));
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, false));
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, true));
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
