@@ -1,0 +1,35 @@
+/** Reading the open-file limit and the start-up warning about connection caps. */
+import { describe, expect, it } from "vitest";
+import { connectionCapWarning, fileDescriptorLimit } from "../../../src/transport/connections.js";
+
+const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
+Max processes             unlimited            unlimited            processes
+Max open files            20000                40000                files
+Max locked memory         8388608              8388608              bytes
+`;
+
+describe("fileDescriptorLimit", () => {
+  it("reads the soft open-file limit from /proc/self/limits text", () => {
+    expect(fileDescriptorLimit(LIMITS)).toBe(20000);
+    expect(fileDescriptorLimit(LIMITS.replace("20000    ", "unlimited"))).toBe(Number.POSITIVE_INFINITY);
+    expect(fileDescriptorLimit("nothing here")).toBeUndefined();
+  });
+
+  it("reads this process's limit on Linux", () => {
+    const n = fileDescriptorLimit();
+    if (process.platform === "linux") expect(n).toBeGreaterThan(0);
+  });
+});
+
+describe("connectionCapWarning", () => {
+  it("warns when the caps together pass 75% of the limit, naming both keys and the limit", () => {
+    expect(connectionCapWarning({ http: 1024, grpc: 1024 }, 4096)).toBeUndefined();
+    const w = connectionCapWarning({ http: 1024, grpc: 1024 }, 1024);
+    expect(w).toContain("http.max_connections + grpc.max_connections is 2048");
+    expect(w).toContain("(1024)");
+    expect(connectionCapWarning({ http: 700, grpc: 0 }, 1024)).toBeUndefined();
+    expect(connectionCapWarning({ http: 800, grpc: 0 }, 1024)).toBeDefined();
+    expect(connectionCapWarning({ http: 10 ** 6 }, undefined)).toBeUndefined();
+    expect(connectionCapWarning({ http: 10 ** 6 }, Number.POSITIVE_INFINITY)).toBeUndefined();
+  });
+});
