@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
 # dnsgeo sidecar image.
-#   docker build -t dnsgeo:0.1.0 .
+#   docker build -t dnsgeo:0.1.0 --build-arg VCS_REF=$(git rev-parse HEAD) --build-arg BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
 #   docker run --rm -p 127.0.0.1:8053:8053 -v dnsgeo-data:/data dnsgeo:0.1.0
+#
+# Node.js 24 (LTS until April 2028): Node.js 20 reached end of life on 2026-04-30. Both 24
+# and 26 are LTS lines now; 24 is the one dnsgeo was run on besides 20 (README, "Docker").
 
 # ---- build: compiler toolchain for better-sqlite3, full dependencies, tsc ----
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -17,13 +20,26 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3
 COPY tsconfig.json ./
 COPY src ./src
-COPY bench ./bench
 COPY proto ./proto
+# Only src/ is compiled (the bench sources are not copied); VCS_REF becomes the commit
+# label of dnsgeo_build_info and of the start-up line.
+ARG VCS_REF=""
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --no-audit --no-fund \
+ && if [ -n "$VCS_REF" ]; then printf '{"commit":"%s"}\n' "$VCS_REF" > build-info.json; else echo '{}' > build-info.json; fi
 
-# ---- runtime: no compiler, no dev dependencies, not root ----
-FROM node:20-bookworm-slim
+# ---- runtime: no compiler, no dev dependencies, no tests or bench, not root ----
+FROM node:24-bookworm-slim
+ARG VERSION=0.1.0
+ARG VCS_REF=""
+ARG BUILD_DATE=""
+LABEL org.opencontainers.image.title="dnsgeo" \
+      org.opencontainers.image.description="Sidecar that adds geo, ASN, ORG and ISP data to DNS logs for Vector, Fluent Bit and friends" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$VCS_REF" \
+      org.opencontainers.image.created="$BUILD_DATE" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
 # tini as PID 1: forwards SIGTERM to node (dnsgeo then drains in-flight batches and
 # flushes its cache writes) and reaps zombies.
 RUN apt-get update \
@@ -34,9 +50,9 @@ RUN apt-get update \
  && mkdir -p /data \
  && chown dnsgeo:dnsgeo /data
 WORKDIR /app
-COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/package.json /app/build-info.json ./
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/proto ./proto
 
 # Outside a container dnsgeo listens on 127.0.0.1 only, so nothing but the local

@@ -524,11 +524,11 @@ describe("examples/quicksight/athena-table.sql", () => {
 describe("Dockerfile", () => {
   const df = readFileSync(join(ROOT, "Dockerfile"), "utf8");
 
-  it("builds on node:20-bookworm-slim in two stages and runs serve as a non-root user under tini", () => {
+  it("builds on node:24-bookworm-slim (an LTS line) in two stages and runs serve as a non-root user under tini", () => {
     // Prepare
     const froms = [...df.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
     // Assess
-    expect(froms).toEqual(["node:20-bookworm-slim", "node:20-bookworm-slim"]);
+    expect(froms).toEqual(["node:24-bookworm-slim", "node:24-bookworm-slim"]);
     expect(df).toMatch(/^USER 10001:10001$/m);
     expect(df).toMatch(/^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m);
     expect(df).toMatch(/^CMD \["node", "dist\/src\/main\.js", "serve"\]$/m);
@@ -536,6 +536,39 @@ describe("Dockerfile", () => {
     expect(df).toMatch(/^VOLUME \["\/data"\]$/m);
     expect(df).toContain("DNSGEO_DATA_DIR=/data");
     expect(df).toMatch(/HEALTHCHECK [^\n]*\n\s+CMD \["node", "-e", "[^\n]*'\/livez'/);
+  });
+
+  it("labels the image with the OCI keys: title, version (package.json's), revision, created, licence (package.json's), base image", () => {
+    // Prepare
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; license: string };
+    const runtime = df.slice(df.lastIndexOf("\nFROM "));
+    const labels = new Map([...runtime.matchAll(/(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    // Assess
+    expect(labels.get("org.opencontainers.image.title")).toBe("dnsgeo");
+    expect(labels.get("org.opencontainers.image.version")).toBe("$VERSION");
+    expect(runtime).toMatch(new RegExp(`^ARG VERSION=${pkg.version.replace(/\./g, "\\.")}$`, "m"));
+    expect(labels.get("org.opencontainers.image.revision")).toBe("$VCS_REF");
+    expect(labels.get("org.opencontainers.image.created")).toBe("$BUILD_DATE");
+    expect(labels.get("org.opencontainers.image.licenses")).toBe(pkg.license);
+    expect(labels.get("org.opencontainers.image.base.name")).toBe("docker.io/library/node:24-bookworm-slim");
+  });
+
+  it("puts no bench, test or dev files in the runtime image: it copies only the build's package.json, build info, pruned node_modules, dist/src and the proto", () => {
+    // Prepare
+    const build = df.slice(df.indexOf("\nFROM "), df.lastIndexOf("\nFROM "));
+    const runtime = df.slice(df.lastIndexOf("\nFROM "));
+    const copies = [...runtime.matchAll(/^COPY (.*)$/gm)].map((m) => m[1]);
+    const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n").map((l) => l.trim());
+    // Assess
+    expect(build).not.toMatch(/^COPY (bench|test)\b/m);
+    expect(build).toMatch(/npm prune --omit=dev/);
+    expect(copies).toEqual([
+      "--from=build /app/package.json /app/build-info.json ./",
+      "--from=build /app/node_modules ./node_modules",
+      "--from=build /app/dist/src ./dist/src",
+      "--from=build /app/proto ./proto",
+    ]);
+    for (const dir of ["test", "bench", "node_modules", "dist", ".git"]) expect(ignored, dir).toContain(dir);
   });
 
   it("only names environment variables that are config keys", () => {
