@@ -49,6 +49,22 @@ export const configSchema = z
          */
         overload_turn_ms: nonNegInt.default(100),
         /**
+         * In-flight slots one client address (an IPv6 /64) may hold, so slow or greedy
+         * clients at one address leave the other slots to everyone else. Half of the
+         * default `max_inflight_requests`: more than one shipper needs.
+         */
+        max_inflight_per_client: positiveInt.default(32),
+        /** Longest a request body may take to arrive, from its headers to its last byte; past it → 408 and the connection is closed. Milliseconds. */
+        body_timeout_ms: positiveInt.default(30_000),
+        /**
+         * Bytes held for batches, process-wide: request bodies being read and enriched
+         * (decoded size × 4) plus answers not yet written to their client. Past it new batch
+         * requests get 503 + Retry-After at once; one client address may hold half of it.
+         */
+        max_buffered_bytes: positiveInt.default(256 * 1024 * 1024),
+        /** Longest an answer may take to be written once it is ready (a client that does not read it); past it the connection is closed. Milliseconds. */
+        send_timeout_ms: positiveInt.default(60_000),
+        /**
          * Open connections at most. At the cap the connection idle the longest is closed
          * to make room; when none is idle, a few more are accepted for /livez, /readyz and
          * /metrics only. Keep it well below the process's open-file limit (checked at start).

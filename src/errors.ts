@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   DNSGEO_UNSUPPORTED_ENCODING: { message: "Content-Encoding is not one of gzip, deflate, zstd, snappy, identity", http: 415, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
   DNSGEO_BAD_COMPRESSION: { message: "compressed body is truncated or corrupt", http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
   DNSGEO_OVERLOADED: { message: "too many requests in flight; retry after the given delay", http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retryable: true },
+  DNSGEO_BODY_TIMEOUT: { message: "the request body did not arrive within http.body_timeout_ms; retry", http: 408, grpc: GrpcStatus.DEADLINE_EXCEEDED, retryable: true },
   DNSGEO_UNAUTHENTICATED: { message: "missing or wrong bearer token", http: 401, grpc: GrpcStatus.UNAUTHENTICATED, retryable: false },
   DNSGEO_NOT_FOUND: { message: "no such route", http: 404, grpc: GrpcStatus.UNIMPLEMENTED, retryable: false },
   DNSGEO_METHOD_NOT_ALLOWED: { message: "method not allowed on this route", http: 405, grpc: GrpcStatus.UNIMPLEMENTED, retryable: false },

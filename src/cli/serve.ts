@@ -31,7 +31,7 @@ export async function startServe(app: App): Promise<ServeHandle> {
   const cfg = app.config;
   const fdWarning = connectionCapWarning({ http: cfg.http.enabled ? cfg.http.max_connections : 0, grpc: cfg.grpc.enabled ? cfg.grpc.max_connections : 0 }, fileDescriptorLimit());
   if (fdWarning) app.logger.warn({ fd_limit: fileDescriptorLimit() }, fdWarning);
-  const limiter = new InflightLimiter(cfg.http.max_inflight_requests);
+  const limiter = new InflightLimiter(cfg.http.max_inflight_requests, cfg.http.max_inflight_per_client);
   const guard = new LoopTurnGuard(cfg.http.overload_turn_ms);
   const forwarder = cfg.forward.url ? new Forwarder(cfg.forward, { logger: app.logger }) : undefined;
   let http: HttpTransport | undefined;

@@ -17,6 +17,11 @@ export class BurstLog {
 
   /** Logs `msg` at warn for `key` unless it was logged less than a window ago; counts it then. */
   warn(key: string, fields: Record<string, unknown>, msg: string): void {
+    this.log("warn", key, fields, msg);
+  }
+
+  /** As `warn`, at `level`. Keys come from closed sets (codes, routes), so the map stays small. */
+  log(level: "error" | "warn" | "info", key: string, fields: Record<string, unknown>, msg: string): void {
     const now = this.clock.now();
     const s = this.last.get(key);
     if (s && now - s.at < this.windowMs) {
@@ -25,6 +30,6 @@ export class BurstLog {
     }
     const suppressed = s?.suppressed ?? 0;
     this.last.set(key, { at: now, suppressed: 0 });
-    this.logger.warn(Object.assign({ suppressedSinceLast: suppressed }, fields), msg);
+    this.logger[level](Object.assign({ suppressedSinceLast: suppressed }, fields), msg);
   }
 }

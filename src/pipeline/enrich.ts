@@ -16,6 +16,7 @@ import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js"
 import { recordStatus, type StatusResult } from "./status.js";
 import { addResolvedAnswers } from "../resolve/resolve-step.js";
 import type { NameLookup } from "../resolve/resolver.js";
+import type { Pause } from "./slices.js";
 import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
@@ -28,6 +29,8 @@ export interface EnrichOptions {
   deadlineMs?: number;
   /** Wait for final provider answers (CLI `--wait`). */
   wait?: boolean;
+  /** Given for large batches: the work is done in slices, yielding to the event loop between them. */
+  pause?: Pause;
 }
 
 /** One output item: a JSON value, JSON text already serialized, or an unparsed line passed through as is. */
@@ -89,7 +92,14 @@ export class Enricher {
    */
   parseItems(items: readonly DecodedItem[], texts?: Array<SourceText | undefined>): ParsedItem[] {
     const out: ParsedItem[] = [];
-    for (const item of items) {
+    this.parseRange(items, 0, items.length, out, texts);
+    return out;
+  }
+
+  /** `parseItems` of `items[from, to)`, appended to `out`. */
+  private parseRange(items: readonly DecodedItem[], from: number, to: number, out: ParsedItem[], texts?: Array<SourceText | undefined>): void {
+    for (let k = from; k < to; k++) {
+      const item = items[k] as DecodedItem;
       let parsed: ParsedItem[];
       try {
         parsed = parse(item, this.parseOpts);
@@ -104,14 +114,22 @@ export class Enricher {
       }
       for (const p of parsed) out.push(p);
     }
-    return out;
   }
 
   /** Enriches decoded items; never rejects because a tier or provider is down. */
   async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
     const format = opts.format ?? this.cfg.output.format;
     const texts: Array<SourceText | undefined> | undefined = format === "ecs" ? [] : undefined;
-    const parsed = this.parseItems(decoded.items, texts);
+    const pause = opts.pause;
+    let parsed: ParsedItem[];
+    if (pause === undefined) parsed = this.parseItems(decoded.items, texts);
+    else {
+      parsed = [];
+      for (let from = 0; from < decoded.items.length; from += 256) {
+        this.parseRange(decoded.items, from, Math.min(decoded.items.length, from + 256), parsed, texts);
+        if (pause.isDue()) await pause.due();
+      }
+    }
     const extracted: Array<Extracted | undefined> = new Array(parsed.length);
     const exs: Extracted[] = [];
     for (let i = 0; i < parsed.length; i++) {
@@ -121,12 +139,14 @@ export class Enricher {
         extracted[i] = ex;
         exs.push(ex);
       }
+      if (pause !== undefined && (i & 255) === 255 && pause.isDue()) await pause.due();
     }
     if (this.resolver && this.cfg.resolve.mode !== "off" && exs.length > 0) {
       // Bounded by the resolver timeout and by the lookup deadline (`--wait` waits the timeout).
       const deadline = opts.wait ? this.cfg.resolve.timeout_ms : Math.min(this.cfg.resolve.timeout_ms, opts.deadlineMs ?? this.cfg.lookup.deadline_ms);
       await addResolvedAnswers(parsed, extracted, this.resolver, this.cfg.resolve.mode, deadline);
     }
+    if (pause !== undefined) await pause.due();
     const ips = publicIps(exs);
     let results: ReadonlyMap<string, IpResult> = NO_RESULTS;
     let failed = false;
@@ -141,10 +161,12 @@ export class Enricher {
         this.logger?.error({ err: e }, "lookup failed; records returned unenriched");
       }
     }
+    if (pause !== undefined) await pause.due();
     const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
     const counts = emptyCounts();
     const items: OutputItem[] = [];
     for (let i = 0; i < parsed.length; i++) {
+      if (pause !== undefined && (i & 255) === 255 && pause.isDue()) await pause.due();
       const p = parsed[i] as ParsedItem;
       if (p.kind === "unparsed") {
         counts.unparsed++;

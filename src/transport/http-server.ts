@@ -11,7 +11,8 @@ import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
-import { canCompressZstd, compress, decode, encodeItems, type Compression } from "../pipeline/decode.js";
+import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, encodeItems, encodeItemsSliced, splitBody, splitBodySliced, type Compression } from "../pipeline/decode.js";
+import { SLICED_BODY_BYTES, TimeSlices, type Pause } from "../pipeline/slices.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import { firehoseRequest } from "../pipeline/parse/firehose.js";
 import type { Decoded, Framing } from "../pipeline/types.js";
@@ -23,6 +24,8 @@ import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
 import { ConnectionLimiter } from "./connections.js";
+import { BurstLog } from "../lookup/burst-log.js";
+import { ByteBudget, clientKey, type ByteLease } from "./byte-budget.js";
 
 /** Connections accepted past `http.max_connections` when none is idle; they serve the ops routes only. */
 export const OPS_RESERVED_CONNECTIONS = 8;
@@ -79,38 +82,64 @@ export interface HttpTransport {
 
 class Aborted extends Error {}
 
-/** Reads a body, counting bytes; rejects with DNSGEO_BODY_TOO_LARGE past `max`, Aborted when the client goes away. */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+/**
+ * Reads a body, counting bytes; rejects with DNSGEO_BODY_TOO_LARGE past `max`,
+ * DNSGEO_BODY_TIMEOUT when the whole body has not come within `timeoutMs` (a client
+ * trickling a byte at a time would otherwise hold its in-flight slot for minutes),
+ * DNSGEO_OVERLOADED when `lease` cannot hold the bytes read, Aborted when the client goes away.
+ */
+function readBody(req: http.IncomingMessage, max: number, timeoutMs: number, lease?: ByteLease): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
     let done = false;
+    const fail = (e: Error): void => {
+      done = true;
+      clearTimeout(timer);
+      req.off("data", onData);
+      req.pause();
+      reject(e);
+    };
+    const timer = setTimeout(() => {
+      if (!done) fail(new DnsgeoError("DNSGEO_BODY_TIMEOUT", `${n} bytes in ${timeoutMs} ms`));
+    }, timeoutMs);
     const onData = (c: Buffer): void => {
       n += c.length;
       if (n > max) {
-        done = true;
-        req.off("data", onData);
-        req.pause();
-        reject(new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `more than http.max_body_bytes (${max}) on the wire`));
+        fail(new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `more than http.max_body_bytes (${max}) on the wire`));
+        return;
+      }
+      if (lease !== undefined && !lease.resize(n)) {
+        fail(new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached"));
         return;
       }
       chunks.push(c);
     };
     req.on("data", onData);
     req.once("end", () => {
+      if (done) return;
       done = true;
+      clearTimeout(timer);
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
     });
     req.once("error", () => {
       if (!done) reject(new Aborted());
       done = true;
+      clearTimeout(timer);
     });
     req.once("close", () => {
       if (!done) reject(new Aborted());
       done = true;
+      clearTimeout(timer);
     });
   });
 }
+
+/**
+ * Bytes a decoded body is counted as while it is parsed and enriched: the parsed records
+ * and their output pieces take a few times the text they came from.
+ */
+const WORKING_SET_FACTOR = 4;
 
 /** Picks a response coding from Accept-Encoding (q-values honoured; snappy and zstd only when named). */
 export function negotiateEncoding(header: string | undefined): Compression {
@@ -189,6 +218,11 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const firehoseKeyCheck = createSecretCheck(app.config.auth.token);
   const logger = app.logger;
   const metrics = app.metrics;
+  // One address may hold half of the byte budget: the other half stays for everyone else.
+  const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
+  // Refusals a client can repeat in a loop (401s, 4xx) are logged first and then counted,
+  // one line per code per 10 s, so a curl loop cannot flood the log.
+  const refusalLog = new BurstLog(logger);
 
   let listening = false;
   let closing = false;
@@ -228,6 +262,16 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     // breaks first it never comes, and a leased buffer is left to the GC.
     if (written) res.end(body, written);
     else res.end(body);
+    // Whatever the socket could not take at once waits in memory until the client reads it.
+    const sock = res.socket;
+    if (sock !== null && sock.writableLength > 0 && !res.writableFinished) {
+      const timer = setTimeout(() => {
+        refusalLog.log("warn", "send_timeout", { bytes: sock.writableLength }, "closing a connection whose client did not read its answer within http.send_timeout_ms");
+        sock.destroy();
+      }, cfg.send_timeout_ms);
+      timer.unref();
+      res.once("close", () => clearTimeout(timer));
+    }
   };
 
   const sendError = (
@@ -250,14 +294,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const sendDnsgeoError = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>): void => {
     if (e instanceof DnsgeoError) {
       // A 4xx on a batch route means the shipper drops the batch: say so loudly.
-      if (e.http >= 400 && e.http < 500) logger.error({ code: e.code, status: e.http }, `request refused: ${e.message}`);
+      if (e.http >= 400 && e.http < 500) refusalLog.log("error", e.code, { code: e.code, status: e.http }, `request refused: ${e.message}`);
       sendError(res, e.code, e.message, extra);
       return;
     }
     const code = (e as { code?: unknown } | null)?.code;
     if (typeof code === "string" && code in ERROR_CODES) {
       const c = code as ErrorCode;
-      logger.error({ code: c }, `request refused: ${(e as Error).message}`);
+      refusalLog.log("error", c, { code: c }, `request refused: ${(e as Error).message}`);
       sendError(res, c, (e as Error).message, extra);
       return;
     }
@@ -265,19 +309,30 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     sendError(res, "DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message, extra);
   };
 
-  const decodeBody = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): Promise<Decoded> => {
+  /**
+   * Reads and decodes a batch body. With `lease`, its bytes are counted in the byte budget
+   * (a body too large for what is left is refused with 503 before it is parsed), and a
+   * large body gets `pause`: its parse, enrichment and encoding then run in slices.
+   */
+  const decodeBody = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean, lease?: ByteLease): Promise<Decoded & { pause?: Pause }> => {
     const cl = req.headers["content-length"];
     if (cl !== undefined && Number(cl) > cfg.max_body_bytes) {
       throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `Content-Length ${cl} is over http.max_body_bytes (${cfg.max_body_bytes})`);
     }
     if (expectContinue) res.writeContinue();
-    const body = await readBody(req, cfg.max_body_bytes);
-    const decodeOpts: { contentType?: string; contentEncoding?: string; maxDecodedBytes: number } = { maxDecodedBytes: cfg.max_decoded_bytes };
-    const ct = req.headers["content-type"];
-    if (ct !== undefined) decodeOpts.contentType = ct;
+    const body = await readBody(req, cfg.max_body_bytes, cfg.body_timeout_ms, lease);
+    const decodeOpts: { contentEncoding?: string; maxDecodedBytes: number } = { maxDecodedBytes: cfg.max_decoded_bytes };
     const ce = req.headers["content-encoding"];
     if (ce !== undefined) decodeOpts.contentEncoding = ce;
-    const decoded = decode(body, decodeOpts);
+    const raw = body.length >= SLICED_BODY_BYTES / 16 ? await decompressAsync(body, decodeOpts) : decompress(body, decodeOpts);
+    if (lease !== undefined && !lease.resize(body.length + raw.length * WORKING_SET_FACTOR)) {
+      throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
+    }
+    let decoded: Decoded & { pause?: Pause };
+    if (raw.length >= SLICED_BODY_BYTES) {
+      const pause = new TimeSlices();
+      decoded = Object.assign(await splitBodySliced(raw, req.headers["content-type"], pause), { pause });
+    } else decoded = splitBody(raw, req.headers["content-type"]);
     if (decoded.items.length > maxRecords) {
       throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
     }
@@ -291,21 +346,26 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     return fromBody;
   };
 
-  const handleEnrich = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean): Promise<void> => {
+  const handleEnrich = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean, bytes: ByteLease): Promise<void> => {
     const opts = parseQuery(qs);
-    const decoded = await decodeBody(req, res, expectContinue);
+    const decoded = await decodeBody(req, res, expectContinue, bytes);
+    const pause = decoded.pause;
+    if (pause !== undefined) opts.pause = pause;
     const out = await app.enricher.enrichDecoded(decoded, opts);
     let leased: Buffer | undefined;
-    let body = encodeItems(out.framing, out.items, (bytes) => (leased = outputBuffers.take(bytes)));
+    const into = (n: number): Buffer | undefined => (leased = outputBuffers.take(n));
+    let body = pause === undefined ? encodeItems(out.framing, out.items, into) : await encodeItemsSliced(out.framing, out.items, pause, into);
     const headers: http.OutgoingHttpHeaders = { "content-type": CONTENT_TYPE[out.framing], vary: "Accept-Encoding" };
     const enc = negotiateEncoding(req.headers["accept-encoding"]);
     if (enc !== "none") {
-      // The compressors read the body synchronously into a buffer of their own.
-      body = compress(body, enc);
+      // The compressors read the body into a buffer of their own (a large one on the thread pool).
+      body = pause === undefined ? compress(body, enc) : await compressAsync(body, enc);
       headers["content-encoding"] = enc;
       if (leased) outputBuffers.give(leased);
       leased = undefined;
     }
+    // Held until the response closes: an answer its client does not read stays in memory.
+    bytes.hold(body.length);
     const lease = leased;
     send(res, 200, headers, body, lease ? () => outputBuffers.give(lease) : undefined);
   };
@@ -359,7 +419,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const cl = req.headers["content-length"];
     if (cl !== undefined && Number(cl) > cfg.max_body_bytes) throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE");
     if (expectContinue) res.writeContinue();
-    const body = await readBody(req, cfg.max_body_bytes);
+    const body = await readBody(req, cfg.max_body_bytes, cfg.body_timeout_ms);
     let doc: unknown;
     try {
       doc = JSON.parse(body.toString("utf8"));
@@ -439,7 +499,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       const fhKey = req.headers["x-amz-firehose-access-key"];
       const ok = tokenCheck(req.headers.authorization) || (typeof fhKey === "string" && firehoseKeyCheck(fhKey));
       if (!ok) {
-        logger.error({ route }, "request refused: missing or wrong bearer token (Fluent Bit and Vector drop the batch on 401)");
+        refusalLog.log("error", "DNSGEO_UNAUTHENTICATED", { route }, "request refused: missing or wrong bearer token (Fluent Bit and Vector drop the batch on 401)");
         sendError(res, "DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message, undefined, undefined, { "www-authenticate": 'Bearer realm="dnsgeo"' });
         return;
       }
@@ -459,17 +519,20 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       sendError(res, "DNSGEO_SHUTTING_DOWN", ERROR_CODES.DNSGEO_SHUTTING_DOWN.message);
       return;
     }
-    if (late || !limiter.tryAcquire()) {
+    const client = clientKey(req.socket.remoteAddress);
+    if (late || budget.full(client) || !limiter.tryAcquire(client)) {
       // Refused before reading the body; node discards the unread body so the connection stays usable.
       sendError(res, "DNSGEO_OVERLOADED", ERROR_CODES.DNSGEO_OVERLOADED.message);
       return;
     }
+    const bytes = budget.lease(client);
+    res.once("close", bytes.release);
     // A handler keeps enriching/forwarding after its client hangs up: it holds its slot,
     // and counts for close(), until its work settles, not until the response closes.
     active++;
     const work =
       route === "enrich"
-        ? handleEnrich(req, res, qs, expectContinue)
+        ? handleEnrich(req, res, qs, expectContinue, bytes)
         : route === "forward"
           ? handleForward(req, res, qs, expectContinue)
           : handleLookup(req, res, path, expectContinue);
@@ -478,13 +541,13 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         res.destroy();
         return;
       }
-      if (e instanceof DnsgeoError && e.code === "DNSGEO_BODY_TOO_LARGE" && !req.complete) {
+      if (e instanceof DnsgeoError && (e.code === "DNSGEO_BODY_TOO_LARGE" || e.code === "DNSGEO_BODY_TIMEOUT" || e.code === "DNSGEO_OVERLOADED") && !req.complete) {
         // The rest of the body is not read: close the connection after answering.
         res.shouldKeepAlive = false;
       }
       sendDnsgeoError(res, e);
     }).finally(() => {
-      limiter.release();
+      limiter.release(client);
       settle();
     });
   };

@@ -9,18 +9,37 @@ import { performance } from "node:perf_hooks";
 export class InflightLimiter {
   private n = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly byClient = new Map<string, number>();
 
-  /** @param max requests handled at once (`http.max_inflight_requests`). */
-  constructor(readonly max: number) {}
+  /**
+   * @param max requests handled at once (`http.max_inflight_requests`).
+   * @param maxPerClient slots one client address may hold (`http.max_inflight_per_client`),
+   *   so slow or greedy clients at one address leave the rest of the slots to others.
+   */
+  constructor(
+    readonly max: number,
+    readonly maxPerClient: number = max,
+  ) {}
 
-  /** Takes a slot; false when the cap is reached. */
-  tryAcquire(): boolean {
+  /** Takes a slot; false when the cap, or `client`'s share of it, is reached. */
+  tryAcquire(client?: string): boolean {
     if (this.n >= this.max) return false;
+    if (client !== undefined) {
+      const held = this.byClient.get(client) ?? 0;
+      if (held >= this.maxPerClient) return false;
+      this.byClient.set(client, held + 1);
+    }
     this.n++;
     return true;
   }
 
-  release(): void {
+  /** Gives back a slot taken with the same `client`. */
+  release(client?: string): void {
+    if (client !== undefined) {
+      const held = this.byClient.get(client) ?? 0;
+      if (held <= 1) this.byClient.delete(client);
+      else this.byClient.set(client, held - 1);
+    }
     if (this.n > 0) this.n--;
     if (this.n === 0 && this.idleWaiters.length > 0) {
       const ws = this.idleWaiters;

@@ -18,6 +18,8 @@ export function refusalReason(code: ErrorCode): string | undefined {
       return "bad_compression";
     case "DNSGEO_SHUTTING_DOWN":
       return "shutting_down";
+    case "DNSGEO_BODY_TIMEOUT":
+      return "body_timeout";
     default:
       return undefined;
   }
