@@ -6,7 +6,7 @@
  * readers for what Fluent Bit's `out_file` and `stdout` outputs wrote.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,7 +83,7 @@ export interface FluentBitOptions {
 export class FluentBit {
   readonly dir: string;
   readonly configPath: string;
-  /** Everything the process wrote to stdout and stderr, across restarts. */
+  /** Everything the process wrote to stdout and stderr, across restarts (also in `fluent-bit.log` in `dir`). */
   output = "";
   /** Exit codes (or signal names) of the runs that ended. */
   readonly exits: Array<number | string> = [];
@@ -109,8 +109,10 @@ export class FluentBit {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
+    const logFile = join(this.dir, "fluent-bit.log");
     const onData = (b: Buffer): void => {
       this.output += b.toString("utf8");
+      appendFileSync(logFile, b);
     };
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);
@@ -214,6 +216,75 @@ export function readOutFile(dir: string): Obj[] {
   return out;
 }
 
+/**
+ * Follows the files of an `out_file` folder (`format: plain`) as they grow, so a large
+ * run is read once, not re-read on every poll. `poll()` hands each new complete line,
+ * parsed, to `onRecord`; lines that are not JSON (a line cut by a crash and continued
+ * after a restart) are counted in `broken`, and a whole record behind the cut is still handed on.
+ */
+export class OutFileFollower {
+  /** Lines that were not JSON. */
+  broken = 0;
+  /** Whole records found behind the cut-off start of a broken line. */
+  recovered = 0;
+  private readonly offsets = new Map<string, number>();
+  private readonly partial = new Map<string, Buffer>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly onRecord: (r: Obj) => void,
+  ) {}
+
+  poll(): void {
+    if (!existsSync(this.dir)) return;
+    for (const name of readdirSync(this.dir)) {
+      const path = join(this.dir, name);
+      const from = this.offsets.get(path) ?? 0;
+      const size = statSync(path).size;
+      if (size <= from) continue;
+      const fd = openSync(path, "r");
+      const buf = Buffer.alloc(size - from);
+      try {
+        readSync(fd, buf, 0, buf.length, from);
+      } finally {
+        closeSync(fd);
+      }
+      this.offsets.set(path, size);
+      // Cut at the last newline byte, so a multi-byte character is never split.
+      const bytes = Buffer.concat([this.partial.get(path) ?? Buffer.alloc(0), buf]);
+      const cut = bytes.lastIndexOf(0x0a);
+      this.partial.set(path, bytes.subarray(cut + 1));
+      for (const line of bytes.subarray(0, cut + 1).toString("utf8").split("\n")) {
+        if (line.trim() === "") continue;
+        let r: Obj | undefined;
+        try {
+          r = JSON.parse(line) as Obj;
+        } catch {
+          // out_file cut by a kill leaves a line without its end, and after the restart
+          // the next record is written right behind it: that record is still whole.
+          this.broken++;
+          r = wholeTail(line);
+          if (r) this.recovered++;
+        }
+        if (r) this.onRecord(r);
+      }
+    }
+  }
+}
+
+/** The longest whole JSON object that ends `line` and starts after its first character, if any. */
+function wholeTail(line: string): Obj | undefined {
+  for (let at = line.indexOf("{", 1); at > 0; at = line.indexOf("{", at + 1)) {
+    try {
+      const v = JSON.parse(line.slice(at)) as unknown;
+      if (v && typeof v === "object" && !Array.isArray(v)) return v as Obj;
+    } catch {
+      // Not a start of the object.
+    }
+  }
+  return undefined;
+}
+
 /** How many times each id occurs among `records` (ids read at `key`). */
 export function countIds(records: readonly Obj[], key = "rid"): Map<string, number> {
   const m = new Map<string, number>();
@@ -283,6 +354,10 @@ export async function startDnsgeo(configFile: string, env: Record<string, string
       }
     });
     void exited.then((c) => reject(new Error(`dnsgeo serve exited ${String(c)} before listening: ${stderr}`)));
+    setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`dnsgeo serve did not log "listening" (at log level info) within 60 s: ${stderr}`));
+    }, 60_000).unref();
   });
   return {
     http,

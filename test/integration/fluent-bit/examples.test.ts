@@ -99,7 +99,7 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/ with the real Fluent Bit${FLU
     writeFileSync(dnsgeoFile, substitute(ex.dnsgeo, { "8053": dnsgeoPort, "9880": inHttpPort }));
     const env = ex.env ?? {};
     // The example's data_dir is a container path; ip-api is not reachable from tests (offline data answers).
-    const dnsgeo = await startDnsgeo(dnsgeoFile, Object.assign({ DNSGEO_DATA_DIR: join(dir, "data"), DNSGEO_IPAPI_ENABLED: "false", DNSGEO_HTTP_HOST: "127.0.0.1" }, env));
+    const dnsgeo = await startDnsgeo(dnsgeoFile, Object.assign({ DNSGEO_DATA_DIR: join(dir, "data"), DNSGEO_IPAPI_ENABLED: "false", DNSGEO_HTTP_HOST: "127.0.0.1", DNSGEO_GRPC_PORT: "0" }, env));
     running.push(dnsgeo);
     const log = join(dir, "logs", "route53.ndjson");
     // Half the lines are in the file before Fluent Bit starts (read_from_head), half are appended after.
