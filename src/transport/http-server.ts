@@ -24,6 +24,7 @@ import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
 import { ConnectionLimiter } from "./connections.js";
+import { openApiText } from "./openapi.js";
 import { BurstLog } from "../lookup/burst-log.js";
 import { ByteBudget, clientKey, type ByteLease } from "./byte-budget.js";
 
@@ -39,9 +40,10 @@ export const HTTP_ROUTES: readonly string[] = [
   "GET /livez",
   "GET /readyz",
   "GET /metrics",
+  "GET /openapi.json",
 ];
 
-type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "other";
+type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "openapi" | "other";
 
 const ALLOW: Record<Exclude<RouteName, "other">, string> = {
   enrich: "POST",
@@ -50,6 +52,7 @@ const ALLOW: Record<Exclude<RouteName, "other">, string> = {
   livez: "GET, HEAD",
   readyz: "GET, HEAD",
   metrics: "GET, HEAD",
+  openapi: "GET, HEAD",
 };
 
 const CONTENT_TYPE: Record<Framing, string> = {
@@ -185,6 +188,8 @@ function routeOf(path: string): RouteName {
       return "readyz";
     case "/metrics":
       return "metrics";
+    case "/openapi.json":
+      return "openapi";
     default:
       return path.startsWith("/v1/lookup/") ? "lookup" : "other";
   }
@@ -437,11 +442,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
 
   const ready = (): boolean => listening && !closing && app.ready();
 
-  const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics", head: boolean): Promise<void> => {
+  const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics" | "openapi", head: boolean): Promise<void> => {
     let status = 200;
     let body: string;
     let type = "application/json";
     if (route === "livez") body = '{"status":"ok"}';
+    else if (route === "openapi") body = openApiText();
     else if (route === "readyz") {
       const ok = ready();
       status = ok ? 200 : 503;
@@ -494,7 +500,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       });
       return;
     }
-    const isOps = route === "livez" || route === "readyz" || route === "metrics";
+    const isOps = route === "livez" || route === "readyz" || route === "metrics" || route === "openapi";
     if (tokenCheck && (!isOps || protectOps)) {
       const fhKey = req.headers["x-amz-firehose-access-key"];
       const ok = tokenCheck(req.headers.authorization) || (typeof fhKey === "string" && firehoseKeyCheck(fhKey));
