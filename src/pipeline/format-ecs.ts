@@ -7,11 +7,19 @@
  * - The input is never mutated: the top level is copied, and so is every
  *   nested object that gets a new key (`dns`, `destination`, `destination.geo`…).
  * - A key already present in the original keeps its original value
- *   (`dns.resolved_ip` of an ECS event, an existing `dnsgeo.status`…).
- * - When `dns`, `destination`, `dnsgeo` (or a nested key under them) exists
- *   but is not a plain object, nothing is added under it.
- * - When the original already has a `destination.ip` other than the primary
- *   answer, no `destination.*` is added: geo for another IP would lie about it.
+ *   (`dns.resolved_ip` of an ECS event…).
+ * - When `dns` or `destination` (or a nested key under them) exists but is not
+ *   a plain object, nothing is added under it.
+ * - `dnsgeo` is dnsgeo's own: whatever a record brings under that name (an
+ *   object or not) moves to `dnsgeo_original` (unless the record already has a
+ *   `dnsgeo_original`, which is then kept as it is) and `dnsgeo` holds only what
+ *   dnsgeo computed. A record that says `status: "enriched"` on its own is not
+ *   taken at its word.
+ * - `destination` is written only where dnsgeo's answer cannot be mixed with the
+ *   record's: when the record has no `destination`, or one with neither `geo` nor
+ *   `as` and no `ip` other than the primary answer (ECS events from Packetbeat
+ *   carry the DNS server there). Otherwise the record's `destination` is left as it
+ *   came and dnsgeo's answer is only in `dnsgeo.answers`.
  * - `dns.resolved_ip` lists the canonical answer IPs, public and special-purpose
  *   alike (ECS: "all IPs seen in answers.data"); answers skipped as
  *   `not_canonical` or `zone_id` are left out because their text is not an IP an
@@ -79,8 +87,7 @@ export function geoPoint(lat: number | undefined, lon: number | undefined, enc: 
 
 /**
  * A fresh ECS geo object for `g`, or undefined when it would be empty. Named
- * property writes on a fresh object keep V8 on its fast path; merging into an
- * existing object goes through `mergeInto`.
+ * property writes on a fresh object keep V8 on its fast path.
  */
 function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
   const geo: Obj = {};
@@ -123,11 +130,6 @@ function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
     any = true;
   }
   return any ? geo : undefined;
-}
-
-/** Adds the keys of `src` that `target` lacks (one level). */
-function mergeInto(target: Obj, src: Obj): void {
-  for (const k in src) add(target, k, src[k]);
 }
 
 /** ECS `as` object for a GeoInfo, or undefined when it has neither number nor organization. */
@@ -181,30 +183,19 @@ function addDestination(top: Obj, a: AnswerIp, results: ReadonlyMap<string, IpRe
   }
   if (!isPlain(existing)) return;
   if (existing.ip !== undefined && existing.ip !== a.ip) return;
+  // Geo or AS the record brought would sit beside dnsgeo's and read as its answer.
+  if (existing.geo !== undefined || existing.as !== undefined) return;
   const dest = child(top, "destination") as Obj;
   add(dest, "ip", a.ip);
-  if (geo) {
-    if (dest.geo === undefined) dest.geo = geo;
-    else {
-      const target = child(dest, "geo");
-      if (target) mergeInto(target, geo);
-    }
-  }
-  if (as) {
-    if (dest.as === undefined) dest.as = as;
-    else {
-      const target = child(dest, "as");
-      if (!target) return;
-      if (as.number !== undefined) add(target, "number", as.number);
-      const org = as.organization as Obj | undefined;
-      if (org === undefined) return;
-      if (target.organization === undefined) target.organization = org;
-      else {
-        const t = child(target, "organization");
-        if (t) mergeInto(t, org);
-      }
-    }
-  }
+  if (geo) dest.geo = geo;
+  if (as) dest.as = as;
+}
+
+/** `top.dnsgeo = fresh`, the record's own `dnsgeo` (if any) kept under `dnsgeo_original`. */
+function ownDnsgeo(top: Obj, fresh: Obj): void {
+  const incoming = top.dnsgeo;
+  if (incoming !== undefined && top.dnsgeo_original === undefined) top.dnsgeo_original = incoming;
+  top.dnsgeo = fresh;
 }
 
 function addEnvelope(top: Obj, rec: ParsedRecord): void {
@@ -267,11 +258,7 @@ export function formatEcs(
     for (let i = 0; i < answers.length; i++) list[i] = answerObject(answers[i] as AnswerIp, results, enc, failed);
     fresh.answers = list;
   }
-  if (top.dnsgeo === undefined) top.dnsgeo = fresh;
-  else {
-    const dnsgeo = child(top, "dnsgeo");
-    if (dnsgeo) mergeInto(dnsgeo, fresh);
-  }
+  ownDnsgeo(top, fresh);
 
   addEnvelope(top, rec);
   return top;
@@ -279,17 +266,13 @@ export function formatEcs(
 
 /**
  * A value that is not a DNS record, on its way out in ECS mode: a plain
- * object gets `dnsgeo: {status: "skipped", reason}` (add-only, not mutated);
- * anything else is returned unchanged.
+ * object gets `dnsgeo: {status: "skipped", reason}` (its own `dnsgeo` kept under
+ * `dnsgeo_original`; not mutated); anything else is returned unchanged.
  */
 export function passthroughEcs(value: unknown, reason: string): unknown {
   if (!isPlain(value)) return value;
   const top: Obj = copyOf(value);
-  const dnsgeo = child(top, "dnsgeo");
-  if (dnsgeo) {
-    add(dnsgeo, "status", "skipped");
-    add(dnsgeo, "reason", reason);
-  }
+  ownDnsgeo(top, { status: "skipped", reason });
   return top;
 }
 

@@ -15,8 +15,10 @@
  *   in key order wins and the later one is dropped.
  * The enrichment columns (`QUICKSIGHT_COLUMNS`) are on every row, `null` when
  * unknown, so the table schema stays stable; they follow the original's
- * columns. If the original record already has a column of the same name, the
- * original value is kept (original fields are never changed).
+ * columns. They are dnsgeo's own: an original column of the same name moves to
+ * `<name>_original` (unless the record already has that column, which is then
+ * kept), and the record's own `dnsgeo` object is flattened as `dnsgeo_original_*`,
+ * as in ECS, so nothing the record brought reads as dnsgeo's answer.
  */
 import type { Config } from "../config.js";
 import type { IpResult } from "../lookup/lookup.js";
@@ -116,7 +118,17 @@ function flattenInto(out: Obj, o: Obj, prefix: string, depth: number): void {
 /** The original record as flat columns (see the module comment for the rules). */
 export function flattenRecord(record: Obj): Obj {
   const out: Obj = {};
-  flattenInto(out, record, "", 0);
+  if (record.dnsgeo !== undefined && hasOwn(record, "dnsgeo")) {
+    // As in ECS: the record's own `dnsgeo` is kept as `dnsgeo_original`.
+    const renamed: Obj = {};
+    for (const k in record) {
+      if (!hasOwn(record, k)) continue;
+      if (k === "dnsgeo") {
+        if (record.dnsgeo_original === undefined) setOwn(renamed, "dnsgeo_original", record.dnsgeo);
+      } else setOwn(renamed, k, record[k]);
+    }
+    flattenInto(out, renamed, "", 0);
+  } else flattenInto(out, record, "", 0);
   return out;
 }
 
@@ -189,11 +201,21 @@ function collidesWithColumns(flat: Obj): boolean {
   return false;
 }
 
-/** One output row: the original's columns first, then the enrichment columns it lacks. */
+/**
+ * One output row: the original's columns first, then the enrichment columns. An
+ * original column named like an enrichment column moves to `<name>_original`.
+ */
 function row(flat: Obj, cols: Obj, collides: boolean): Obj {
-  const r = copyOf(flat);
-  if (!collides) return Object.assign(r, cols);
-  for (const c of QUICKSIGHT_COLUMNS) if (!hasOwn(r, c)) r[c] = cols[c];
+  if (!collides) return Object.assign(copyOf(flat), cols);
+  const r: Obj = {};
+  for (const k in flat) {
+    if (!hasOwn(flat, k)) continue;
+    if ((QUICKSIGHT_COLUMNS as readonly string[]).includes(k)) {
+      const moved = `${k}_original`;
+      if (!hasOwn(flat, moved)) setOwn(r, moved, flat[k]);
+    } else setOwn(r, k, flat[k]);
+  }
+  for (const c of QUICKSIGHT_COLUMNS) r[c] = cols[c];
   return r;
 }
 

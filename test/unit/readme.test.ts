@@ -147,6 +147,8 @@ describe("README: metrics", () => {
     expect(mentioned.length).toBeGreaterThan(10);
     for (const m of mentioned) {
       const name = m[1] as string;
+      // Not a metric: the output field that keeps a record's own `dnsgeo` (and its QuickSight columns).
+      if (name.startsWith("dnsgeo_original")) continue;
       if (m[2] === "*") expect(all.getMetricsAsArray().some((x) => x.name.startsWith(name)), name).toBe(true);
       else expect(all.getSingleMetric(name), name).toBeDefined();
     }

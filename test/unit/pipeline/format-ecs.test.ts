@@ -103,11 +103,12 @@ describe("formatEcs", () => {
     expect(out.dns).toEqual({ question: { name: "dns.google" }, resolved_ip: ["8.8.8.8"] });
     expect((out.destination as Record<string, unknown>).port).toBe(53);
     expect((out.destination as Record<string, unknown>).ip).toBe("8.8.8.8");
-    expect((out.dnsgeo as Record<string, unknown>).note).toBe("x");
+    expect((out.dnsgeo as Record<string, unknown>).note).toBeUndefined();
     expect((out.dnsgeo as Record<string, unknown>).status).toBe("enriched");
+    expect(out.dnsgeo_original).toEqual({ note: "x" });
   });
 
-  it("keeps an existing dns.resolved_ip and existing dnsgeo.status (add-only)", () => {
+  it("keeps an existing dns.resolved_ip; a record's own dnsgeo moves to dnsgeo_original", () => {
     // Prepare
     const rec: ParsedRecord = {
       kind: "ecs",
@@ -119,8 +120,9 @@ describe("formatEcs", () => {
     const out = formatEcs(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8"), final: true }]]), OUT);
     // Assess
     expect((out.dns as Record<string, unknown>).resolved_ip).toEqual(["1.2.3.4"]);
-    expect((out.dnsgeo as Record<string, unknown>).status).toBe("old");
+    expect((out.dnsgeo as Record<string, unknown>).status).toBe("enriched");
     expect((out.dnsgeo as Record<string, unknown>).answers).toHaveLength(1);
+    expect(out.dnsgeo_original).toEqual({ status: "old" });
     expect(rec).toEqual(before);
   });
 
@@ -137,7 +139,7 @@ describe("formatEcs", () => {
     expect((round.dnsgeo as Record<string, unknown>).status).toBe("pending");
   });
 
-  it("adds nothing under dns/destination/dnsgeo when they are not plain objects", () => {
+  it("adds nothing under dns/destination when they are not plain objects; a dnsgeo of any type moves to dnsgeo_original", () => {
     // Prepare
     const rec = route53(["8.8.8.8"]);
     rec.record.dns = "udp";
@@ -148,7 +150,8 @@ describe("formatEcs", () => {
     // Assess
     expect(out.dns).toBe("udp");
     expect(out.destination).toEqual(["x"]);
-    expect(out.dnsgeo).toBe(7);
+    expect((out.dnsgeo as Record<string, unknown>).status).toBe("enriched");
+    expect(out.dnsgeo_original).toBe(7);
   });
 
   it("leaves destination alone when the original destination.ip is another address", () => {
@@ -161,19 +164,23 @@ describe("formatEcs", () => {
     expect(out.destination).toEqual({ ip: "192.0.2.53" });
   });
 
-  it("adds into an existing destination.geo without overwriting its keys", () => {
-    // Prepare
-    const rec = route53(["8.8.8.8"]);
-    rec.record.destination = { ip: "8.8.8.8", geo: { city_name: "Original" }, as: { organization: { name: "Orig AS" } } };
-    const before = structuredClone(rec);
-    // Act
-    const out = formatEcs(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8"), final: true }]]), OUT);
-    // Assess
-    const dest = out.destination as { geo: Record<string, unknown>; as: Record<string, unknown> };
-    expect(dest.geo.city_name).toBe("Original");
-    expect(dest.geo.country_iso_code).toBe("US");
-    expect(dest.as).toEqual({ number: 15169, organization: { name: "Orig AS" } });
-    expect(rec).toEqual(before);
+  it("leaves a destination that brings its own geo or as exactly as it came: nothing of dnsgeo's is mixed into it", () => {
+    for (const destination of [
+      { ip: "8.8.8.8", geo: { city_name: "Original" }, as: { organization: { name: "Orig AS" } } },
+      { geo: { country_iso_code: "XX" } },
+      { ip: "8.8.8.8", as: { number: 1 } },
+    ]) {
+      // Prepare
+      const rec = route53(["8.8.8.8"]);
+      rec.record.destination = destination;
+      const before = structuredClone(rec);
+      // Act
+      const out = formatEcs(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8"), final: true }]]), OUT);
+      // Assess
+      expect(out.destination).toEqual(destination);
+      expect(((out.dnsgeo as { answers: Array<{ geo?: Record<string, unknown> }> }).answers[0]?.geo ?? {}).country_iso_code).toBe("US");
+      expect(rec).toEqual(before);
+    }
   });
 
   it("omits destination when out.destination is false", () => {
@@ -281,6 +288,6 @@ describe("passthroughEcs", () => {
     expect(passthroughEcs("line", "unparsed")).toBe("line");
     expect(passthroughEcs([1, 2], "not_object")).toEqual([1, 2]);
     expect(passthroughEcs(null, "not_object")).toBeNull();
-    expect(passthroughEcs({ dnsgeo: { status: "enriched" } }, "not_object")).toEqual({ dnsgeo: { status: "enriched", reason: "not_object" } });
+    expect(passthroughEcs({ dnsgeo: { status: "enriched" } }, "not_object")).toEqual({ dnsgeo: { status: "skipped", reason: "not_object" }, dnsgeo_original: { status: "enriched" } });
   });
 });

@@ -174,12 +174,25 @@ describe("formatQuicksight", () => {
     expect(rows[0]).toMatchObject({ answer_ip: null, answer_ips: null, enrichment_status: "skipped", enrichment_reason: "no_answers", answers: null });
   });
 
-  it("keeps an original column that collides with an enrichment column", () => {
+  it("moves an original column that collides with an enrichment column to <name>_original, and the record's dnsgeo to dnsgeo_original_*", () => {
     const rec = route53(["8.8.8.8"]);
     rec.record.isp = "from-the-log";
+    rec.record.enrichment_status = "enriched";
+    rec.record.geo_city_original = "taken";
+    rec.record.geo_city = "Fake";
+    rec.record.dnsgeo = { status: "enriched" };
     const [row] = formatQuicksight(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8", "X"), final: true }]]), OUT);
-    expect(row!.isp).toBe("from-the-log");
+    expect(row!.isp).not.toBe("from-the-log");
+    expect(row!.isp_original).toBe("from-the-log");
+    expect(row!.enrichment_status_original).toBe("enriched");
+    expect(row!.enrichment_status).toBe("enriched");
     expect(row!.geo_city).toBe("X");
+    expect(row!.geo_city_original).toBe("taken"); // the record's own column of that name is kept
+    expect(row!.dnsgeo_original_status).toBe("enriched");
+    expect(row!.dnsgeo_status).toBeUndefined();
+    const [none] = formatQuicksight(rec, extract(rec), new Map(), OUT);
+    expect(none!.enrichment_status).toBe("pending");
+    expect(none!.isp).toBeNull();
   });
 
   it("keeps an own __proto__ column through row assembly", () => {
