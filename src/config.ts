@@ -113,7 +113,7 @@ export const configSchema = z
       .object({
         /** Bearer token required on HTTP and gRPC when set. */
         token: z.string().min(1).optional(),
-        /** Also require the token on /livez, /readyz, /metrics and /openapi.json. */
+        /** Also require the token on /livez, /readyz, /metrics, /openapi.json and the status page. */
         protect_ops: z.boolean().default(false),
       })
       .prefault({}),

@@ -69,6 +69,20 @@ export class MemoryTier implements Lookup {
     return out;
   }
 
+  /**
+   * Up to `n` entries, most recently used first, without touching their recency:
+   * the answers of the records seen last (the status page's map samples these).
+   */
+  recent(n: number): Entry[] {
+    const out: Entry[] = [];
+    if (n <= 0) return out;
+    for (const e of this.cache.values()) {
+      out.push(e);
+      if (out.length >= n) break;
+    }
+    return out;
+  }
+
   getFreshSync(ips: readonly string[]): Map<string, Entry> | undefined {
     const out = new Map<string, Entry>();
     const now = nowS(this.clock);

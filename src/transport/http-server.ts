@@ -25,6 +25,7 @@ import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
 import { ConnectionLimiter } from "./connections.js";
 import { openApiText } from "./openapi.js";
+import { statusHtml, statusSnapshot } from "../observability/status.js";
 import { BurstLog } from "../lookup/burst-log.js";
 import { ByteBudget, clientKey, type ByteLease } from "./byte-budget.js";
 
@@ -41,9 +42,12 @@ export const HTTP_ROUTES: readonly string[] = [
   "GET /readyz",
   "GET /metrics",
   "GET /openapi.json",
+  "GET /",
+  "GET /status",
+  "GET /status.json",
 ];
 
-type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "openapi" | "other";
+type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "openapi" | "status" | "statusjson" | "other";
 
 const ALLOW: Record<Exclude<RouteName, "other">, string> = {
   enrich: "POST",
@@ -53,6 +57,8 @@ const ALLOW: Record<Exclude<RouteName, "other">, string> = {
   readyz: "GET, HEAD",
   metrics: "GET, HEAD",
   openapi: "GET, HEAD",
+  status: "GET, HEAD",
+  statusjson: "GET, HEAD",
 };
 
 const CONTENT_TYPE: Record<Framing, string> = {
@@ -190,6 +196,11 @@ function routeOf(path: string): RouteName {
       return "metrics";
     case "/openapi.json":
       return "openapi";
+    case "/":
+    case "/status":
+      return "status";
+    case "/status.json":
+      return "statusjson";
     default:
       return path.startsWith("/v1/lookup/") ? "lookup" : "other";
   }
@@ -442,13 +453,19 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
 
   const ready = (): boolean => listening && !closing && app.ready();
 
-  const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics" | "openapi", head: boolean): Promise<void> => {
+  const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics" | "openapi" | "status" | "statusjson", head: boolean): Promise<void> => {
     let status = 200;
     let body: string;
     let type = "application/json";
     if (route === "livez") body = '{"status":"ok"}';
     else if (route === "openapi") body = openApiText();
-    else if (route === "readyz") {
+    else if (route === "status" || route === "statusjson") {
+      const snap = await statusSnapshot(metrics.registry, (n) => app.memory?.recent(n) ?? []);
+      if (route === "status") {
+        body = statusHtml(snap);
+        type = "text/html; charset=utf-8";
+      } else body = JSON.stringify(snap);
+    }    else if (route === "readyz") {
       const ok = ready();
       status = ok ? 200 : 503;
       body = ok ? '{"status":"ready"}' : `{"status":"${closing ? "shutting_down" : "not_ready"}"}`;
@@ -500,7 +517,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       });
       return;
     }
-    const isOps = route === "livez" || route === "readyz" || route === "metrics" || route === "openapi";
+    const isOps = route === "livez" || route === "readyz" || route === "metrics" || route === "openapi" || route === "status" || route === "statusjson";
     if (tokenCheck && (!isOps || protectOps)) {
       const fhKey = req.headers["x-amz-firehose-access-key"];
       const ok = tokenCheck(req.headers.authorization) || (typeof fhKey === "string" && firehoseKeyCheck(fhKey));

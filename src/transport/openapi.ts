@@ -57,7 +57,7 @@ export function openApiDocument(): Obj {
       version: buildInfo().version,
       summary: "Adds geo, ASN, ORG and ISP data to DNS logs",
       description:
-        "The sidecar a log shipper calls inline. Records come back in the request's framing with geo data and a dnsgeo.status; a record is never dropped. The bearer token (auth.token) is required on every route when set; on /livez, /readyz, /metrics and /openapi.json only with auth.protect_ops.",
+        "The sidecar a log shipper calls inline. Records come back in the request's framing with geo data and a dnsgeo.status; a record is never dropped. The bearer token (auth.token) is required on every route when set; on the ops routes (/livez, /readyz, /metrics, /openapi.json and the status page) only with auth.protect_ops.",
       license: { name: "Apache-2.0", identifier: "Apache-2.0" },
     },
     servers: [{ url: "/", description: "This dnsgeo (default 127.0.0.1:8053)" }],
@@ -163,6 +163,30 @@ export function openApiDocument(): Obj {
           responses: { "200": { description: "Prometheus text format", content: { "text/plain": { schema: { type: "string" } } } } },
         },
       },
+      "/": {
+        get: {
+          operationId: "statusRoot",
+          summary: "The status page (same as /status)",
+          security: opsSecurity,
+          responses: { "200": { description: "HTML page that reloads itself", content: { "text/html": { schema: { type: "string" } } } } },
+        },
+      },
+      "/status": {
+        get: {
+          operationId: "status",
+          summary: "The status page: records per second, statuses, cache hit rates, ip-api budget and queue, forward next hop, dead letters, a map of recent answer locations",
+          security: opsSecurity,
+          responses: { "200": { description: "HTML page that reloads itself", content: { "text/html": { schema: { type: "string" } } } } },
+        },
+      },
+      "/status.json": {
+        get: {
+          operationId: "statusJson",
+          summary: "The status page's numbers, read from the same registry as /metrics",
+          security: opsSecurity,
+          responses: { "200": { description: "Status snapshot", content: { "application/json": { schema: ref("StatusSnapshot") } } } },
+        },
+      },
       "/openapi.json": {
         get: {
           operationId: "openapi",
@@ -191,6 +215,37 @@ export function openApiDocument(): Obj {
             delivered: { type: "integer" },
             dead_lettered: { type: "integer" },
             next_hop_status: { type: "integer" },
+          },
+        },
+        StatusSnapshot: {
+          type: "object",
+          required: ["version", "node", "records", "cache", "provider", "forward", "dropped", "map"],
+          properties: {
+            version: { type: "string" },
+            node: { type: "string" },
+            commit: { type: "string" },
+            records: { type: "object", additionalProperties: { type: "number" }, description: "dnsgeo_records_total by result" },
+            recordsPerSecond: { type: "number", description: "Since the previous snapshot (absent on the first)" },
+            cache: {
+              type: "object",
+              additionalProperties: { type: "object", properties: { lookups: { type: "number" }, hits: { type: "number" }, hitRate: { type: ["number", "null"] } } },
+            },
+            provider: { type: "object", properties: { budgetRemaining: { type: "number" }, queue: { type: "number" }, requests: { type: "object", additionalProperties: { type: "number" } } } },
+            forward: {
+              type: "object",
+              properties: { requests: { type: "object", additionalProperties: { type: "number" } }, deadLetterRecords: { type: "number" }, deadLetterBytes: { type: "number" } },
+            },
+            dropped: { type: "object", additionalProperties: { type: "number" } },
+            map: {
+              type: "object",
+              properties: {
+                sampled: { type: "integer" },
+                dots: {
+                  type: "array",
+                  items: { type: "object", properties: { lat: { type: "number" }, lon: { type: "number" }, count: { type: "integer" }, label: { type: "string" } } },
+                },
+              },
+            },
           },
         },
         FirehoseAnswer: { type: "object", required: ["requestId", "timestamp"], properties: { requestId: { type: "string" }, timestamp: { type: "integer" } } },

@@ -4,4 +4,6 @@
  */
 import type { App } from "../app.js";
 
-export type TransportApp = Pick<App, "config" | "logger" | "metrics" | "enricher" | "lookupIps" | "ready">;
+export type TransportApp = Pick<App, "config" | "logger" | "metrics" | "enricher" | "lookupIps" | "ready"> &
+  /** The memory tier, when on: the status page's map samples its most recent entries. */
+  Partial<Pick<App, "memory">>;

@@ -70,7 +70,7 @@ describe("security: auth on every route and RPC", () => {
         for (const route of HTTP_ROUTES) {
           // Prepare
           const { method, path, body } = routeRequest(route);
-          const ops = ["/livez", "/readyz", "/metrics", "/openapi.json"].includes(path);
+          const ops = ["/livez", "/readyz", "/metrics", "/openapi.json", "/", "/status", "/status.json"].includes(path);
           // Act
           const none = await call(h.httpUrl + path, method, body);
           const wrong = await call(h.httpUrl + path, method, body, { authorization: "Bearer nope" });

@@ -116,6 +116,9 @@ describe("GET /openapi.json", () => {
       readyz: () => status("/readyz", "GET"),
       metrics: () => status("/metrics", "GET"),
       openapi: () => status("/openapi.json", "GET"),
+      statusRoot: () => status("/", "GET"),
+      status: () => status("/status", "GET"),
+      statusJson: () => status("/status.json", "GET"),
     };
     const ops = Object.values(doc.paths).flatMap((m) => Object.values(m));
     // Assess
