@@ -33,7 +33,7 @@ const APPEND_EVERY_MS = FULL ? 250 : 150;
 /** Longest wait for a run to deliver everything. */
 const RUN_TIMEOUT_MS = FULL ? 900_000 : 60_000;
 /** A run whose file is written and whose output has not grown for this long is over (what is missing is lost). */
-const STALL_MS = FULL ? 45_000 : 15_000;
+const STALL_MS = FULL ? 45_000 : 20_000;
 
 interface RunOptions {
   name: string;
