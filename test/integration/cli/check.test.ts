@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -9,7 +10,7 @@ import { loadConfig, type ConfigInput } from "../../../src/config.js";
 import { checkCommand, type CheckResult } from "../../../src/cli/check.js";
 import { startDynalite, FAKE_CREDENTIALS, type Dynalite } from "../../helpers/dynalite.js";
 import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
-import { runCli } from "../../helpers/cli.js";
+import { MAIN, runCli } from "../../helpers/cli.js";
 
 /** A next hop that answers like an HTTP input: 200 to POST, 204 to anything else; it counts methods. */
 interface NextHop {
@@ -101,6 +102,13 @@ function parseLines(text: string): CheckResult[] {
 }
 
 const NAMES = ["config", "data_dir", "offline_data", "forward", "dynamodb", "ipapi"];
+
+const IS_ROOT = process.getuid?.() === 0;
+/** The unprivileged user the read-only case runs as when the tests run as root. */
+const NOBODY = 65534;
+/** Whether nobody can read the built CLI (a checkout under a private home cannot be). */
+const NOBODY_CAN_RUN =
+  IS_ROOT && spawnSync(process.execPath, ["-e", `require("node:fs").accessSync(${JSON.stringify(MAIN)}, 4)`], { uid: NOBODY, gid: NOBODY }).status === 0;
 
 describe("dnsgeo check", () => {
   it("against a good setup: one line per check, all pass, exit 0; one OPTIONS to the next hop and one ip-api batch", async () => {
@@ -200,14 +208,36 @@ describe("dnsgeo check", () => {
     }
   });
 
-  it.skipIf(process.getuid?.() === 0)("fails data_dir when it is read-only (as a non-root user; root writes anyway)", async () => {
-    const { chmodSync } = await import("node:fs");
-    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-check-ro-"));
-    chmodSync(dir, 0o500);
-    const r = await check({ data_dir: dir });
-    expect(r.code).toBe(1);
-    expect(r.json.checks.find((c) => c.name === "data_dir")?.detail).toMatch(/cannot take files: EACCES/);
-  });
+  it.skipIf(IS_ROOT && !NOBODY_CAN_RUN)(
+    "fails data_dir when it is read-only, as a non-root user (as root: the built CLI run as nobody, since root writes anywhere; skipped when nobody cannot read the checkout)",
+    async () => {
+      // Prepare
+      const parent = mkdtempSync(join(tmpdir(), "dnsgeo-check-ro-"));
+      chmodSync(parent, 0o755);
+      const dir = join(parent, "data");
+      mkdirSync(dir);
+      chmodSync(dir, 0o555);
+      // Act
+      let code: number | null;
+      let text: string;
+      if (IS_ROOT) {
+        const env: Record<string, string> = {};
+        for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
+        const r = spawnSync(process.execPath, [MAIN, "check", "--offline"], { cwd: parent, uid: NOBODY, gid: NOBODY, env: Object.assign(env, { DNSGEO_DATA_DIR: dir, DNSGEO_LOG_LEVEL: "warn" }), encoding: "utf8" });
+        code = r.status;
+        text = r.stdout;
+      } else {
+        const r = await check({ data_dir: dir }, { offline: true });
+        code = r.code;
+        text = r.text;
+      }
+      // Assess
+      expect(code, text).toBe(1);
+      const failed = parseLines(text).filter((c) => c.status === "fail");
+      expect(failed.map((c) => c.name)).toEqual(["data_dir"]);
+      expect(failed[0]?.detail).toMatch(/\/data cannot take files: EACCES/);
+    },
+  );
 
   it("the built CLI: --json against a good setup exits 0 with every check passed; a wrong config value exits 78 with one failed check", async () => {
     // Prepare
