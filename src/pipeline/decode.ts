@@ -109,6 +109,19 @@ export async function decompressAsync(body: Buffer, opts: DecodeOptions = {}): P
   return raw;
 }
 
+/**
+ * The decoded size a gzip body announces (its trailer's ISIZE: the size modulo 2^32 of
+ * its last member), capped at `max`; undefined when the body is not gzip. A client can
+ * announce anything, so this only lets a body be refused before it is inflated; the
+ * inflated size is what counts after.
+ */
+export function gzipSizeHint(body: Buffer, contentEncoding: string | undefined, max: number): number | undefined {
+  const ce = contentEncoding?.trim().toLowerCase();
+  const gzip = ce === "gzip" || ce === "x-gzip" || ((ce === undefined || ce === "") && body[0] === 0x1f && body[1] === 0x8b);
+  if (!gzip || body.length < 18) return undefined;
+  return Math.min(body.readUInt32LE(body.length - 4), max);
+}
+
 /** The second half of `decode`: decompressed bytes split into items (framing rules as `decode`). */
 export function splitBody(raw: Buffer, contentType?: string): Decoded {
   // ASCII (nearly every log body): character offsets are byte offsets, so each

@@ -113,3 +113,26 @@ export class ByteBudget {
     };
   }
 }
+
+/** At most `n` holders at once; the others wait in turn (first come, first served). */
+export class Gate {
+  private held = 0;
+  private readonly queue: Array<() => void> = [];
+
+  constructor(private readonly n: number) {}
+
+  /** Resolves once a place is free, with the function that gives it back (once). */
+  async acquire(): Promise<() => void> {
+    if (this.held >= this.n) await new Promise<void>((resolve) => this.queue.push(resolve));
+    else this.held++;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      // The place goes straight to the next waiter, if any.
+      const next = this.queue.shift();
+      if (next) next();
+      else this.held--;
+    };
+  }
+}

@@ -11,7 +11,7 @@ import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
-import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, encodeItems, encodeItemsSliced, splitBody, splitBodySliced, type Compression } from "../pipeline/decode.js";
+import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, gzipSizeHint, encodeItems, encodeItemsSliced, splitBody, splitBodySliced, type Compression } from "../pipeline/decode.js";
 import { SLICED_BODY_BYTES, TimeSlices, type Pause } from "../pipeline/slices.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import { firehoseRequest } from "../pipeline/parse/firehose.js";
@@ -27,7 +27,7 @@ import { ConnectionLimiter } from "./connections.js";
 import { openApiText } from "./openapi.js";
 import { statusHtml, statusSnapshot } from "../observability/status.js";
 import { BurstLog } from "../lookup/burst-log.js";
-import { ByteBudget, clientKey, type ByteLease } from "./byte-budget.js";
+import { ByteBudget, clientKey, Gate, type ByteLease } from "./byte-budget.js";
 
 /** Connections accepted past `http.max_connections` when none is idle; they serve the ops routes only. */
 export const OPS_RESERVED_CONNECTIONS = 8;
@@ -236,6 +236,25 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const metrics = app.metrics;
   // One address may hold half of the byte budget: the other half stays for everyone else.
   const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
+  const bigBatches = new Gate(1);
+
+  /** The large-batch half of `decodeBody`: counted, parsed in slices; `release` is handed on for the caller to call once the answer is made. */
+  const decodeLarge = async (raw: Buffer, contentType: string | undefined, wire: number, lease: ByteLease | undefined, release: () => void): Promise<Decoded & { pause?: Pause; release?: () => void }> => {
+    if (lease !== undefined && !lease.resize(wire + raw.length * WORKING_SET_FACTOR)) {
+      throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
+    }
+    const pause = new TimeSlices();
+    const decoded = await splitBodySliced(raw, contentType, pause);
+    if (decoded.items.length > maxRecords) {
+      throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
+    }
+    // Without a lease (not /v1/enrich) nobody would give the place back later.
+    if (lease === undefined) {
+      release();
+      return Object.assign(decoded, { pause });
+    }
+    return Object.assign(decoded, { pause, release });
+  };
   // Refusals a client can repeat in a loop (401s, 4xx) are logged first and then counted,
   // one line per code per 10 s, so a curl loop cannot flood the log.
   const refusalLog = new BurstLog(logger);
@@ -330,7 +349,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
    * (a body too large for what is left is refused with 503 before it is parsed), and a
    * large body gets `pause`: its parse, enrichment and encoding then run in slices.
    */
-  const decodeBody = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean, lease?: ByteLease): Promise<Decoded & { pause?: Pause }> => {
+  const decodeBody = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean, lease?: ByteLease): Promise<Decoded & { pause?: Pause; release?: () => void }> => {
     const cl = req.headers["content-length"];
     if (cl !== undefined && Number(cl) > cfg.max_body_bytes) {
       throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `Content-Length ${cl} is over http.max_body_bytes (${cfg.max_body_bytes})`);
@@ -340,15 +359,37 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const decodeOpts: { contentEncoding?: string; maxDecodedBytes: number } = { maxDecodedBytes: cfg.max_decoded_bytes };
     const ce = req.headers["content-encoding"];
     if (ce !== undefined) decodeOpts.contentEncoding = ce;
-    const raw = body.length >= SLICED_BODY_BYTES / 16 ? await decompressAsync(body, decodeOpts) : decompress(body, decodeOpts);
+    let raw: Buffer;
+    if (body.length >= SLICED_BODY_BYTES / 16) {
+      const hint = gzipSizeHint(body, ce, cfg.max_decoded_bytes);
+      if (lease !== undefined && hint !== undefined && !lease.resize(body.length + hint * WORKING_SET_FACTOR)) {
+        throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
+      }
+      // One large batch at a time, from inflating to writing its answer out: it is CPU work
+      // on one thread either way, and each one's parsed records take several times its size.
+      const release = await bigBatches.acquire();
+      try {
+        raw = await decompressAsync(body, decodeOpts);
+        if (raw.length < SLICED_BODY_BYTES) release();
+        else return await decodeLarge(raw, req.headers["content-type"], body.length, lease, release);
+      } catch (e) {
+        release();
+        throw e;
+      }
+    } else raw = decompress(body, decodeOpts);
+    if (raw.length >= SLICED_BODY_BYTES) {
+      const release = await bigBatches.acquire();
+      try {
+        return await decodeLarge(raw, req.headers["content-type"], body.length, lease, release);
+      } catch (e) {
+        release();
+        throw e;
+      }
+    }
     if (lease !== undefined && !lease.resize(body.length + raw.length * WORKING_SET_FACTOR)) {
       throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
     }
-    let decoded: Decoded & { pause?: Pause };
-    if (raw.length >= SLICED_BODY_BYTES) {
-      const pause = new TimeSlices();
-      decoded = Object.assign(await splitBodySliced(raw, req.headers["content-type"], pause), { pause });
-    } else decoded = splitBody(raw, req.headers["content-type"]);
+    const decoded = splitBody(raw, req.headers["content-type"]);
     if (decoded.items.length > maxRecords) {
       throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
     }
@@ -365,6 +406,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const handleEnrich = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean, bytes: ByteLease): Promise<void> => {
     const opts = parseQuery(qs);
     const decoded = await decodeBody(req, res, expectContinue, bytes);
+    try {
+      await enrichAndSend(req, res, decoded, opts, bytes);
+    } finally {
+      decoded.release?.();
+    }
+  };
+
+  const enrichAndSend = async (req: http.IncomingMessage, res: http.ServerResponse, decoded: Decoded & { pause?: Pause }, opts: EnrichOptions, bytes: ByteLease): Promise<void> => {
     const pause = decoded.pause;
     if (pause !== undefined) opts.pause = pause;
     const out = await app.enricher.enrichDecoded(decoded, opts);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ByteBudget, clientKey } from "../../../src/transport/byte-budget.js";
+import { ByteBudget, clientKey, Gate } from "../../../src/transport/byte-budget.js";
 import { InflightLimiter } from "../../../src/transport/limits.js";
 
 describe("clientKey", () => {
@@ -64,5 +64,26 @@ describe("ByteBudget", () => {
     a2.release();
     expect(b.used).toBe(0);
     expect(b.full("a")).toBe(false);
+  });
+});
+
+describe("Gate", () => {
+  it("lets n through at once and the others in turn, each release counting once", async () => {
+    const g = new Gate(1);
+    const order: string[] = [];
+    const a = await g.acquire();
+    const b = g.acquire().then((r) => (order.push("b"), r));
+    const c = g.acquire().then((r) => (order.push("c"), r));
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([]);
+    a();
+    a(); // a second call gives nothing back
+    const rb = await b;
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(["b"]);
+    rb();
+    (await c)();
+    const d = await g.acquire(); // free again
+    d();
   });
 });

@@ -1,0 +1,397 @@
+/**
+ * The attacks of issue 15's table, as a hostile client would run them. Each starts,
+ * keeps going until stopped, and reports what it saw. Attackers connect from
+ * 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux) and the shipper from 127.0.0.1:
+ * per-address shares can only protect the shipper when the two addresses differ.
+ */
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { gzipSync } from "node:zlib";
+import { route53Record, publicIp } from "../helpers/shipper.js";
+import { TOKEN } from "./server.js";
+
+export const ATTACKER = "127.0.0.2";
+
+export interface Target {
+  http: string;
+  grpc: string;
+}
+
+export interface Attack {
+  /** Stops the attack, closes what it opened, and says what it saw. */
+  stop(): Promise<string>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function hostPort(url: string): { host: string; port: number } {
+  const u = new URL(url.includes("://") ? url : `http://${url}`);
+  return { host: u.hostname, port: Number(u.port) };
+}
+
+function connect(url: string): net.Socket {
+  const s = net.connect(Object.assign(hostPort(url), { localAddress: ATTACKER }));
+  s.on("error", () => undefined);
+  return s;
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/** A gRPC frame around `msg`. */
+function frame(msg: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(msg.length, 1);
+  return Buffer.concat([head, msg]);
+}
+
+/** An EnrichRequest (field 1: records; field 4: id) encoded by hand. */
+function enrichRequest(recs: readonly string[], id: string): Buffer {
+  const parts: Buffer[] = [];
+  for (const r of recs) {
+    const b = Buffer.from(r, "utf8");
+    parts.push(Buffer.from([0x0a]), varint(b.length), b);
+  }
+  const idb = Buffer.from(id, "utf8");
+  parts.push(Buffer.from([0x22]), varint(idb.length), idb);
+  return Buffer.concat(parts);
+}
+
+/** Records of about `kb` KB of NDJSON text. */
+function recordsOfKb(kb: number, tag: string): string[] {
+  const out: string[] = [];
+  let n = 0;
+  for (let i = 0; n < kb * 1024; i++) {
+    const r = route53Record(`${tag}-${i}`, [publicIp(i % 500), publicIp((i * 7) % 500)]);
+    out.push(r);
+    n += r.length;
+  }
+  return out;
+}
+
+function h2session(grpc: string): http2.ClientHttp2Session {
+  const s = http2.connect(`http://${grpc}`, { maxSessionMemory: 1024, localAddress: ATTACKER } as http2.SecureClientSessionOptions);
+  s.on("error", () => undefined);
+  return s;
+}
+
+/** Row 1: one EnrichStream sending `streamed` requests of 130 KB and never reading; `unary` unread Enrich calls on one connection. */
+export function grpcUnread(t: Target, streamed: number, unary: number): Attack {
+  const batch = frame(enrichRequest(recordsOfKb(130, "g"), "x"));
+  const a = h2session(t.grpc);
+  const stream = a.request({ ":method": "POST", ":path": "/dnsgeo.v1.Enrichment/EnrichStream", "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${TOKEN}` });
+  stream.on("error", () => undefined);
+  stream.pause();
+  let written = 0;
+  let stopped = false;
+  // Written as fast as the server's flow control lets them in.
+  const pump = (): void => {
+    while (!stopped && written < streamed) {
+      written++;
+      if (!stream.write(batch)) {
+        stream.once("drain", pump);
+        return;
+      }
+    }
+    if (written >= streamed) stream.end();
+  };
+  pump();
+  const b = h2session(t.grpc);
+  const statuses: Record<string, number> = {};
+  for (let i = 0; i < unary; i++) {
+    const s = b.request({ ":method": "POST", ":path": "/dnsgeo.v1.Enrichment/Enrich", "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${TOKEN}` });
+    s.on("error", () => undefined);
+    s.on("response", (h) => {
+      const st = h["grpc-status"];
+      if (st !== undefined) statuses[String(st)] = (statuses[String(st)] ?? 0) + 1;
+    });
+    s.pause();
+    s.end(batch);
+  }
+  return {
+    async stop() {
+      stopped = true;
+      stream.destroy();
+      a.destroy();
+      b.destroy();
+      const refused = Object.entries(statuses).map(([k, v]) => `status ${k}×${v}`).join(", ");
+      return `stream: ${written} of ${streamed} requests got in; unary refused at once: ${refused || "none"}`;
+    },
+  };
+}
+
+/** Row 2: `total` health Watch streams without a token, `perSession` per HTTP/2 connection, never read. */
+export function watchFlood(t: Target, total: number, perSession: number): Attack {
+  const sessions: http2.ClientHttp2Session[] = [];
+  const statuses: Record<string, number> = {};
+  let opened = 0;
+  let stopped = false;
+  const watchReq = frame(Buffer.alloc(0));
+  const run = async (): Promise<void> => {
+    while (!stopped && opened < total) {
+      const s = h2session(t.grpc);
+      sessions.push(s);
+      for (let i = 0; i < perSession && opened < total; i++, opened++) {
+        const st = s.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+        st.on("error", () => undefined);
+        st.on("response", (h) => {
+          const c = h["grpc-status"];
+          if (c !== undefined) statuses[String(c)] = (statuses[String(c)] ?? 0) + 1;
+        });
+        st.pause();
+        st.end(watchReq);
+      }
+      await sleep(2);
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      for (const s of sessions) s.destroy();
+      return `${opened} Watch streams opened on ${sessions.length} connections; refused at once: ${Object.entries(statuses).map(([k, v]) => `status ${k}×${v}`).join(", ") || "none"}`;
+    },
+  };
+}
+
+/** Row 3: `clients` authorised clients each sending one body byte every `everyMs`; each reconnects when the server closes it. */
+export function slowBodies(t: Target, clients: number, everyMs: number): Attack {
+  const statuses: Record<string, number> = {};
+  let stopped = false;
+  const socks = new Set<net.Socket>();
+  const one = async (): Promise<void> => {
+    while (!stopped) {
+      const s = connect(t.http);
+      socks.add(s);
+      await new Promise<void>((resolve) => {
+        let got = "";
+        s.on("data", (c: Buffer) => (got += c.toString("latin1")));
+        const timer = setInterval(() => s.write("x"), everyMs);
+        s.once("close", () => {
+          clearInterval(timer);
+          socks.delete(s);
+          const st = /^HTTP\/1\.1 (\d+)/.exec(got)?.[1] ?? "closed";
+          statuses[st] = (statuses[st] ?? 0) + 1;
+          resolve();
+        });
+        s.write(`POST /v1/enrich HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n{`);
+      });
+      if (!stopped) await sleep(100);
+    }
+  };
+  const all = Promise.all(Array.from({ length: clients }, () => one()));
+  return {
+    async stop() {
+      stopped = true;
+      for (const s of socks) s.destroy();
+      await all;
+      return `answers to the slow clients: ${Object.entries(statuses).map(([k, v]) => `${k}×${v}`).join(", ") || "none yet"}`;
+    },
+  };
+}
+
+/** Row 4: `count` TCP connections, split over both ports, that never send a byte. */
+export function idleConnections(t: Target, count: number): Attack {
+  let stopped = false;
+  let open = 0;
+  let closedByServer = 0;
+  const socks = new Set<net.Socket>();
+  const openOne = (url: string): void => {
+    if (stopped) return;
+    const s = connect(url);
+    socks.add(s);
+    s.once("connect", () => open++);
+    s.once("close", () => {
+      socks.delete(s);
+      if (!stopped) closedByServer++;
+    });
+  };
+  const run = async (): Promise<void> => {
+    for (let i = 0; i < count && !stopped; i++) {
+      openOne(i % 2 === 0 ? t.http : `http://${t.grpc}`);
+      if (i % 200 === 199) await sleep(10);
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      const n = socks.size;
+      for (const s of socks) s.destroy();
+      return `${count} opened (${open} connected), ${closedByServer} closed by the server, ${n} open at the end`;
+    },
+  };
+}
+
+/** Row 5: `clients` authorised clients each posting `records` records (gzip) and never reading the answer; each reconnects when closed. */
+export function unreadBigAnswers(t: Target, clients: number, records: number): Attack {
+  const lines: string[] = [];
+  for (let i = 0; i < records; i++) lines.push(route53Record(`big-${i}`, [publicIp(i % 2000), publicIp((i * 13) % 2000)]).slice(0, -1) + `,"pad":"${"p".repeat(230)}"}`);
+  const plain = lines.join("\n") + "\n";
+  const body = gzipSync(plain);
+  const head = `POST /v1/enrich HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\nContent-Length: ${body.length}\r\n\r\n`;
+  let stopped = false;
+  let posted = 0;
+  const socks = new Set<net.Socket>();
+  const one = async (): Promise<void> => {
+    while (!stopped) {
+      const s = connect(t.http);
+      socks.add(s);
+      s.pause();
+      await new Promise<void>((resolve) => {
+        s.once("close", () => {
+          socks.delete(s);
+          resolve();
+        });
+        s.write(head);
+        s.write(body);
+        posted++;
+      });
+      if (!stopped) await sleep(200);
+    }
+  };
+  const all = Promise.all(Array.from({ length: clients }, () => one()));
+  return {
+    async stop() {
+      stopped = true;
+      for (const s of socks) s.destroy();
+      await all;
+      return `${clients} clients, ${posted} posts of ${(plain.length / 1e6).toFixed(1)} MB decoded (${(body.length / 1e6).toFixed(1)} MB gzip, ${records} records), answers never read`;
+    },
+  };
+}
+
+/** Row 6: malformed EnrichRequest messages in a loop; counts the grpc-status of each answer. */
+export function malformedProtobuf(t: Target): Attack {
+  const good = enrichRequest([route53Record("m", [publicIp(1)])], "an-id-of-some-length");
+  const bad: Buffer[] = [
+    good.subarray(0, good.length - 3), // cut inside the id string
+    Buffer.concat([Buffer.from([0x0a]), varint(1_000_000), Buffer.from("short")]), // length past the end
+    Buffer.from([0x0f, 0x01]), // wire type 7
+    Buffer.concat([Buffer.from([0x0a, 0x02]), Buffer.from([0xc3, 0x28])]), // invalid UTF-8 in a string
+    Buffer.from([0x0a]), // a tag and nothing after it
+    Buffer.from([0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // varint of 11 bytes
+  ];
+  const statuses: Record<string, number> = {};
+  let stopped = false;
+  const session = h2session(t.grpc);
+  const run = async (): Promise<void> => {
+    for (let i = 0; !stopped; i++) {
+      await new Promise<void>((resolve) => {
+        const s = session.request({ ":method": "POST", ":path": "/dnsgeo.v1.Enrichment/Enrich", "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${TOKEN}` });
+        const note = (h: http2.IncomingHttpHeaders): void => {
+          const c = h["grpc-status"];
+          if (c !== undefined) statuses[String(c)] = (statuses[String(c)] ?? 0) + 1;
+        };
+        s.on("response", note);
+        s.on("trailers", note);
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        s.resume();
+        s.end(frame(bad[i % bad.length] as Buffer));
+      });
+      await sleep(5);
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      session.destroy();
+      return `answers: ${Object.entries(statuses).map(([k, v]) => `grpc-status ${k}×${v}`).join(", ")}`;
+    },
+    get statuses() {
+      return statuses;
+    },
+  } as Attack & { statuses: Record<string, number> };
+}
+
+/**
+ * Row 7: a loop of refused requests, as from a curl loop: wrong tokens (401), and every
+ * fourth one with the right token and a 12 KB Content-Encoding value (415).
+ */
+export function unauthenticatedLoop(t: Target): Attack & { sent(): number } {
+  let stopped = false;
+  let sent = 0;
+  const huge = "x".repeat(12 * 1024);
+  const run = async (): Promise<void> => {
+    const s = connect(t.http);
+    let buf = "";
+    s.on("data", (c: Buffer) => (buf += c.toString("latin1")));
+    while (!stopped && !s.destroyed) {
+      s.write(`POST /v1/enrich HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${sent % 4 === 3 ? TOKEN : `wrong-${sent}`}\r\nContent-Encoding: ${huge}\r\nContent-Length: 2\r\n\r\n{}`);
+      sent++;
+      // One at a time, as a curl loop would.
+      while (!stopped && !s.destroyed && !buf.includes("\r\n\r\n")) await sleep(1);
+      const i = buf.indexOf("\r\n\r\n");
+      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, i))?.[1] ?? 0);
+      while (!stopped && !s.destroyed && buf.length < i + 4 + len) await sleep(1);
+      buf = buf.slice(i + 4 + len);
+    }
+    s.destroy();
+  };
+  const running = (async () => {
+    while (!stopped) await run();
+  })();
+  return {
+    sent: () => sent,
+    async stop() {
+      stopped = true;
+      await running;
+      return `${sent} unauthenticated requests`;
+    },
+  };
+}
+
+/** Row 8: batches of records carrying their own dnsgeo and destination; checks each answer. */
+export function ownFields(t: Target): Attack & { violations(): number } {
+  let stopped = false;
+  let checked = 0;
+  let violations = 0;
+  const fake = { status: "enriched", answers: [{ ip: "8.8.8.8", geo: { city_name: "Forged" } }] };
+  const lines: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const r = JSON.parse(route53Record(`own-${i}`, [publicIp(i)])) as Record<string, unknown>;
+    r.dnsgeo = fake;
+    if (i % 2 === 0) r.destination = { ip: publicIp(i), geo: { city_name: "Forged" } };
+    else r.destination = { geo: { country_iso_code: "XX" } };
+    lines.push(JSON.stringify(r));
+  }
+  const body = lines.join("\n") + "\n";
+  const run = async (): Promise<void> => {
+    while (!stopped) {
+      const res = await fetch(`${t.http}/v1/enrich`, { method: "POST", body, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/x-ndjson" } }).catch(() => undefined);
+      if (res?.status === 200) {
+        for (const l of (await res.text()).split("\n")) {
+          if (l === "") continue;
+          const o = JSON.parse(l) as { dnsgeo: { answers?: Array<{ geo?: { city_name?: string } }> }; dnsgeo_original?: unknown; destination?: { geo?: { city_name?: string; country_iso_code?: string } } };
+          checked++;
+          const forgedInDnsgeo = JSON.stringify(o.dnsgeo).includes("Forged");
+          const keptOriginal = JSON.stringify(o.dnsgeo_original) === JSON.stringify(fake);
+          const destUntouched = o.destination?.geo?.city_name === "Forged" ? Object.keys(o.destination.geo).length === 1 : o.destination?.geo?.country_iso_code === "XX" && Object.keys(o.destination.geo).length === 1;
+          if (forgedInDnsgeo || !keptOriginal || !destUntouched) violations++;
+        }
+      } else await res?.text().catch(() => undefined);
+      await sleep(20);
+    }
+  };
+  const running = run();
+  return {
+    violations: () => violations,
+    async stop() {
+      stopped = true;
+      await running;
+      return `${checked} records with their own dnsgeo/destination checked, ${violations} presented as dnsgeo's answer`;
+    },
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * The abuse suite's moving parts: the built server as a child process (`node
+ * dist/src/main.js serve`, so the RSS sampled is the server's own), a /livez prober in
+ * a process of its own (so the attack clients' work in the test process does not
+ * delay its clock), and the results table.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** `DNSGEO_ABUSE_SCALE=full` (npm run test:abuse) or small (npm test). */
+export const FULL = process.env.DNSGEO_ABUSE_SCALE === "full";
+
+const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The token every authorised client (the shipper, most attackers) sends. */
+export const TOKEN = "abuse-suite-token-0123456789";
+
+/** True where the server's RSS can be read (Linux /proc). */
+export const CAN_SAMPLE_RSS = existsSync("/proc/self/status");
+
+export interface Server {
+  http: string;
+  grpc: string;
+  /** Highest RSS seen so far, MiB. */
+  peakRssMiB(): number;
+  /** True while the process runs. */
+  alive(): boolean;
+  /** stderr lines (pino JSON) so far. */
+  logLines(): string[];
+  stop(): Promise<void>;
+}
+
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts `dnsgeo serve` with a token, offline data only, on free ports; `env` adds or overrides DNSGEO_* variables. */
+export async function startServer(env: Record<string, string> = {}): Promise<Server> {
+  const full: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) full[k] = v;
+  Object.assign(
+    full,
+    {
+      DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-abuse-")),
+      DNSGEO_HTTP_PORT: "0",
+      DNSGEO_GRPC_PORT: "0",
+      DNSGEO_IPAPI_ENABLED: "false",
+      DNSGEO_AUTH_TOKEN: TOKEN,
+      DNSGEO_LOG_LEVEL: "info",
+    },
+    env,
+  );
+  const child: ChildProcess = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env: full, stdio: ["ignore", "ignore", "pipe"] });
+  let exited = false;
+  const done = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
+  const lines: string[] = [];
+  let partial = "";
+  let peak = 0;
+  const sampler = setInterval(() => {
+    if (child.pid !== undefined && !exited) peak = Math.max(peak, rssMiB(child.pid));
+  }, 50);
+  const addrs = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
+    child.stderr?.on("data", (b: Buffer) => {
+      partial += b.toString("utf8");
+      const parts = partial.split("\n");
+      partial = parts.pop() ?? "";
+      for (const line of parts) {
+        lines.push(line);
+        if (!line.startsWith("{")) continue;
+        const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string };
+        if (o.msg === "listening" && o.http && o.grpc) resolve({ http: o.http, grpc: o.grpc });
+      }
+    });
+    void done.then(() => reject(new Error(`serve exited before listening: ${lines.join("\n")}`)));
+  });
+  return {
+    http: `http://${addrs.http}`,
+    grpc: addrs.grpc,
+    peakRssMiB: () => peak,
+    alive: () => !exited,
+    logLines: () => lines,
+    async stop() {
+      clearInterval(sampler);
+      if (!exited) child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await done;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/**
+ * The prober, run as plain JavaScript in its own process: GET /livez every 50 ms, each
+ * on a new connection as a Kubernetes probe makes it (so the connection cap's room for
+ * ops routes is what it meets), 2 s timeout; one line per probe on stdout: "<ms>" for a
+ * 200, "fail" otherwise.
+ */
+const PROBE_JS = `
+const http = require("node:http");
+const url = process.argv[1];
+const { performance } = require("node:perf_hooks");
+function once() {
+  const t = performance.now();
+  const req = http.get(url, { agent: false, timeout: 2000 }, (res) => {
+    res.resume();
+    res.on("end", () => { process.stdout.write((res.statusCode === 200 ? (performance.now() - t).toFixed(2) : "fail") + "\\n"); setTimeout(once, 50); });
+  });
+  req.on("timeout", () => req.destroy(new Error("timeout")));
+  req.on("error", () => { process.stdout.write("fail\\n"); setTimeout(once, 50); });
+}
+once();
+`;
+
+export interface Prober {
+  /** Latencies of answered probes, milliseconds. */
+  latencies: number[];
+  /** Probes not answered 200 within 2 s. */
+  failures(): number;
+  stop(): Promise<void>;
+}
+
+export function startProber(httpUrl: string): Prober {
+  const child = spawn(process.execPath, ["-e", PROBE_JS, `${httpUrl}/livez`], { stdio: ["ignore", "pipe", "ignore"] });
+  const latencies: number[] = [];
+  let failures = 0;
+  let partial = "";
+  child.stdout?.on("data", (b: Buffer) => {
+    partial += b.toString("utf8");
+    const parts = partial.split("\n");
+    partial = parts.pop() ?? "";
+    for (const p of parts) {
+      if (p === "fail") failures++;
+      else if (p !== "") latencies.push(Number(p));
+    }
+  });
+  const done = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    latencies,
+    failures: () => failures,
+    async stop() {
+      child.kill("SIGTERM");
+      await done;
+    },
+  };
+}
+
+export interface Row {
+  attack: string;
+  sent: number;
+  acknowledged: number;
+  lost: number;
+  shipperP99: number;
+  peakRssMiB: number;
+  livezP99: number;
+  livezFailures: number;
+  livezProbes: number;
+  alive: boolean;
+  notes: string;
+}
+
+const rows: Row[] = [];
+
+export function addRow(r: Row): void {
+  rows.push(r);
+}
+
+/** Writes the markdown table to the OS temp dir and prints it; returns the file path. */
+export function writeTable(note: string): string {
+  const file = join(tmpdir(), `dnsgeo-abuse-${FULL ? "full" : "small"}.md`);
+  const mark = (ok: boolean): string => (ok ? "" : " ✗");
+  const lines = [
+    `Abuse suite (${FULL ? "full" : "small"} scale). Goals: 0 lost, the process never dies, peak RSS < 1 GB, /livez p99 < 100 ms, shipper p99 < 1 s (✗: missed)`,
+    "",
+    "| attack | shipper sent | acknowledged | lost | shipper p99 ms | server peak RSS MB | /livez p99 ms | /livez answered | alive | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ...rows.map(
+      (r) =>
+        `| ${r.attack} | ${r.sent} | ${r.acknowledged} | ${r.lost}${mark(r.lost === 0)} | ${r.shipperP99.toFixed(0)}${mark(r.shipperP99 < 1000)} | ${r.peakRssMiB.toFixed(0)}${mark(r.peakRssMiB < 1024)} | ${r.livezP99.toFixed(0)}${mark(r.livezP99 < 100)} | ${r.livezFailures === 0 ? `all ${r.livezProbes}` : `${r.livezFailures} of ${r.livezProbes + r.livezFailures} failed ✗`} | ${r.alive ? "yes" : "no ✗"} | ${r.notes} |`,
+    ),
+    "",
+    note,
+    "",
+  ];
+  writeFileSync(file, lines.join("\n"));
+  return file;
+}
