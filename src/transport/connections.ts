@@ -42,6 +42,8 @@ interface Conn {
   busy: number;
   reserved: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** Calls refused on this connection (see `noteRefusal`). */
+  refusals: number;
 }
 
 const noop = (): void => undefined;
@@ -81,7 +83,7 @@ export class ConnectionLimiter {
       reserved = true;
       this.reservedInUse++;
     }
-    const conn: Conn = { socket, key: peerKey(socket), busy: 0, reserved, timer: undefined };
+    const conn: Conn = { socket, key: peerKey(socket), busy: 0, reserved, timer: undefined, refusals: 0 };
     this.conns.set(conn.key, conn);
     this.idle.add(conn);
     metrics.openConnections.inc({ transport });
@@ -124,6 +126,20 @@ export class ConnectionLimiter {
     };
   }
 
+  /**
+   * Counts a call refused on the connection with this peer key and closes the
+   * connection once `max` were: a client that keeps opening calls it is refused costs a
+   * new connection (a handshake, and a slot under the cap) for every `max` of them,
+   * instead of a stream each. Returns true when the connection was closed.
+   */
+  noteRefusal(key: string, max: number, reason: string): boolean {
+    const conn = this.conns.get(key);
+    if (!conn || ++conn.refusals < max) return false;
+    this.opts.metrics.connectionsClosed.inc({ transport: this.opts.transport, reason });
+    conn.socket.destroy();
+    return true;
+  }
+
   /** Closes the connection with this peer key (`peerKey`, or grpc-js's `getPeer()`), when open. */
   destroy(key: string): void {
     this.conns.get(key)?.socket.destroy();
@@ -158,6 +174,14 @@ export class ConnectionLimiter {
     this.opts.metrics.openConnections.dec({ transport: this.opts.transport });
   }
 }
+
+/**
+ * Listen backlog of both ports (the kernel caps it at net.core.somaxconn). Node's 511
+ * overflows under a burst of connections: the kernel then drops the handshakes it has
+ * no room for and retries them a second or more later, so a health probe arriving in
+ * the burst waits that long before dnsgeo even sees it.
+ */
+export const LISTEN_BACKLOG = 4096;
 
 /** The process's open-file limit (soft), or undefined where it cannot be read (not Linux). */
 export function fileDescriptorLimit(limitsText?: string): number | undefined {

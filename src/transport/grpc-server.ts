@@ -29,11 +29,12 @@ import type { DecodedItem } from "../pipeline/types.js";
 import { createTokenCheck } from "./auth.js";
 import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
 import { refusalReason } from "./refusal.js";
+import { BurstLog } from "../lookup/burst-log.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
 import { answerSizeHint, decodeEnrichRequest, decodeLookupRequest, encodeEnrichResponse, MalformedRequest, passEncoded, type EncodedMessage } from "./grpc-codec.js";
-import { ConnectionLimiter } from "./connections.js";
+import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
 
 /** Full name of the service, as health checks and reflection know it. */
 export const ENRICHMENT_SERVICE = "dnsgeo.v1.Enrichment";
@@ -95,6 +96,9 @@ export interface GrpcTransport {
 /** After the last call is answered, longest wait for clients to read it before connections are cut. */
 const FLUSH_GRACE_MS = 1000;
 
+/** Refused Watch calls after which their connection is closed (see ConnectionLimiter.noteRefusal). */
+const WATCH_REFUSALS_PER_CONNECTION = 16;
+
 const OPS_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
 
 function statusOf(code: ErrorCode, details: string, retryAfterMs?: number): Partial<grpc.StatusObject> {
@@ -112,6 +116,9 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const logger = app.logger;
   const metrics = app.metrics;
   const maxRecords = app.config.limits.max_records_per_request;
+  // Refusals a client can repeat in a loop (401s, overload) are logged first and then counted,
+  // one line per code per 10 s, so a loop of calls cannot flood the log.
+  const refusalLog = new BurstLog(logger);
   const retryAfterMs = app.config.http.retry_after_s * 1000;
   const tokenCheck = app.config.auth.token ? createTokenCheck(app.config.auth.token) : undefined;
   const protectOps = app.config.auth.protect_ops;
@@ -146,7 +153,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
 
   const toStatus = (e: unknown): Partial<grpc.StatusObject> => {
     if (e instanceof DnsgeoError) {
-      logger.error({ code: e.code }, `grpc request refused: ${e.message}`);
+      refusalLog.log("error", e.code, { code: e.code }, `grpc request refused: ${e.message}`);
       return fail(e.code, e.message);
     }
     const code = (e as { code?: unknown } | null)?.code;
@@ -369,7 +376,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
           if (this.checkToken) {
             const v = metadata.get("authorization")[0];
             if (!tokenCheck?.(typeof v === "string" ? v : undefined)) {
-              logger.error({ method: this.path }, "grpc request refused: missing or wrong bearer token");
+              refusalLog.log("error", "DNSGEO_UNAUTHENTICATED", { method: this.path }, "grpc request refused: missing or wrong bearer token");
               this.sendStatus(unauthenticated());
               return;
             }
@@ -427,6 +434,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       if (watches >= cfg.max_watch_streams) {
         metrics.refused.inc({ transport: "grpc", reason: "watch_streams" });
         call.emit("error", statusOf("DNSGEO_OVERLOADED", `more than grpc.max_watch_streams (${cfg.max_watch_streams}) health Watch streams are open`));
+        connections.noteRefusal(call.getPeer(), WATCH_REFUSALS_PER_CONNECTION, "watch_refused");
         return;
       }
       watches++;
@@ -500,7 +508,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       listener = tcp;
       return new Promise((resolve, reject) => {
         tcp.once("error", reject);
-        tcp.listen(cfg.port, bare, () => {
+        tcp.listen({ port: cfg.port, host: bare, backlog: LISTEN_BACKLOG }, () => {
           tcp.off("error", reject);
           tcp.on("error", (e) => logger.error({ err: e }, "grpc listener error"));
           addr = `${host}:${(tcp.address() as net.AddressInfo).port}`;

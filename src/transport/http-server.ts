@@ -23,7 +23,7 @@ import { OutputBuffers } from "./output-buffers.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
-import { ConnectionLimiter } from "./connections.js";
+import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
 import { openApiText } from "./openapi.js";
 import { statusHtml, statusSnapshot } from "../observability/status.js";
 import { BurstLog } from "../lookup/burst-log.js";
@@ -654,7 +654,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       return new Promise((resolve, reject) => {
         const onError = (e: Error): void => reject(e);
         server.once("error", onError);
-        server.listen(cfg.port, cfg.host, () => {
+        server.listen({ port: cfg.port, host: cfg.host, backlog: LISTEN_BACKLOG }, () => {
           server.off("error", onError);
           server.on("error", (e) => logger.error({ err: e }, "http server error"));
           const a = server.address() as AddressInfo;

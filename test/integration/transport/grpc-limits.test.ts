@@ -258,6 +258,39 @@ describe("gRPC health Watch cap", () => {
   });
 });
 
+describe("gRPC Watch flood", () => {
+  it("closes a connection that keeps opening Watch streams past the cap (after 16 refusals), so a flood costs the client a connection per 16 calls", async () => {
+    // Prepare
+    const h = await startHarness({ grpc: { max_watch_streams: 1 } });
+    try {
+      const session = http2.connect(`http://${h.grpcAddress}`);
+      session.on("error", () => undefined);
+      const closed = new Promise<void>((resolve) => session.once("close", () => resolve()));
+      const watch = (): Promise<string | undefined> =>
+        new Promise((resolve) => {
+          const s = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+          s.on("error", () => resolve(undefined));
+          s.on("close", () => resolve(undefined));
+          s.on("response", (hd) => (hd["grpc-status"] !== undefined ? resolve(String(hd["grpc-status"])) : undefined));
+          s.on("data", () => resolve("open"));
+          s.end(Buffer.alloc(5));
+        });
+      // Act
+      const first = await watch();
+      const statuses: Array<string | undefined> = [];
+      for (let i = 0; i < 16; i++) statuses.push(await watch());
+      await closed;
+      // Assess
+      expect(first).toBe("open");
+      expect(statuses.slice(0, 15)).toEqual(Array.from({ length: 15 }, () => String(grpc.status.RESOURCE_EXHAUSTED)));
+      expect(await metric(h, "dnsgeo_connections_closed_total", { transport: "grpc", reason: "watch_refused" })).toBe(1);
+      await until(async () => (await metric(h, "dnsgeo_grpc_watch_streams")) === 0);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe("gRPC malformed protobuf", () => {
   let h: Harness;
   let client: grpc.Client;
