@@ -15,6 +15,8 @@ import { createApp } from "../../../src/app.js";
 import { startServe } from "../../../src/cli/serve.js";
 import { loadConfig } from "../../../src/config.js";
 import { createLogger } from "../../../src/observability/logger.js";
+import * as grpc from "@grpc/grpc-js";
+import { enrichmentClient } from "./grpc-client.js";
 import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
 
 const ATTACKER = "127.0.0.2";
@@ -182,5 +184,41 @@ describe("hostile HTTP clients", () => {
     expect(unauthorized.length).toBe(1);
     expect(lines.every((l) => l.length < 2000)).toBe(true);
     expect(lines.some((l) => l.includes("unsupported Content-Encoding"))).toBe(true);
+  });
+
+  it("logs a loop of unauthenticated gRPC calls once per window too", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString("utf8").split("\n")) if (l !== "") lines.push(l);
+        cb();
+      },
+    });
+    const config = loadConfig({
+      overrides: {
+        data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-hostile-")),
+        http: { port: 0, overload_turn_ms: 0 },
+        grpc: { port: 0 },
+        cache: { sqlite: { enabled: false } },
+        ipapi: { enabled: false },
+        auth: { token: "s3cret-token" },
+      },
+    });
+    const app = await createApp(config, { logger: createLogger("info", sink) });
+    const serve = await startServe(app);
+    const client = enrichmentClient(serve.grpcAddress ?? "");
+    try {
+      for (let i = 0; i < 100; i++) {
+        const md = new grpc.Metadata();
+        md.set("authorization", `Bearer wrong-${i}`);
+        const code = await new Promise<number>((resolve) => client.Enrich({ records: ["{}"] }, md, (err: grpc.ServiceError | null) => resolve(err?.code ?? 0)));
+        expect(code).toBe(grpc.status.UNAUTHENTICATED);
+      }
+    } finally {
+      client.close();
+      await serve.close();
+      await app.close();
+    }
+    expect(lines.filter((l) => l.includes("bearer token")).length).toBe(1);
   });
 });
