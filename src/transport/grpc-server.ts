@@ -362,12 +362,30 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
    */
   class GuardedCall extends grpc.ServerInterceptingCall {
     private held = 0;
+    private received = 0;
+    private written = 0;
+    private readWaiting = false;
     constructor(
       next: grpc.ServerInterceptingCallInterface,
       private readonly checkToken: boolean,
       private readonly path: string,
+      /**
+       * Bidirectional streams answer each request with one message: such a call reads its
+       * next request only once the answer to the last one was written. grpc-js would
+       * otherwise read 16 requests ahead of the handler (its stream's buffer), up to
+       * 16 × grpc.max_message_bytes per stream whose client does not read.
+       */
+      private readonly lockstep: boolean,
     ) {
       super(next);
+    }
+
+    override startRead(): void {
+      if (this.lockstep && this.received > this.written) {
+        this.readWaiting = true;
+        return;
+      }
+      super.startRead();
     }
 
     override start(listener: Parameters<grpc.ServerInterceptingCallInterface["start"]>[0]): void {
@@ -383,7 +401,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
           }
           listener.onReceiveMetadata(metadata);
         },
-        onReceiveMessage: (message) => listener.onReceiveMessage(message),
+        onReceiveMessage: (message) => {
+          this.received++;
+          listener.onReceiveMessage(message);
+        },
         onReceiveHalfClose: () => listener.onReceiveHalfClose(),
         onCancel: () => {
           // Called once the call is over, answered or not: what was never written is given back.
@@ -413,13 +434,23 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         const give = Math.min(n, this.held);
         this.held -= give;
         addUnsent(-give);
+        this.written++;
+        if (this.readWaiting && this.received <= this.written) {
+          this.readWaiting = false;
+          super.startRead();
+        }
         callback();
       });
     }
   }
 
   const guardInterceptor: grpc.ServerInterceptor = (method, call) =>
-    new GuardedCall(call, tokenCheck !== undefined && (protectOps || !OPS_SERVICES.some((p) => method.path.startsWith(p))), method.path);
+    new GuardedCall(
+      call,
+      tokenCheck !== undefined && (protectOps || !OPS_SERVICES.some((p) => method.path.startsWith(p))),
+      method.path,
+      method.requestStream && method.responseStream,
+    );
 
   let watches = 0;
   /**
