@@ -247,6 +247,20 @@ export const configSchema = z
         timeout_ms: positiveInt.default(10_000),
         /** Extra headers as "Name: value" strings. */
         headers: z.array(z.string().min(1)).default([]),
+        /**
+         * Largest body sent to the next hop, counted before compression (so also after the
+         * next hop decompresses it); larger batches go out in several requests. The default
+         * stays under Fluent Bit in_http's default `buffer_max_size` (4M).
+         */
+        max_body_bytes: positiveInt.default(3 * 1024 * 1024),
+        dead_letter: z
+          .object({
+            /** NDJSON file of the records the next hop refused; default `${data_dir}/forward-dead-letter.ndjson`. */
+            path: z.string().min(1).optional(),
+            /** Largest size of that file; when a refused record does not fit, the batch is answered 503. */
+            max_bytes: positiveInt.default(256 * 1024 * 1024),
+          })
+          .prefault({}),
       })
       .prefault({}),
     log: z
@@ -440,4 +454,9 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
 /** Path of the SQLite file under the config. */
 export function sqlitePath(cfg: Config): string {
   return cfg.cache.sqlite.path ?? `${cfg.data_dir.replace(/\/+$/, "")}/dnsgeo.sqlite`;
+}
+
+/** The forward mode's dead-letter file: `forward.dead_letter.path` or `${data_dir}/forward-dead-letter.ndjson`. */
+export function deadLetterPath(cfg: Readonly<Config>): string {
+  return cfg.forward.dead_letter.path ?? `${cfg.data_dir.replace(/\/+$/, "")}/forward-dead-letter.ndjson`;
 }

@@ -11,6 +11,7 @@ import { registerServe } from "./serve.js";
 import { registerTable } from "./table.js";
 import { registerCache } from "./cache.js";
 import { registerCheck } from "./check.js";
+import { registerDeadLetter } from "./dead-letter.js";
 import { buildInfo } from "../version.js";
 
 /** Builds the program; `configFile` receives `--config` before any action runs. */
@@ -34,6 +35,7 @@ export function buildProgram(ctx: CliContext, onConfigFile: (file: string | unde
   registerTable(program, ctx);
   registerCache(program, ctx);
   registerCheck(program, ctx);
+  registerDeadLetter(program, ctx);
   return program;
 }
 

@@ -6,6 +6,8 @@
 import type { Command } from "commander";
 import { createApp, type App } from "../app.js";
 import { createMetrics } from "../observability/metrics.js";
+import { deadLetterPath } from "../config.js";
+import { DeadLetterFile } from "../transport/dead-letter.js";
 import { Forwarder } from "../transport/forwarder.js";
 import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
 import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
@@ -33,7 +35,9 @@ export async function startServe(app: App): Promise<ServeHandle> {
   if (fdWarning) app.logger.warn({ fd_limit: fileDescriptorLimit() }, fdWarning);
   const limiter = new InflightLimiter(cfg.http.max_inflight_requests, cfg.http.max_inflight_per_client);
   const guard = new LoopTurnGuard(cfg.http.overload_turn_ms);
-  const forwarder = cfg.forward.url ? new Forwarder(cfg.forward, { logger: app.logger }) : undefined;
+  const forwarder = cfg.forward.url
+    ? new Forwarder(cfg.forward, { logger: app.logger, metrics: app.metrics, deadLetter: new DeadLetterFile(deadLetterPath(cfg), cfg.forward.dead_letter.max_bytes) })
+    : undefined;
   let http: HttpTransport | undefined;
   let grpc: GrpcTransport | undefined;
   let closing: Promise<void> | undefined;

@@ -35,6 +35,18 @@ export interface Metrics {
   grpcUnsentAnswerBytes: Gauge;
   /** Open gRPC health Watch streams. */
   grpcWatchStreams: Gauge;
+  /** Forward mode, requests to the next hop; class: 2xx | 3xx | 4xx | 5xx | error (no answer) */
+  forwardRequests: Counter<"class">;
+  /** Forward mode, time from sending a request to the next hop's answer. */
+  forwardDuration: Histogram;
+  /** Forward mode, body bytes sent to the next hop (after compression). */
+  forwardBytes: Counter;
+  /** Forward mode, batches cut in two after the next hop refused them (413 or another 4xx). */
+  forwardSplits: Counter;
+  /** Forward mode, records written to the dead-letter file. */
+  forwardDeadLetterRecords: Counter;
+  /** Forward mode, size of the dead-letter file in bytes. */
+  forwardDeadLetterBytes: Gauge;
   /** Always 1; the labels say which build runs (version, node, commit when known). */
   buildInfo: Gauge<"version" | "node" | "commit">;
 }
@@ -66,6 +78,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     connectionsClosed: new Counter({ name: "dnsgeo_connections_closed_total", help: "Connections closed by the connection limits (refused at the cap, idle one closed to make room, no first byte in time)", labelNames: ["transport", "reason"], registers }),
     grpcUnsentAnswerBytes: new Gauge({ name: "dnsgeo_grpc_unsent_answer_bytes", help: "gRPC answer bytes not yet written to their clients", registers }),
     grpcWatchStreams: new Gauge({ name: "dnsgeo_grpc_watch_streams", help: "Open gRPC health Watch streams", registers }),
+    forwardRequests: new Counter({ name: "dnsgeo_forward_requests_total", help: "Requests to the forward next hop, by answer class (error: no answer)", labelNames: ["class"], registers }),
+    forwardDuration: new Histogram({
+      name: "dnsgeo_forward_request_duration_seconds",
+      help: "Time until the forward next hop answered a request",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    forwardBytes: new Counter({ name: "dnsgeo_forward_bytes_total", help: "Body bytes sent to the forward next hop (after compression)", registers }),
+    forwardSplits: new Counter({ name: "dnsgeo_forward_splits_total", help: "Forwarded batches cut in two after the next hop refused them", registers }),
+    forwardDeadLetterRecords: new Counter({ name: "dnsgeo_forward_dead_letter_records_total", help: "Records the next hop refused, written to the dead-letter file", registers }),
+    forwardDeadLetterBytes: new Gauge({ name: "dnsgeo_forward_dead_letter_bytes", help: "Size of the forward dead-letter file in bytes", registers }),
     buildInfo: buildInfoGauge(registers),
   };
 }

@@ -452,15 +452,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const result = await forwarder.send(out.items, framing);
     const fh = firehose ? { requestId: firehose.requestId, timestamp: Date.now() } : undefined;
     if (result.ok) {
-      send(res, 200, { "content-type": "application/json" }, JSON.stringify(fh ?? { records: out.items.length, next_hop_status: result.status }));
+      const summary = { records: out.items.length, delivered: result.delivered, dead_lettered: result.deadLettered, next_hop_status: result.status };
+      send(res, 200, { "content-type": "application/json" }, JSON.stringify(fh ?? summary));
       return;
     }
     const extra: Record<string, unknown> = fh ? { requestId: fh.requestId, timestamp: fh.timestamp, errorMessage: result.detail } : {};
-    if (result.kind === "unavailable") {
-      sendError(res, "DNSGEO_NEXT_HOP_UNAVAILABLE", result.detail, Object.assign(extra, result.status ? { next_hop_status: result.status } : {}));
-    } else {
-      sendError(res, "DNSGEO_NEXT_HOP_REJECTED", result.detail, Object.assign(extra, { next_hop_status: result.status }), result.status);
-    }
+    sendError(res, "DNSGEO_NEXT_HOP_UNAVAILABLE", result.detail, Object.assign(extra, result.status ? { next_hop_status: result.status } : {}));
   };
 
   const handleLookup = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, expectContinue: boolean): Promise<void> => {

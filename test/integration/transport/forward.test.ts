@@ -3,6 +3,8 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, request } from "undici";
 import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
+import { deadLetterPath } from "../../../src/config.js";
+import { readDeadLetters } from "../../../src/transport/dead-letter.js";
 
 /** A next hop that records the batches it accepted; `mode` sets how it answers. */
 interface Receiver {
@@ -112,17 +114,21 @@ describe("POST /v1/forward", () => {
     expect(outcomes.filter((o) => o.status === 503)).toHaveLength(4);
   });
 
-  it("passes a next hop 4xx back with its status and an explaining JSON error", async () => {
+  it("writes records the next hop refuses with a 4xx to the dead-letter file and acknowledges the batch", async () => {
     // Prepare
     rcv.mode = "400";
     // Act
     const res = await send(h.httpUrl, batch("b-400"));
-    // Assess
-    expect(res.status).toBe(400);
-    const err = JSON.parse(res.text) as { code: string; message: string; next_hop_status: number };
-    expect(err.code).toBe("DNSGEO_NEXT_HOP_REJECTED");
-    expect(err.next_hop_status).toBe(400);
-    expect(err.message).toContain("invalid 'Content-Type'");
+    // Assess: nothing reached the next hop, every record is in the dead-letter file with the reason
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text)).toMatchObject({ records: ROUTE53_LINES.length, delivered: 0, dead_lettered: ROUTE53_LINES.length });
+    expect(rcv.accepted.has("b-400")).toBe(false);
+    const { records } = await readDeadLetters(deadLetterPath(h.app.config));
+    const mine = records.filter((r) => (JSON.parse(r.text) as { batch?: string }).batch === "b-400");
+    expect(mine).toHaveLength(ROUTE53_LINES.length);
+    expect(mine[0]?.reason.status).toBe(400);
+    expect(mine[0]?.reason.answer).toContain("invalid 'Content-Type'");
+    expect(JSON.parse(mine[0]?.text ?? "{}")).toHaveProperty("dnsgeo");
   });
 
   it("answers 503 + Retry-After, not the redirect, when the next hop answers 301", async () => {
