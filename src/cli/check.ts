@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { GetCommand, type DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { request } from "undici";
 import { limiterStatePath } from "../app.js";
-import { ConfigError, sqlitePath, type Config } from "../config.js";
+import { ConfigError, deadLetterPath, sqlitePath, type Config } from "../config.js";
 import { createDynamoClient, describeTable } from "../lookup/dynamodb-tier.js";
 import { DynamoFleetBudget } from "../lookup/fleet-budget.js";
 import { fileLimiterStore } from "../lookup/limiter-store.js";
@@ -76,10 +76,12 @@ function writableDir(dir: string): string {
 
 async function checkDataDir(cfg: Readonly<Config>): Promise<[CheckStatus, string]> {
   const dirs = [cfg.data_dir];
-  if (cfg.cache.sqlite.enabled) {
-    const sqliteDir = dirname(sqlitePath(cfg));
-    if (resolve(sqliteDir) !== resolve(cfg.data_dir)) dirs.push(sqliteDir);
-  }
+  const also = (dir: string): void => {
+    if (!dirs.some((d) => resolve(d) === resolve(dir))) dirs.push(dir);
+  };
+  if (cfg.cache.sqlite.enabled) also(dirname(sqlitePath(cfg)));
+  // Forward mode writes the records the next hop refuses there.
+  if (cfg.forward.url) also(dirname(deadLetterPath(cfg)));
   const notes: string[] = [];
   for (const d of dirs) {
     try {

@@ -169,6 +169,16 @@ describe("dnsgeo check", () => {
       /^\S+\/a-file\/data cannot take files: ENOTDIR/,
     ],
     ["ip-api is down", async () => ({ ipapi: { url: `http://127.0.0.1:${await closedPort()}` } }), "ipapi", /^POST http:\/\/127\.0\.0\.1:\d+\/batch: ip-api request failed \(ECONNREFUSED\)/],
+    [
+      "the forward dead-letter file's folder can't be created",
+      async () => {
+        const file = join(mkdtempSync(join(tmpdir(), "dnsgeo-check-")), "a-file");
+        writeFileSync(file, "");
+        return { forward: { url: hop.url, dead_letter: { path: join(file, "dl", "dead.ndjson") } } };
+      },
+      "data_dir",
+      /^\S+\/a-file\/dl cannot take files: ENOTDIR/,
+    ],
   ];
 
   for (const [what, setup, name, line] of broken) {
