@@ -12,6 +12,8 @@ import { parse as parseYaml } from "yaml";
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().min(0);
+/** `host:port`, e.g. `127.0.0.1:24224` or `[::1]:24224` (port 0: any free port). */
+const hostPort = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port");
 
 const tlsSchema = z
   .object({
@@ -261,6 +263,25 @@ export const configSchema = z
             max_bytes: positiveInt.default(256 * 1024 * 1024),
           })
           .prefault({}),
+      })
+      .prefault({}),
+    fluent: z
+      .object({
+        /** `host:port` of the Fluent forward protocol listener; off when unset. */
+        listen: hostPort.optional(),
+        /** `host:port` of the `in_forward` (Fluent Bit, Fluentd) that gets the enriched events; required with `listen`. */
+        next_hop: hostPort.optional(),
+        /** Longest wait for the next hop's ack of one message, milliseconds; past it the shipper gets no ack and sends again. */
+        timeout_ms: positiveInt.default(10_000),
+        /** Largest forward message accepted on the wire, also the cap of one connection's unread bytes; past it the connection is closed. */
+        max_message_bytes: positiveInt.default(16 * 1024 * 1024),
+        /** Largest CompressedPackedForward entries after gunzip, bytes. */
+        max_decoded_bytes: positiveInt.default(64 * 1024 * 1024),
+        /**
+         * Largest message sent to the next hop, bytes; larger batches go out as several
+         * messages. Under Fluent Bit in_forward's default `buffer_max_size` (6M).
+         */
+        max_send_bytes: positiveInt.default(4 * 1024 * 1024),
       })
       .prefault({}),
     log: z
