@@ -5,7 +5,22 @@
  * Shippers drop a batch on 400/401/403/404/413/422 and retry 408/429/5xx, so a
  * code gets a 4xx only when the same request can never succeed later.
  */
-import { status as GrpcStatus } from "@grpc/grpc-js";
+
+/**
+ * The gRPC status codes the table uses, by their numbers in the gRPC spec (the same
+ * values as grpc-js's `status` enum), so the core does not depend on a transport library.
+ */
+export const GrpcStatus = {
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  FAILED_PRECONDITION: 9,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 export interface ErrorSpec {
   message: string;

@@ -1,6 +1,6 @@
 /**
  * The stored item shared by the SQLite and DynamoDB tiers:
- * `{ip, v, geo, src, fetched_at, expires_at, neg}` (design.md, "Cache tiers"),
+ * `{ip, v, geo, src, fetched_at, expires_at, neg}` (docs/architecture.md, "The lookup contract"),
  * and the TTL rule every persistent tier applies when serving it.
  */
 import type { Entry, GeoInfo } from "./lookup.js";

@@ -1,7 +1,7 @@
 /**
  * The miss path around the cache: what the pipeline calls to get the best
- * answer for each IP within `lookup.deadline_ms` (design.md, "Cache tiers" →
- * inline budget).
+ * answer for each IP within `lookup.deadline_ms` (docs/architecture.md,
+ * "Choices that shape the code").
  *
  * 1. The cache chain is asked first (stale rows included); fresh hits are final.
  * 2. Misses join the backfill queue (deduplicated: an IP is never queued or in

@@ -3,7 +3,7 @@
  * provider (ip-api, mmdb) and the chain that composes them implement `Lookup`.
  */
 
-/** The one normalized geo answer for an IP (see design.md, "GeoInfo"). */
+/** The one normalized geo answer for an IP (docs/architecture.md, "The lookup contract"). */
 export interface GeoInfo {
   /** Canonical IP text. */
   ip: string;

@@ -1,6 +1,6 @@
 /**
- * `format` for Elastic: ECS fields added to the original record (design.md,
- * "Output → ECS"). Pure and on the hot path: objects are built with plain
+ * `format` for Elastic: ECS fields added to the original record (README,
+ * "Output schema → ECS"). Pure and on the hot path: objects are built with plain
  * property writes, never spread or JSON round trips.
  *
  * Merge rules (add-only):

@@ -1,6 +1,6 @@
 /**
  * `format` for QuickSight / Athena: flat rows, no nesting, no arrays
- * (design.md, "Output → QuickSight").
+ * (README, "Output schema → QuickSight").
  *
  * Flattening of the original record:
  * - nested object keys are joined with `_` (`srcids.instance` → `srcids_instance`);

@@ -137,3 +137,16 @@ export interface Extracted {
   /** Deduplicated answer IPs in answer order (public and skipped). */
   answers: AnswerIp[];
 }
+
+/**
+ * Names → IPs, for records whose answers are names (`resolve.*`). The pipeline
+ * defines this port; `resolve/resolver.ts` implements it with DNS.
+ */
+export interface NameLookup {
+  /**
+   * The IPs of each distinct name that resolved (or was cached) within
+   * `deadlineMs`. Names not answered by then are absent (their queries go on
+   * and fill the cache). Never rejects.
+   */
+  resolveMany(names: Iterable<string>, deadlineMs: number): Promise<Map<string, readonly string[]>>;
+}

@@ -1,6 +1,6 @@
 /**
- * The optional domain → IP step (`resolve.*`, design.md "Extraction and
- * classification"): asks DNS for the A and AAAA records of a query name, with
+ * The optional domain → IP step (`resolve.*`; README, "Inputs";
+ * answers found as names): asks DNS for the A and AAAA records of a query name, with
  * its own servers, a per-query timeout, a cap on queries at once, a name → IPs
  * cache that honours the DNS TTLs, and one query per name in flight.
  *
@@ -24,18 +24,12 @@ import { LRUCache } from "lru-cache";
 import { systemClock, type Clock } from "../lookup/lookup.js";
 import type { Logger } from "../observability/logger.js";
 import { classifyIp } from "../pipeline/classify.js";
+import type { NameLookup } from "../pipeline/types.js";
+
+export type { NameLookup };
 import { ConfigError } from "../config.js";
 
 /** Resolves names to IPs within a deadline; what the Enricher needs. */
-export interface NameLookup {
-  /**
-   * The IPs of each distinct name that resolved (or was cached) within
-   * `deadlineMs`. Names not answered by then are absent (their queries go on
-   * and fill the cache). Never rejects.
-   */
-  resolveMany(names: Iterable<string>, deadlineMs: number): Promise<Map<string, readonly string[]>>;
-}
-
 /** Options of {@link NameResolver}. */
 export interface NameResolverOptions {
   /** DNS servers, `ip` or `ip:port` (`[v6]:port`); empty or absent: the system's. */

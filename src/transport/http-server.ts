@@ -2,7 +2,7 @@
  * The HTTP transport (node:http, or node:https when `http.tls` is set).
  *
  * Routes: POST /v1/enrich, POST /v1/forward, GET /v1/lookup/{ip}, POST /v1/lookup,
- * GET /livez, GET /readyz, GET /metrics. Answers follow design.md: a batch that
+ * GET /livez, GET /readyz, GET /metrics. As everywhere in dnsgeo (docs/architecture.md): a batch that
  * could succeed later is never refused with a 4xx (shippers drop those); overload is
  * refused at once with 503 + Retry-After before the body is read.
  */

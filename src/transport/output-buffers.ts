@@ -1,14 +1,7 @@
 /**
- * Reused buffers for response bodies.
- *
- * An enriched batch is 2–3× its request: a batch of 100 records answers with about
- * 145 KB. A new buffer of that size for every response is memory the process has
- * not touched lately — glibc hands it out from fresh pages (mmap, or heap it trimmed
- * after the last GC freed such buffers) — so writing the answer took ~20 page faults
- * per batch, about a fifth of the CPU of an all-hits batch (measured: in-process,
- * 23 minor faults per batch of 100, 0.7–1 µs of system time per record, and
- * enriching went from 1.3× the time of a JSON parse+stringify of the same records to
- * about 1.0× once the buffer was reused).
+ * Reused buffers for response bodies: a new ~145 KB buffer per answer is memory the
+ * process has not touched lately, and writing into it page-faults (a fifth of an
+ * all-hits batch's CPU; docs/performance.md has the measurements).
  *
  * A buffer is taken for one response and given back once the response is written
  * to the socket (`res.end`'s callback); one that never comes back (the client went

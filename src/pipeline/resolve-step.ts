@@ -11,9 +11,8 @@
  *   `skipped` and never reach a provider. An IP the record already has is not
  *   added again.
  */
-import { classifyIp } from "../pipeline/classify.js";
-import type { AnswerIp, Extracted, ParsedItem } from "../pipeline/types.js";
-import type { NameLookup } from "./resolver.js";
+import { classifyIp } from "./classify.js";
+import type { AnswerIp, Extracted, NameLookup, ParsedItem } from "./types.js";
 
 /** `resolve.mode` values that do something. */
 export type ResolveMode = "missing" | "always";
