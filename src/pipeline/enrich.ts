@@ -14,9 +14,10 @@ import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus, type StatusResult } from "./status.js";
-import { addResolvedAnswers } from "./resolve-step.js";
+import { addResolvedAnswers } from "../resolve/resolve-step.js";
+import type { NameLookup } from "../resolve/resolver.js";
 import type { Pause } from "./slices.js";
-import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, NameLookup, ParsedItem, ParsedRecord } from "./types.js";
+import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
 
@@ -65,6 +66,19 @@ const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
 
 /** A decoded line whose record is exactly that line: its text (and bytes, when known). */
 type SourceText = { text: string; src?: Buffer; at?: number };
+
+/** What `formatRange` works on: one call's records and what was found for them. */
+interface FormatRun {
+  parsed: readonly ParsedItem[];
+  extracted: ReadonlyArray<Extracted | undefined>;
+  texts: ReadonlyArray<SourceText | undefined> | undefined;
+  format: OutputFormat;
+  out: Config["output"];
+  results: ReadonlyMap<string, IpResult>;
+  failed: boolean;
+  counts: EnrichCounts;
+  items: OutputItem[];
+}
 
 /** Runs the pipeline for decoded batches; one instance per process. */
 export class Enricher {
@@ -131,14 +145,13 @@ export class Enricher {
     }
     const extracted: Array<Extracted | undefined> = new Array(parsed.length);
     const exs: Extracted[] = [];
-    for (let i = 0; i < parsed.length; i++) {
-      const p = parsed[i] as ParsedItem;
-      if (p.kind === "record") {
-        const ex = extract(p.rec);
-        extracted[i] = ex;
-        exs.push(ex);
+    // The loops over records are synchronous methods, so the one-run path has no await in them.
+    if (pause === undefined) this.extractRange(parsed, 0, parsed.length, extracted, exs);
+    else {
+      for (let from = 0; from < parsed.length; from += 256) {
+        this.extractRange(parsed, from, Math.min(parsed.length, from + 256), extracted, exs);
+        if (pause.isDue()) await pause.due();
       }
-      if (pause !== undefined && (i & 255) === 255 && pause.isDue()) await pause.due();
     }
     if (this.resolver && this.cfg.resolve.mode !== "off" && exs.length > 0) {
       // Bounded by the resolver timeout and by the lookup deadline (`--wait` waits the timeout).
@@ -164,8 +177,36 @@ export class Enricher {
     const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
     const counts = emptyCounts();
     const items: OutputItem[] = [];
-    for (let i = 0; i < parsed.length; i++) {
-      if (pause !== undefined && (i & 255) === 255 && pause.isDue()) await pause.due();
+    const run: FormatRun = { parsed, extracted, texts, format, out, results, failed, counts, items };
+    if (pause === undefined) this.formatRange(run, 0, parsed.length);
+    else {
+      for (let from = 0; from < parsed.length; from += 256) {
+        this.formatRange(run, from, Math.min(parsed.length, from + 256));
+        if (pause.isDue()) await pause.due();
+      }
+    }
+    if (this.metrics) {
+      for (const [k, v] of Object.entries(counts)) if (v > 0) this.metrics.records.inc({ result: k }, v);
+    }
+    return { framing: decoded.framing, items, counts, lookedUp: ips.length };
+  }
+
+  /** Extracts the answers of `parsed[from, to)`. */
+  private extractRange(parsed: readonly ParsedItem[], from: number, to: number, extracted: Array<Extracted | undefined>, exs: Extracted[]): void {
+    for (let i = from; i < to; i++) {
+      const p = parsed[i] as ParsedItem;
+      if (p.kind === "record") {
+        const ex = extract(p.rec);
+        extracted[i] = ex;
+        exs.push(ex);
+      }
+    }
+  }
+
+  /** Formats `run.parsed[from, to)` into `run.items`, counting results. */
+  private formatRange(run: FormatRun, from: number, to: number): void {
+    const { parsed, extracted, texts, format, out, results, failed, counts, items } = run;
+    for (let i = from; i < to; i++) {
       const p = parsed[i] as ParsedItem;
       if (p.kind === "unparsed") {
         counts.unparsed++;
@@ -196,10 +237,6 @@ export class Enricher {
         items.push({ kind: "json", value: p.rec.record });
       }
     }
-    if (this.metrics) {
-      for (const [k, v] of Object.entries(counts)) if (v > 0) this.metrics.records.inc({ result: k }, v);
-    }
-    return { framing: decoded.framing, items, counts, lookedUp: ips.length };
   }
 
   /** Decodes a body, enriches it and encodes the answer in the same framing. */
