@@ -14,10 +14,9 @@ import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus, type StatusResult } from "./status.js";
-import { addResolvedAnswers } from "../resolve/resolve-step.js";
-import type { NameLookup } from "../resolve/resolver.js";
+import { addResolvedAnswers } from "./resolve-step.js";
 import type { Pause } from "./slices.js";
-import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, ParsedItem, ParsedRecord } from "./types.js";
+import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, NameLookup, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
 
