@@ -4,7 +4,7 @@
  * shipper sends batches beside it. Per attack: the shipper's records sent and
  * acknowledged, its p99, the server's peak RSS, /livez answered throughout (probed from a
  * process of its own) and its p99. Asserted: nothing lost, the process alive, peak RSS
- * under 1 GB, every /livez probe answered within 2 s; the latency goals (/livez p99 <
+ * under 1 GB, every /livez probe answered (within 2 s; 5 s at npm test's scale); the latency goals (/livez p99 <
  * 100 ms, shipper p99 < 1 s) are reported in the table, not asserted (a shared 2-core
  * machine moves them). `DNSGEO_ABUSE_SCALE=full` (npm run test:abuse) runs the issue's
  * counts and writes the table to $TMPDIR/dnsgeo-abuse-full.md.
@@ -16,6 +16,12 @@ import * as attacks from "./attacks.js";
 import { addRow, CAN_SAMPLE_RSS, FULL, startProber, startServer, TOKEN, writeTable } from "./server.js";
 
 const SHIPPER = FULL ? { records: 20_000, batchSize: 100, concurrency: 4 } : { records: 1_500, batchSize: 100, concurrency: 4 };
+/**
+ * A /livez probe not answered within this counts as failed. npm test runs on machines
+ * shared with other work, so its bound is looser; either catches the stalls the issue
+ * reported (over 10 s).
+ */
+const PROBE_TIMEOUT_MS = FULL ? 2_000 : 5_000;
 /** How long an attack runs before the shipper starts, so it is in full force. */
 const WARMUP_MS = FULL ? 5_000 : 1_000;
 
@@ -104,7 +110,7 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
       const server = await startServer(row.env);
       // Warm-up (first requests compile the hot paths), so the probes measure the attack, not start-up.
       await runShipper({ target: server.http, records: 300, batchSize: 100, concurrency: 2, headers: { authorization: `Bearer ${TOKEN}` }, idPrefix: "warm" });
-      const prober = startProber(server.http);
+      const prober = startProber(server.http, PROBE_TIMEOUT_MS);
       let attack: attacks.Attack | undefined;
       try {
         const running = row.start({ http: server.http, grpc: server.grpc });

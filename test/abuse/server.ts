@@ -101,16 +101,17 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
 /**
  * The prober, run as plain JavaScript in its own process: GET /livez every 50 ms, each
  * on a new connection as a Kubernetes probe makes it (so the connection cap's room for
- * ops routes is what it meets), 2 s timeout; one line per probe on stdout: "<ms>" for a
+ * ops routes is what it meets), with a timeout; one line per probe on stdout: "<ms>" for a
  * 200, "fail" otherwise.
  */
 const PROBE_JS = `
 const http = require("node:http");
 const url = process.argv[1];
+const timeout = Number(process.argv[2]);
 const { performance } = require("node:perf_hooks");
 function once() {
   const t = performance.now();
-  const req = http.get(url, { agent: false, timeout: 2000 }, (res) => {
+  const req = http.get(url, { agent: false, timeout }, (res) => {
     res.resume();
     res.on("end", () => { process.stdout.write((res.statusCode === 200 ? (performance.now() - t).toFixed(2) : "fail") + "\\n"); setTimeout(once, 50); });
   });
@@ -128,8 +129,9 @@ export interface Prober {
   stop(): Promise<void>;
 }
 
-export function startProber(httpUrl: string): Prober {
-  const child = spawn(process.execPath, ["-e", PROBE_JS, `${httpUrl}/livez`], { stdio: ["ignore", "pipe", "ignore"] });
+/** `timeoutMs`: a probe not answered within it counts as failed. */
+export function startProber(httpUrl: string, timeoutMs: number): Prober {
+  const child = spawn(process.execPath, ["-e", PROBE_JS, `${httpUrl}/livez`, String(timeoutMs)], { stdio: ["ignore", "pipe", "ignore"] });
   const latencies: number[] = [];
   let failures = 0;
   let partial = "";
