@@ -6,9 +6,11 @@
 import type { Command } from "commander";
 import { createApp, type App } from "../app.js";
 import { createMetrics } from "../observability/metrics.js";
-import { deadLetterPath } from "../config.js";
+import { ConfigError, deadLetterPath } from "../config.js";
 import { DeadLetterFile } from "../transport/dead-letter.js";
 import { Forwarder } from "../transport/forwarder.js";
+import { FluentForwarder } from "../transport/fluent-forwarder.js";
+import { createFluentServer, type FluentTransport } from "../transport/fluent-server.js";
 import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
 import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
 import { InflightLimiter, LoopTurnGuard } from "../transport/limits.js";
@@ -22,6 +24,8 @@ export interface ServeHandle {
   httpAddress?: string;
   /** "host:port" of the gRPC server when enabled. */
   grpcAddress?: string;
+  /** "host:port" of the Fluent forward protocol listener when `fluent.listen` is set. */
+  fluentAddress?: string;
   /** Graceful, idempotent: stop accepting, finish in-flight requests (up to `shutdown.timeout_ms`), then `app.close()`. */
   close(): Promise<void>;
   /** Resolves once `close()` has finished. */
@@ -40,6 +44,10 @@ export async function startServe(app: App): Promise<ServeHandle> {
     : undefined;
   let http: HttpTransport | undefined;
   let grpc: GrpcTransport | undefined;
+  let fluent: FluentTransport | undefined;
+  // A forward listener with nowhere to send could only hold or drop what it receives.
+  if (cfg.fluent.listen && !cfg.fluent.next_hop) throw new ConfigError("config key fluent.listen (env DNSGEO_FLUENT_LISTEN): set, but fluent.next_hop (env DNSGEO_FLUENT_NEXT_HOP) is not; the forward listener needs an in_forward to send the enriched events to");
+  const fluentForwarder = cfg.fluent.listen ? new FluentForwarder(cfg.fluent, { logger: app.logger }) : undefined;
   let closing: Promise<void> | undefined;
   let markClosed!: () => void;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
@@ -48,8 +56,9 @@ export async function startServe(app: App): Promise<ServeHandle> {
     closing ??= (async () => {
       const t = cfg.shutdown.timeout_ms;
       const started = Date.now();
-      await Promise.all([http?.close(t), grpc?.close(t)]);
+      await Promise.all([http?.close(t), grpc?.close(t), fluent?.close(t)]);
       await forwarder?.close();
+      await fluentForwarder?.close();
       app.logger.info({ ms: Date.now() - started }, "transports closed; closing the app");
       await app.close();
       markClosed();
@@ -68,6 +77,10 @@ export async function startServe(app: App): Promise<ServeHandle> {
       const tls = loadTls(cfg.grpc.tls, "grpc.tls");
       grpc = createGrpcServer(Object.assign({ app, limiter, guard }, tls ? { tls } : {}));
       handle.grpcAddress = await grpc.listen();
+    }
+    if (fluentForwarder) {
+      fluent = createFluentServer({ app, forwarder: fluentForwarder });
+      handle.fluentAddress = await fluent.listen();
     }
   } catch (e) {
     await close().catch(() => undefined);
@@ -138,7 +151,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
       // Tests and supervisors read the bound addresses from this line (ports may be 0 in config).
       const build = buildInfo();
       ctx.logger.info(
-        Object.assign({ version: build.version, node: build.node }, build.commit ? { commit: build.commit } : {}, { http: handle.httpAddress ?? null, grpc: handle.grpcAddress ?? null }),
+        Object.assign({ version: build.version, node: build.node }, build.commit ? { commit: build.commit } : {}, { http: handle.httpAddress ?? null, grpc: handle.grpcAddress ?? null }, handle.fluentAddress ? { fluent: handle.fluentAddress } : {}),
         "listening",
       );
       if (ctx.signals) installSignalHandlers(ctx.signals, handle.close, ctx.exit ?? (() => undefined), ctx.logger);

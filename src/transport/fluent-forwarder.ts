@@ -1,0 +1,214 @@
+/**
+ * The forward protocol's next hop: sends enriched events to an `in_forward` (Fluent Bit,
+ * Fluentd) as PackedForward messages with a `chunk` option and waits for `{ack: chunk}`.
+ * `send` resolves `true` only once every message of a batch was acked; the listener acks
+ * the shipper only then, so a batch is never acknowledged and then lost.
+ *
+ * A batch goes out in messages of at most `fluent.max_send_bytes`, one after another on
+ * one connection. A connection that fails (refused, reset, closed, no ack within
+ * `fluent.timeout_ms`) is dropped and the message sent again on a new one, with a short
+ * backoff, until `fluent.timeout_ms` has passed since the batch started; then `send`
+ * resolves `false` and the shipper, which got no ack, sends the batch again (the forward
+ * protocol's 503). Messages acked before that are then delivered twice: at-least-once.
+ * `in_forward` has no per-record refusal, so there is nothing to dead-letter.
+ */
+import * as net from "node:net";
+import { randomBytes } from "node:crypto";
+import type { Config } from "../config.js";
+import type { Logger } from "../observability/logger.js";
+import { FluentProtocolError, packPackedForward, unpackr, valueEnd } from "./fluent-codec.js";
+
+export type FluentConfig = Config["fluent"];
+
+/** `host:port` (IPv6 in brackets) → host and port. */
+export function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
+  if (!m) throw new Error(`not host:port: ${s}`);
+  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+}
+
+/** One pooled connection to the next hop, with the bytes it has answered and not yet read. */
+class HopConnection {
+  private pending: Buffer = Buffer.alloc(0);
+  private waiter: ((err: Error | undefined) => void) | undefined;
+  dead = false;
+
+  constructor(readonly socket: net.Socket) {
+    socket.setNoDelay(true);
+    socket.on("data", (b: Buffer) => {
+      this.pending = this.pending.length === 0 ? b : Buffer.concat([this.pending, b]);
+      this.waiter?.(undefined);
+    });
+    const fail = (e?: Error): void => {
+      this.dead = true;
+      this.waiter?.(e ?? new Error("the next hop closed the connection"));
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail());
+  }
+
+  /** Writes `msg` and waits for the ack of `chunk`. */
+  async exchange(msg: Buffer, chunk: string, timeoutMs: number): Promise<void> {
+    if (this.dead) throw new Error("connection closed");
+    this.socket.write(msg);
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const end = this.pending.length > 0 ? valueEnd(this.pending, 0) : -1;
+      if (end > 0) {
+        const answer = unpackr.unpack(this.pending.subarray(0, end)) as unknown;
+        this.pending = this.pending.subarray(end);
+        const ack = answer !== null && typeof answer === "object" ? (answer as Record<string, unknown>).ack : undefined;
+        if (ack === chunk) return;
+        throw new FluentProtocolError(`the next hop answered ${JSON.stringify(answer)?.slice(0, 80)} (want ack ${chunk})`);
+      }
+      if (this.dead) throw new Error("the next hop closed the connection before its ack");
+      const left = until - Date.now();
+      if (left <= 0) throw new Error(`no ack from the next hop within ${timeoutMs} ms`);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.waiter = undefined;
+          resolve();
+        }, left);
+        this.waiter = (err) => {
+          clearTimeout(timer);
+          this.waiter = undefined;
+          if (err) reject(err);
+          else resolve();
+        };
+      });
+    }
+  }
+
+  destroy(): void {
+    this.dead = true;
+    this.socket.destroy();
+  }
+}
+
+export interface FluentForwarderDeps {
+  logger?: Logger;
+}
+
+/** Sends batches of packed entries to `fluent.next_hop`. */
+export class FluentForwarder {
+  private readonly host: string;
+  private readonly port: number;
+  private readonly idle: HopConnection[] = [];
+  private readonly busy = new Set<HopConnection>();
+  private closed = false;
+  private lastFailureLog = 0;
+  private failuresSinceLog = 0;
+
+  constructor(
+    private readonly cfg: FluentConfig,
+    private readonly deps: FluentForwarderDeps = {},
+  ) {
+    if (!cfg.next_hop) throw new Error("fluent.next_hop is not set");
+    const hp = parseHostPort(cfg.next_hop);
+    this.host = hp.host;
+    this.port = hp.port;
+  }
+
+  /**
+   * Sends `entries` (each one packed `[time, record]` entry) under `tag`; resolves true once
+   * the next hop acked all of them, false when it could not within `fluent.timeout_ms`.
+   * `option` is added to every message (Fluent Bit's `fluent_signal`).
+   */
+  async send(tag: string, entries: readonly Buffer[], option: Record<string, unknown> = {}): Promise<boolean> {
+    const started = Date.now();
+    const max = this.cfg.max_send_bytes;
+    let conn: HopConnection | undefined;
+    try {
+      for (let lo = 0; lo < entries.length; ) {
+        let hi = lo;
+        let bytes = 0;
+        // At least one entry per message, however large: in_forward decides about it.
+        while (hi < entries.length && (hi === lo || bytes + (entries[hi] as Buffer).length <= max)) bytes += (entries[hi++] as Buffer).length;
+        const chunk = randomBytes(16).toString("base64");
+        const msg = packPackedForward(tag, Buffer.concat(entries.slice(lo, hi) as Buffer[], bytes), Object.assign({}, option, { chunk, size: hi - lo }));
+        for (let attempt = 0; ; attempt++) {
+          const left = this.cfg.timeout_ms - (Date.now() - started);
+          if (this.closed || left <= 0) return false;
+          try {
+            conn ??= await this.take(left);
+            await conn.exchange(msg, chunk, left);
+            break;
+          } catch (e) {
+            conn?.destroy();
+            if (conn) this.busy.delete(conn);
+            conn = undefined;
+            this.logFailure(e);
+            // A restarting next hop refuses connections for a while: back off, 50 ms doubling to 1 s.
+            const wait = Math.min(1000, 50 * 2 ** Math.min(attempt, 5), Math.max(0, this.cfg.timeout_ms - (Date.now() - started)));
+            await new Promise((r) => setTimeout(r, wait));
+          }
+        }
+        lo = hi;
+      }
+      return true;
+    } finally {
+      if (conn) {
+        this.busy.delete(conn);
+        if (!conn.dead && !this.closed) this.idle.push(conn);
+        else conn.destroy();
+      }
+    }
+  }
+
+  /** An idle connection, or a new one. */
+  private async take(timeoutMs: number): Promise<HopConnection> {
+    for (let c = this.idle.pop(); c; c = this.idle.pop()) {
+      if (!c.dead) {
+        this.busy.add(c);
+        return c;
+      }
+    }
+    const socket = net.connect({ host: this.host, port: this.port });
+    const conn = new HopConnection(socket);
+    this.busy.add(conn);
+    try {
+      await this.connected(socket, timeoutMs);
+    } catch (e) {
+      conn.destroy();
+      this.busy.delete(conn);
+      throw e;
+    }
+    return conn;
+  }
+
+  private connected(socket: net.Socket, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`connecting to the next hop took over ${timeoutMs} ms`)), timeoutMs);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      socket.once("close", () => {
+        clearTimeout(timer);
+        reject(new Error("the next hop closed the connection"));
+      });
+    });
+  }
+
+  /** One line per 10 s at most, with the count of failures since the last one. */
+  private logFailure(e: unknown): void {
+    this.failuresSinceLog++;
+    const now = Date.now();
+    if (now - this.lastFailureLog < 10_000) return;
+    this.deps.logger?.warn({ err: e, next_hop: this.cfg.next_hop, failures: this.failuresSinceLog }, "fluent next hop failed; retrying");
+    this.lastFailureLog = now;
+    this.failuresSinceLog = 0;
+  }
+
+  /** Closes idle connections; sends still running give up at their next retry. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.destroy();
+    for (const c of this.busy) c.destroy();
+    this.busy.clear();
+  }
+}

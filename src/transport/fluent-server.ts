@@ -1,0 +1,241 @@
+/**
+ * The Fluent forward protocol (v1) listener: Fluent Bit's `out_forward`, Fluentd's
+ * `out_forward` and other forward clients send here; the events are enriched through the
+ * same enricher as HTTP and sent on to `fluent.next_hop`'s `in_forward`. Message, Forward,
+ * PackedForward and CompressedPackedForward modes; `[time, record]` and Fluent Bit's
+ * `[[time, metadata], record]` entries, each sent on with its own time and metadata.
+ *
+ * A message's `chunk` is answered `{ack: chunk}` only after the next hop acked the
+ * enriched events. When the next hop does not within `fluent.timeout_ms`, the connection is
+ * closed without an ack: the shipper sends the chunk again (at-least-once).
+ *
+ * Messages on one connection are handled one at a time, in order; the socket is not read
+ * while one is in work, so a client cannot queue more than one message and a packet.
+ * Input that is not the protocol, a message over `fluent.max_message_bytes`, or a message
+ * left half-sent for `http.body_timeout_ms` closes the connection with a log line (at
+ * most one per 10 s, with a count).
+ */
+import * as net from "node:net";
+import type { App } from "../app.js";
+import type { OutputItem } from "../pipeline/enrich.js";
+import type { DecodedItem } from "../pipeline/types.js";
+import { decodeMessage, FluentProtocolError, packEntry, packr, valueEnd, type FluentMessage } from "./fluent-codec.js";
+import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
+
+export interface FluentServerDeps {
+  app: App;
+  forwarder: FluentForwarder;
+}
+
+export interface FluentTransport {
+  /** Binds `fluent.listen`; resolves "host:port" as bound. */
+  listen(): Promise<string>;
+  /** Stops accepting, closes idle connections, waits up to `timeoutMs` for messages in work, then closes the rest. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/** The record an output item stands for, as a value to pack. */
+function itemValue(it: OutputItem): unknown {
+  if (it.kind === "json") return it.value;
+  if (it.kind === "jsontext") return JSON.parse(it.parts.join("")) as unknown;
+  return { log: it.raw };
+}
+
+/** Creates the listener of `app.config.fluent.listen`. */
+export function createFluentServer(deps: FluentServerDeps): FluentTransport {
+  const { app, forwarder } = deps;
+  const cfg = app.config.fluent;
+  const partialTimeoutMs = app.config.http.body_timeout_ms;
+  const logger = app.logger;
+  const conns = new Map<net.Socket, { busy: boolean }>();
+  let closing = false;
+  let idleWaiters: Array<() => void> = [];
+  const limited = new Map<string, { last: number; count: number }>();
+
+  /** One warn line per `kind` per 10 s, carrying how many were not logged. */
+  const warnLimited = (kind: string, fields: Record<string, unknown>, msg: string): void => {
+    const now = Date.now();
+    const s = limited.get(kind) ?? { last: 0, count: 0 };
+    s.count++;
+    limited.set(kind, s);
+    if (now - s.last < 10_000) return;
+    logger.warn(Object.assign({ transport: "fluent", reason: kind, count: s.count }, fields), msg);
+    s.last = now;
+    s.count = 0;
+  };
+
+  const anyBusy = (): boolean => {
+    for (const c of conns.values()) if (c.busy) return true;
+    return false;
+  };
+  const settle = (): void => {
+    if (anyBusy()) return;
+    const w = idleWaiters;
+    idleWaiters = [];
+    for (const f of w) f();
+  };
+
+  /** Enriches the events of `msg` and sends them on; true once the next hop acked them. */
+  const deliver = async (msg: FluentMessage): Promise<boolean> => {
+    if (msg.signal !== undefined) return forwarder.send(msg.tag, msg.raw ? [msg.raw] : [], { fluent_signal: msg.signal });
+    if (msg.events.length === 0) return true;
+    const items: DecodedItem[] = msg.events.map((e) => ({ kind: "json", value: e.record }));
+    // One event in, one event out (never exploded), so each keeps its own time and metadata.
+    const out = await app.enricher.enrichDecoded({ framing: "ndjson", items }, { explode: false });
+    if (out.items.length !== msg.events.length) throw new Error(`enrichment gave ${out.items.length} records for ${msg.events.length} events`);
+    const entries = new Array<Buffer>(out.items.length);
+    for (let i = 0; i < entries.length; i++) {
+      const ev = msg.events[i] as FluentMessage["events"][number];
+      entries[i] = packEntry(ev.time, ev.meta, itemValue(out.items[i] as OutputItem));
+    }
+    return forwarder.send(msg.tag, entries);
+  };
+
+  const onConnection = (socket: net.Socket): void => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    const state = { busy: false };
+    conns.set(socket, state);
+    const peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`;
+    let chunks: Buffer[] = [];
+    let total = 0;
+    // Bytes the message being received needs at least before it can be whole.
+    let need = 1;
+    let gone = false;
+
+    const drop = (kind: string, detail: string): void => {
+      if (gone) return;
+      gone = true;
+      warnLimited(kind, { peer, detail }, "fluent connection closed");
+      socket.destroy();
+    };
+
+    const pump = (): void => {
+      while (!gone && !state.busy && !closing) {
+        if (total < need) {
+          // Half a message waits for the rest, within the body timeout.
+          socket.setTimeout(total > 0 ? partialTimeoutMs : 0);
+          return;
+        }
+        const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
+        chunks = [buf];
+        const t = buf[0] as number;
+        // Refused on its first byte, not after waiting for the rest of something that is no message.
+        if (t !== 0xc0 && !((t >= 0x90 && t <= 0x9f) || t === 0xdc || t === 0xdd)) {
+          drop("malformed", `a message is not an array (first byte 0x${t.toString(16)})`);
+          return;
+        }
+        let end: number;
+        try {
+          end = valueEnd(buf, 0);
+        } catch (e) {
+          drop("malformed", (e as Error).message);
+          return;
+        }
+        if (end < 0) {
+          need = -end;
+          if (need > cfg.max_message_bytes) drop("too_large", `a message of at least ${need} bytes (fluent.max_message_bytes ${cfg.max_message_bytes})`);
+          continue;
+        }
+        const bytes = buf.subarray(0, end);
+        const rest = buf.subarray(end);
+        chunks = rest.length > 0 ? [rest] : [];
+        total = rest.length;
+        need = 1;
+        if (t === 0xc0) continue; // nil: a heartbeat
+        let msg: FluentMessage;
+        try {
+          msg = decodeMessage(bytes, { maxDecodedBytes: cfg.max_decoded_bytes });
+        } catch (e) {
+          drop(e instanceof FluentProtocolError ? "malformed" : "undecodable", (e as Error).message.slice(0, 200));
+          return;
+        }
+        state.busy = true;
+        socket.setTimeout(0);
+        socket.pause();
+        deliver(msg).then(
+          (ok) => {
+            if (!ok) drop("next_hop_unavailable", `next hop ${cfg.next_hop ?? ""} did not ack within fluent.timeout_ms; no ack sent, the shipper sends again`);
+            else if (msg.chunk !== undefined && !gone) socket.write(packr.pack({ ack: msg.chunk }));
+          },
+          (e: unknown) => {
+            logger.error({ err: e, transport: "fluent" }, "fluent message failed; no ack sent");
+            drop("failed", (e as Error).message);
+          },
+        ).finally(() => {
+          state.busy = false;
+          if (closing && !gone) {
+            gone = true;
+            socket.end();
+          }
+          settle();
+          if (!gone) {
+            socket.resume();
+            pump();
+          }
+        });
+        return;
+      }
+    };
+
+    socket.on("data", (b: Buffer) => {
+      if (gone) return;
+      chunks.push(b);
+      total += b.length;
+      if (total > cfg.max_message_bytes && total >= need) {
+        // Whole messages are taken off as they complete, so this much unread means one message is too large.
+        const end = (() => {
+          try {
+            return valueEnd(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total), 0);
+          } catch {
+            return -1;
+          }
+        })();
+        if (end < 0 || end > cfg.max_message_bytes) {
+          drop("too_large", `more than fluent.max_message_bytes (${cfg.max_message_bytes}) of one message`);
+          return;
+        }
+      }
+      pump();
+    });
+    socket.on("timeout", () => drop("timeout", `half a message for ${partialTimeoutMs} ms`));
+    socket.on("error", () => {
+      gone = true;
+    });
+    socket.on("close", () => {
+      gone = true;
+      conns.delete(socket);
+      settle();
+    });
+  };
+
+  const server = net.createServer({ noDelay: true }, onConnection);
+
+  return {
+    listen: async () => {
+      if (!cfg.listen) throw new Error("fluent.listen is not set");
+      const { host, port } = parseHostPort(cfg.listen);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ host, port, backlog: 4096 }, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      const a = server.address() as net.AddressInfo;
+      return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    },
+    close: async (timeoutMs: number) => {
+      closing = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const [s, st] of conns) if (!st.busy) s.destroy();
+      if (anyBusy()) {
+        await Promise.race([new Promise<void>((resolve) => idleWaiters.push(resolve)), new Promise<void>((r) => setTimeout(r, timeoutMs).unref())]);
+      }
+      for (const s of conns.keys()) s.destroy();
+      await stopped;
+    },
+  };
+}

@@ -1,0 +1,157 @@
+/**
+ * The forward protocol listener's rules that need no Fluent Bit: no ack when the next hop
+ * does not ack, garbage and oversize input close the connection and nothing else, a half
+ * message is not waited for forever, a listener without a next hop does not start.
+ * (Each mode against the real Fluent Bit's in_forward: test/integration/fluent-bit.)
+ */
+import * as net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { pack } from "msgpackr";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp } from "../../../src/app.js";
+import { startServe } from "../../../src/cli/serve.js";
+import { ConfigError, loadConfig } from "../../../src/config.js";
+import { startHarness, type Harness } from "./harness.js";
+
+/** A next hop that accepts connections and reads, but never answers (a hung in_forward). */
+async function silentNextHop(): Promise<{ port: number; received: () => number; close: () => Promise<void> }> {
+  let bytes = 0;
+  const sockets = new Set<net.Socket>();
+  const srv = net.createServer((s) => {
+    sockets.add(s);
+    s.on("data", (b) => (bytes += b.length));
+    s.on("error", () => undefined);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    received: () => bytes,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+/** Connects to `addr`, writes `bytes`, and resolves what came back and whether the server closed the connection within `ms`. */
+function exchange(addr: string, bytes: Buffer, ms: number): Promise<{ answer: Buffer; closed: boolean; closedAfterMs: number }> {
+  const [host, port] = [addr.slice(0, addr.lastIndexOf(":")), Number(addr.slice(addr.lastIndexOf(":") + 1))];
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const chunks: Buffer[] = [];
+    const s = net.connect(port, host, () => s.write(bytes));
+    let done = false;
+    const finish = (closed: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ answer: Buffer.concat(chunks), closed, closedAfterMs: Date.now() - started });
+    };
+    const timer = setTimeout(() => finish(false), ms);
+    s.on("data", (b) => chunks.push(b));
+    s.on("error", () => finish(true));
+    s.on("close", () => finish(true));
+  });
+}
+
+describe("Fluent forward listener", () => {
+  let h: Harness | undefined;
+  let hop: Awaited<ReturnType<typeof silentNextHop>> | undefined;
+  afterEach(async () => {
+    await h?.close();
+    await hop?.close();
+    h = undefined;
+    hop = undefined;
+  });
+
+  it("sends no ack while the next hop has not acked, and closes the connection after fluent.timeout_ms", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, timeout_ms: 800 } });
+    const msg = pack(["dns.raw", 1_700_000_000, { query_name: "example.com", answers: [{ Rdata: "8.8.8.8", Type: "A" }] }, { chunk: "c-1" }]);
+    // Act
+    const r = await exchange(h.serve.fluentAddress ?? "", msg, 5000);
+    // Assess
+    expect(r.answer.length).toBe(0);
+    expect(r.closed).toBe(true);
+    expect(r.closedAfterMs).toBeGreaterThanOrEqual(700);
+    expect(hop.received()).toBeGreaterThan(0);
+  });
+
+  it("closes a connection that sends garbage, and keeps serving others (fast-check)", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, timeout_ms: 200 } });
+    const addr = h.serve.fluentAddress ?? "";
+    // Act / Assess: anything that is not nil or an array at the top is refused at once.
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 300 }).filter((b) => b[0] !== 0xc0 && !((b[0] as number) >= 0x90 && (b[0] as number) <= 0x9f) && b[0] !== 0xdc && b[0] !== 0xdd), async (bytes) => {
+        const r = await exchange(addr, Buffer.from(bytes), 3000);
+        expect(r.closed).toBe(true);
+        expect(r.answer.length).toBe(0);
+      }),
+      { numRuns: 60 },
+    );
+    // Arrays of garbage inside: closed, or waited for (a half message) — never an ack, never a crash.
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (bytes) => {
+        const r = await exchange(addr, Buffer.concat([Buffer.from([0x93]), Buffer.from(bytes)]), 250);
+        expect(r.answer.length).toBe(0);
+      }),
+      { numRuns: 30 },
+    );
+    const live = await fetch(`${h.httpUrl}/livez`);
+    expect(live.status).toBe(200);
+  }, 120_000);
+
+  it("closes a connection whose message announces more than fluent.max_message_bytes, before reading it", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, max_message_bytes: 64 * 1024 } });
+    const head = Buffer.from([0x93, 0xa1, 0x74, 0xc6, 0x00, 0x10, 0x00, 0x00]); // ["t", bin32 of 1 MiB ...
+    // Act
+    const r = await exchange(h.serve.fluentAddress ?? "", head, 3000);
+    // Assess
+    expect(r.closed).toBe(true);
+    expect(r.closedAfterMs).toBeLessThan(2000);
+  });
+
+  it("does not wait forever for the rest of a half-sent message (http.body_timeout_ms)", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ http: { port: 0, overload_turn_ms: 0, body_timeout_ms: 500 }, fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}` } });
+    const msg = pack(["t", 1, { a: "b".repeat(100) }, { chunk: "x" }]);
+    // Act
+    const r = await exchange(h.serve.fluentAddress ?? "", msg.subarray(0, 40), 5000);
+    // Assess
+    expect(r.closed).toBe(true);
+    expect(r.closedAfterMs).toBeLessThan(3000);
+  });
+
+  it("ignores nil heartbeats between messages", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}` } });
+    // Act
+    const r = await exchange(h.serve.fluentAddress ?? "", Buffer.from([0xc0, 0xc0, 0xc0]), 600);
+    // Assess
+    expect(r.closed).toBe(false);
+  });
+
+  it("refuses to start with fluent.listen but no fluent.next_hop (a listener with nowhere to send)", async () => {
+    // Prepare
+    const config = loadConfig({ overrides: { data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-fluent-")), http: { port: 0 }, grpc: { enabled: false }, cache: { sqlite: { enabled: false } }, ipapi: { enabled: false }, fluent: { listen: "127.0.0.1:0" } } });
+    const app = await createApp(config);
+    try {
+      // Act / Assess
+      await expect(startServe(app)).rejects.toBeInstanceOf(ConfigError);
+    } finally {
+      await app.close();
+    }
+  });
+});
