@@ -48,7 +48,7 @@ function makeSenders(setup: LoadSetup, target: LoadTarget, concurrency: number):
     const pool = new Pool(target === "echo" ? setup.echoUrl : setup.httpUrl, { connections: concurrency, pipelining: 1 });
     const path = target === "echo" ? "/" : "/v1/enrich";
     const send: Sender = async () => {
-      const res = await pool.request({ path, method: "POST", body: bodies[i++ % bodies.length] as Buffer, headers: { "content-type": "application/x-ndjson" } });
+      const res = await pool.request({ path, method: "POST", body: bodies[i++ % bodies.length], headers: { "content-type": "application/x-ndjson" } });
       await res.body.arrayBuffer();
       return res.statusCode === 200;
     };

@@ -466,7 +466,7 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
       throw new ConfigError(`unknown environment variable ${name}`);
     }
   }
-  const merged = merge(merge(fromFile, fromEnv), (opts.overrides ?? {}) as Record<string, unknown>);
+  const merged = merge(merge(fromFile, fromEnv), (opts.overrides ?? {}));
   const res = configSchema.safeParse(merged);
   if (!res.success) throw new ConfigError(formatIssues(res.error));
   return deepFreeze(res.data);

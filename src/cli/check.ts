@@ -110,7 +110,7 @@ async function checkOfflineData(cfg: Readonly<Config>): Promise<[CheckStatus, st
     if (!g || (g.countryCode === undefined && g.asn === undefined)) return ["fail", `loaded, but ${PROBE_IP} is in neither the city nor the ASN data`];
     return ["pass", `city and ASN data loaded; ${PROBE_IP} → ${g.countryCode ?? "?"}, AS${g.asn ?? "?"}`];
   } finally {
-    await p.close();
+    p.close();
   }
 }
 

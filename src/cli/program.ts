@@ -43,7 +43,7 @@ export function buildProgram(ctx: CliContext, onConfigFile: (file: string | unde
 export async function runCli(argv: readonly string[], ctx: CliContext, onConfigFile: (file: string | undefined) => void): Promise<number> {
   const program = buildProgram(ctx, onConfigFile);
   try {
-    await program.parseAsync(argv as string[], { from: "user" });
+    await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (e) {
     if (e instanceof CliFailure) {

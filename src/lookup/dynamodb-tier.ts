@@ -245,7 +245,7 @@ export class DynamoDbTier implements Lookup {
     for (let attempt = 0; ; attempt++) {
       try {
         const res = await this.opts.client.send(
-          new BatchWriteCommand({ RequestItems: { [table]: requests as Array<{ PutRequest: { Item: Item } }> } }),
+          new BatchWriteCommand({ RequestItems: { [table]: requests } }),
           { abortSignal: this.callSignal(undefined) },
         );
         const left = res.UnprocessedItems?.[table];

@@ -207,7 +207,7 @@ export class DefaultGeoService implements GeoService {
     if (quick) {
       for (let i = 0; i < asked.length; i++) {
         const ip = asked[i] as string;
-        out.set(ip, { entry: quick.get(ip) as Entry, final: true });
+        out.set(ip, { entry: quick.get(ip), final: true });
       }
       return out;
     }

@@ -291,7 +291,7 @@ export class LookupChain implements Lookup {
 
   /** Copies hits of tier `i` into the tiers above it; fire-and-forget, failures counted. */
   private writeUp(i: number, hits: Entry[]): void {
-    for (let j = 0; j < i; j++) this.setOne(j, hits);
+    for (let j = 0; j < i; j++) void this.setOne(j, hits);
   }
 
   private setOne(j: number, entries: readonly Entry[]): Promise<void> {
@@ -302,7 +302,7 @@ export class LookupChain implements Lookup {
     };
     try {
       const r = tier.set(entries);
-      if (r && typeof (r as Promise<void>).then === "function") return (r as Promise<void>).then(undefined, fail);
+      if (r && typeof (r).then === "function") return (r).then(undefined, fail);
     } catch (e) {
       fail(e);
     }

@@ -333,7 +333,7 @@ export class SqliteTier implements Lookup {
     const touched = Array.from(this.touched);
     this.touched.clear();
     try {
-      (this.db as Database.Database).transaction(() => {
+      (this.db).transaction(() => {
         for (const e of batch) {
           stmts.upsert.run(e.ip, ITEM_VERSION, e.geo ? JSON.stringify(e.geo) : null, e.src, e.fetchedAt, e.expiresAt, e.neg ? 1 : 0, now);
         }
@@ -400,7 +400,7 @@ export class SqliteTier implements Lookup {
     const n = opts.expiredOnly ? stmts.deleteExpired.run(nowS(this.clock)).changes : stmts.deleteAll.run().changes;
     if (!opts.expiredOnly) this.pending.clear();
     this.rowsUpperBound = stmts.count.get() as number;
-    (this.db as Database.Database).pragma("wal_checkpoint(TRUNCATE)");
+    (this.db).pragma("wal_checkpoint(TRUNCATE)");
     return n;
   }
 

@@ -193,7 +193,7 @@ export interface DecodeLimits {
  */
 export function decodeMessage(buf: Buffer, limits: DecodeLimits): FluentMessage {
   const { count, starts } = arrayElements(buf);
-  const el = (i: number): Buffer => buf.subarray(starts[i] as number, starts[i + 1] as number);
+  const el = (i: number): Buffer => buf.subarray(starts[i], starts[i + 1]);
   const tag = unpackr.unpack(el(0)) as unknown;
   if (typeof tag !== "string") throw new FluentProtocolError("the tag is not a string");
   const second = el(1);

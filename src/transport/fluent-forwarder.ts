@@ -125,7 +125,7 @@ export class FluentForwarder {
         // At least one entry per message, however large: in_forward decides about it.
         while (hi < entries.length && (hi === lo || bytes + (entries[hi] as Buffer).length <= max)) bytes += (entries[hi++] as Buffer).length;
         const chunk = randomBytes(16).toString("base64");
-        const msg = packPackedForward(tag, Buffer.concat(entries.slice(lo, hi) as Buffer[], bytes), Object.assign({}, option, { chunk, size: hi - lo }));
+        const msg = packPackedForward(tag, Buffer.concat(entries.slice(lo, hi), bytes), Object.assign({}, option, { chunk, size: hi - lo }));
         for (let attempt = 0; ; attempt++) {
           const left = this.cfg.timeout_ms - (Date.now() - started);
           if (this.closed || left <= 0) return false;

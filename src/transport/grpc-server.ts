@@ -515,7 +515,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   server.addService(enrichment, handlers);
   const health = new HealthImplementation({ "": "NOT_SERVING", [ENRICHMENT_SERVICE]: "NOT_SERVING" });
   health.addToServer({
-    addService: (svc, impl) => server.addService(svc as grpc.ServiceDefinition, { ...impl, watch: capWatch(impl.watch as grpc.handleServerStreamingCall<{ service?: string }, unknown>) }),
+    addService: (svc, impl) => server.addService(svc, { ...impl, watch: capWatch(impl.watch as grpc.handleServerStreamingCall<{ service?: string }, unknown>) }),
   });
   new ReflectionService(definition).addToServer(server);
 

@@ -493,7 +493,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       throw new DnsgeoError("DNSGEO_BAD_REQUEST", 'expected a JSON array of IP strings or {"ips":[…]}');
     }
     if (ips.length > maxRecords) throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${ips.length} IPs, limits.max_records_per_request is ${maxRecords}`);
-    const answers = await app.lookupIps(ips as string[]);
+    const answers = await app.lookupIps(ips);
     send(res, 200, { "content-type": "application/json" }, JSON.stringify(answers));
   };
 

@@ -211,9 +211,9 @@ function merge(a: ConfigInput, b: ConfigInput): ConfigInput {
   const out: Record<string, unknown> = Object.assign({}, a);
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k];
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" ? merge(cur as ConfigInput, v as ConfigInput) : v;
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" ? merge(cur, v as ConfigInput) : v;
   }
-  return out as ConfigInput;
+  return out;
 }
 
 /** A DynamoDB client at `endpoint` with fake credentials passed in config (never the environment). */

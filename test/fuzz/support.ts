@@ -38,8 +38,8 @@ const SPECIAL = [
 export function lookupable(ip: string): boolean {
   if (!ipaddr.isValid(ip)) return false;
   const addr = ipaddr.parse(ip);
-  if (addr.kind() === "ipv6" && !(addr as ipaddr.IPv6).match(ipaddr.parseCIDR("2000::/3") as [ipaddr.IPv6, number])) return false;
-  for (const [net, bits] of SPECIAL) if (net.kind() === addr.kind() && (addr as ipaddr.IPv4).match(net as ipaddr.IPv4, bits)) return false;
+  if (addr.kind() === "ipv6" && !(addr as ipaddr.IPv6).match(ipaddr.parseCIDR("2000::/3"))) return false;
+  for (const [net, bits] of SPECIAL) if (net.kind() === addr.kind() && (addr as ipaddr.IPv4).match(net, bits)) return false;
   if (addr.kind() === "ipv4") return ipaddr.IPv4.isValidFourPartDecimal(ip) && ip === addr.toString();
   return ip === (addr as ipaddr.IPv6).toRFC5952String();
 }

@@ -8,7 +8,6 @@
  * concurrency cap. No real DNS is ever involved.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import type { AddressInfo } from "node:net";
 import ipaddr from "ipaddr.js";
 
 /** What a name answers. */
@@ -160,7 +159,7 @@ export async function startFakeDns(opts: FakeDnsOptions = {}): Promise<FakeDns> 
       resolve();
     });
   });
-  const port = (sock.address() as AddressInfo).port;
+  const port = (sock.address()).port;
 
   return {
     port,

@@ -106,7 +106,7 @@ function rawRequest(addr: string, head: string[], body: Buffer): Promise<RawResp
 /** The example's dnsgeo.yaml `forward` section, pointed at `url`. */
 function exampleForward(example: string, url: string): ConfigInput {
   const doc = parseYaml(readFileSync(new URL(`../../examples/${example}/dnsgeo.yaml`, import.meta.url), "utf8")) as { forward: Obj; output?: Obj };
-  return { forward: Object.assign({}, doc.forward, { url }) as ConfigInput["forward"], output: doc.output as ConfigInput["output"] };
+  return { forward: Object.assign({}, doc.forward, { url }), output: doc.output };
 }
 
 /** Route 53 sample records, each marked with its index in `n`. */

@@ -40,7 +40,7 @@ for (const [short, long] of [
   ["Condition", "Condition"],
 ] as const) {
   const tag = `!${short}`;
-  CFN_TAGS.push({ tag, resolve: (v: string) => ({ [long]: v }) } as ScalarTag);
+  CFN_TAGS.push({ tag, resolve: (v: string) => ({ [long]: v }) });
   CFN_TAGS.push({ tag, collection: "seq", resolve: (seq: { toJSON(): unknown }) => ({ [long]: seq.toJSON() }) } as unknown as CollectionTag);
   CFN_TAGS.push({ tag, collection: "map", resolve: (map: { toJSON(): unknown }) => ({ [long]: map.toJSON() }) } as unknown as CollectionTag);
 }

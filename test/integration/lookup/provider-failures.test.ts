@@ -32,7 +32,7 @@ beforeAll(async () => {
   mmdb.get(Array.from({ length: 200 }, (_, i) => `${1 + (i % 220)}.${i}.1.1`));
 });
 afterAll(async () => {
-  await mmdb?.close();
+  mmdb?.close();
 });
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
@@ -54,7 +54,7 @@ async function setup(mode: FakeMode) {
     cache: chain, provider, fallback: mmdb, limiter, queue, logger, metrics,
     deadlineMs: DEADLINE_MS, lingerMs: 5, batchSize: 100, staleMaxS: 86400, shutdownTimeoutMs: 200,
   });
-  closers.push(() => provider.close(), () => chain.close(), () => (svc as DefaultGeoService).close());
+  closers.push(() => provider.close(), () => chain.close(), () => (svc).close());
   await fake.setMode(mode);
   return { svc, limiter, fake, metrics };
 }

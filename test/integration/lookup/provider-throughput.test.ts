@@ -115,7 +115,7 @@ describe("GeoService against the fake ip-api at scale", () => {
   afterAll(async () => {
     await svc?.close();
     await chain?.close();
-    await mmdb?.close();
+    mmdb?.close();
     await fake?.close();
   });
 

@@ -53,7 +53,7 @@ let fake: FakeDns;
 const closers: Array<() => unknown> = [];
 
 function setup(resolve: Partial<Config["resolve"]>, extra: ConfigInput = {}): { enricher: Enricher; geo: FixtureGeoService; resolver: NameResolver } {
-  const config = loadConfig({ overrides: Object.assign({ lookup: { deadline_ms: 2000 }, resolve: Object.assign({ servers: [fake.server], timeout_ms: 2000 }, resolve) }, extra) as ConfigInput });
+  const config = loadConfig({ overrides: Object.assign({ lookup: { deadline_ms: 2000 }, resolve: Object.assign({ servers: [fake.server], timeout_ms: 2000 }, resolve) }, extra) });
   const geo = new FixtureGeoService();
   const resolver = new NameResolver({ servers: config.resolve.servers, timeoutMs: config.resolve.timeout_ms, concurrency: config.resolve.concurrency, cacheMax: config.resolve.cache_max });
   closers.push(() => resolver.close());
@@ -215,7 +215,7 @@ describe("resolve wired by the app from config", () => {
         ipapi: { url: ipapi.url },
         mmdb: { enabled: false },
         resolve: { mode: "missing", servers: [fake.server] },
-      } as ConfigInput,
+      },
     });
     const app = await createApp(config);
     closers.push(() => app.close());

@@ -24,7 +24,6 @@ export interface EnrichResponse {
   looked_up?: number;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyClient = grpc.Client & Record<string, any>;
 
 export function enrichmentClient(address: string, creds = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): AnyClient {

@@ -338,7 +338,7 @@ describe("gRPC malformed protobuf", () => {
     expect(ok.length).toBeGreaterThan(0);
     const ec = enrichmentClient(h.grpcAddress);
     try {
-      const stream = ec.makeBidiStreamRequest("/dnsgeo.v1.Enrichment/EnrichStream", (b: Buffer) => b, (b: Buffer) => b) as grpc.ClientDuplexStream<Buffer, Buffer>;
+      const stream = ec.makeBidiStreamRequest<Buffer, Buffer>("/dnsgeo.v1.Enrichment/EnrichStream", (b: Buffer) => b, (b: Buffer) => b);
       const st = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
       stream.on("error", () => undefined);
       stream.on("data", () => undefined);

@@ -43,7 +43,7 @@ export async function startHarness(overrides: ConfigInput = {}): Promise<Harness
     ipapi: { enabled: false },
     shutdown: { timeout_ms: 5000 },
   };
-  const config = loadConfig({ overrides: deepMerge(base as Record<string, unknown>, overrides as Record<string, unknown>) as ConfigInput });
+  const config = loadConfig({ overrides: deepMerge(base, overrides) });
   const app = await createApp(config);
   const serve = await startServe(app);
   const scheme = config.http.tls.cert_file ? "https" : "http";

@@ -24,6 +24,7 @@ class TestSource implements BatchSource {
   async fetchBatch(ips: string[]): Promise<BatchResult> {
     this.calls.push([...ips]);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- tests throw non-Error values on purpose
     if (this.throws) throw this.throws;
     if (this.status !== 200) return { entries: [], status: this.status, rl: 10, ttl: 1 };
     const t = now();

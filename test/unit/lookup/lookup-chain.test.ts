@@ -68,7 +68,7 @@ function capture(): { logger: ReturnType<typeof createLogger>; lines: Array<Reco
       cb();
     },
   });
-  return { logger: createLogger("info", dest as never), lines };
+  return { logger: createLogger("info", dest), lines };
 }
 
 async function count(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {

@@ -18,7 +18,7 @@ function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: Ar
       cb();
     },
   });
-  return { logger: createLogger("info", dest as never), lines };
+  return { logger: createLogger("info", dest), lines };
 }
 
 describe("SqliteTier", () => {

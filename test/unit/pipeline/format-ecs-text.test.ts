@@ -53,7 +53,7 @@ const resultArb = (ip: string): fc.Arbitrary<IpResult | undefined> =>
         }, { requiredKeys: ["ip", "src", "fetchedAt", "expiresAt"] }) as fc.Arbitrary<Entry>,
         { nil: undefined },
       ),
-    }, { requiredKeys: ["final"] }) as fc.Arbitrary<IpResult>,
+    }, { requiredKeys: ["final"] }),
     { nil: undefined },
   );
 
@@ -73,7 +73,7 @@ describe("formatEcsText", () => {
         recordArb,
         fc.array(fc.constantFrom(...IPS), { maxLength: 5 }),
         resultsArb,
-        fc.constantFrom("object", "string", "array", "wkt") as fc.Arbitrary<"object" | "string" | "array" | "wkt">,
+        fc.constantFrom<"object" | "string" | "array" | "wkt">("object", "string", "array", "wkt"),
         fc.boolean(),
         fc.boolean(),
         fc.constantFrom("", " ", "\t "),

@@ -156,16 +156,16 @@ function oracleLookupable(ip: string): boolean {
   if (addr.kind() === "ipv6") {
     const v6 = addr as ipaddr.IPv6;
     // NAT64 well-known prefix: only its embedded IPv4 may be looked up, never the v6 form.
-    if (v6.match(ipaddr.parseCIDR("64:ff9b::/96") as [ipaddr.IPv6, number])) return false;
-    if (!v6.match(ipaddr.parseCIDR("2000::/3") as [ipaddr.IPv6, number])) return false;
+    if (v6.match(ipaddr.parseCIDR("64:ff9b::/96"))) return false;
+    if (!v6.match(ipaddr.parseCIDR("2000::/3"))) return false;
   }
   for (const [net, bits] of SPECIAL) {
-    if (net.kind() === addr.kind() && (addr as ipaddr.IPv4).match(net as ipaddr.IPv4, bits)) return false;
+    if (net.kind() === addr.kind() && (addr as ipaddr.IPv4).match(net, bits)) return false;
   }
   // Canonical text only: what was asked must be the address's own canonical form.
   if (addr.kind() === "ipv4") return ip === addr.toString() && ipaddr.IPv4.isValidFourPartDecimal(ip);
-  addr = addr as ipaddr.IPv6;
-  return ip === (addr as ipaddr.IPv6).toRFC5952String();
+  addr = addr;
+  return ip === (addr).toRFC5952String();
 }
 
 const octet = fc.integer({ min: 0, max: 255 });

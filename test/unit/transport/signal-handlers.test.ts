@@ -13,7 +13,7 @@ describe("installSignalHandlers", () => {
       closes++;
       return new Promise((resolve) => (release = resolve));
     };
-    installSignalHandlers(source as never, close, (c) => exits.push(c));
+    installSignalHandlers(source, close, (c) => exits.push(c));
     // Act
     source.emit("SIGTERM");
     const afterFirst = [...exits];
@@ -32,7 +32,7 @@ describe("installSignalHandlers", () => {
     // Prepare
     const source = new EventEmitter();
     const exits: number[] = [];
-    const remove = installSignalHandlers(source as never, () => Promise.reject(new Error("x")), (c) => exits.push(c));
+    const remove = installSignalHandlers(source, () => Promise.reject(new Error("x")), (c) => exits.push(c));
     // Act
     source.emit("SIGTERM");
     await new Promise((r) => setImmediate(r));
