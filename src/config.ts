@@ -313,18 +313,17 @@ export class ConfigError extends Error {
 
 type LeafType = "string" | "number" | "boolean" | "array";
 
-/** Unwraps default/optional/prefault to the base schema. */
+/** Unwraps default/optional/prefault/nullable to the base schema (zod's public `def`). */
 function baseOf(s: z.ZodType): z.ZodType {
   let cur: z.ZodType = s;
   for (;;) {
-    const def = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-    if (def.innerType && ["default", "optional", "prefault", "nullable"].includes(def.type)) cur = def.innerType;
+    if (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional || cur instanceof z.ZodPrefault || cur instanceof z.ZodNullable) cur = cur.def.innerType as z.ZodType;
     else return cur;
   }
 }
 
 function typeOf(s: z.ZodType): string {
-  return (s as unknown as { _zod: { def: { type: string } } })._zod.def.type;
+  return s.def.type;
 }
 
 /** Every leaf of the schema: dotted path → type. */
