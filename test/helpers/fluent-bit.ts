@@ -56,6 +56,17 @@ export async function waitForPort(port: number, timeoutMs = 15_000): Promise<voi
   }
 }
 
+/** Children started here; killed when the test process exits, so a timed-out test leaves none running. */
+const LIVE = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of LIVE) c.kill("SIGKILL");
+});
+
+function track(child: ChildProcess): void {
+  LIVE.add(child);
+  child.on("exit", () => LIVE.delete(child));
+}
+
 /** A clean environment: the test runner's, minus DNSGEO_ variables, plus `extra`. */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
@@ -72,7 +83,7 @@ export interface FluentBitOptions {
   files?: Record<string, string>;
   /** Directory for the config and the log; a new temp dir when absent. */
   dir?: string;
-  /** Ports whose listeners mean "ready" (e.g. in_http's); else the engine's start line in the log. */
+  /** Ports that must accept connections (e.g. in_http's) before the process counts as ready, after the engine's start line in the log. */
   readyPorts?: number[];
   env?: Record<string, string>;
   /** Working directory of the process; the config's directory when absent. */
@@ -109,6 +120,7 @@ export class FluentBit {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
+    track(child);
     const logFile = join(this.dir, "fluent-bit.log");
     const onData = (b: Buffer): void => {
       this.output += b.toString("utf8");
@@ -129,7 +141,10 @@ export class FluentBit {
     const started = (): boolean => this.output.indexOf("[sp] stream processor started", from) >= 0;
     while (!started()) {
       if (gone) throw new Error(`Fluent Bit exited before it was ready:\n${this.output.slice(from)}`);
-      if (Date.now() > until) throw new Error(`Fluent Bit not ready after ${timeoutMs} ms:\n${this.output.slice(from)}`);
+      if (Date.now() > until) {
+        child.kill("SIGKILL");
+        throw new Error(`Fluent Bit not ready after ${timeoutMs} ms:\n${this.output.slice(from)}`);
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
     for (const p of this.opts.readyPorts ?? []) await waitForPort(p, Math.max(1000, until - Date.now()));
@@ -332,6 +347,7 @@ export async function startDnsgeo(configFile: string, env: Record<string, string
     env: cleanEnv(Object.assign({ DNSGEO_CONFIG: configFile, DNSGEO_LOG_LEVEL: "info" }, env)),
     stdio: ["ignore", "ignore", "pipe"],
   });
+  track(child);
   let stderr = "";
   let code: number | null | undefined;
   const exited = new Promise<number | null>((resolve) =>

@@ -109,7 +109,7 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/ with the real Fluent Bit${FLU
 
     // Act
     appendFileSync(log, lines("ex", N / 2, N));
-    await waitUntil(() => countIds(fb.jsonLines()).size >= N, 60_000, `${N} records on Fluent Bit's stdout`);
+    await waitUntil(() => countIds(fb.jsonLines()).size >= N, 150_000, `${N} records on Fluent Bit's stdout`);
     await new Promise((r) => setTimeout(r, 1500)); // a duplicate would arrive within the next flush
 
     // Assess
@@ -123,5 +123,5 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/ with the real Fluent Bit${FLU
     // The stdout output puts its own `date` first; with json_date_key false out_http added none.
     for (const line of fb.output.split("\n").filter((l) => l.includes('"rid":"ex-'))) expect(line.match(/"date":/g)?.length ?? 0, line.slice(0, 80)).toBe(1);
     expect(fb.output).not.toMatch(/\[error\]/);
-  }, 120_000);
+  }, 200_000);
 });
