@@ -12,6 +12,9 @@ import { MemoryTier } from "./lookup/memory-tier.js";
 import { MmdbProvider } from "./lookup/mmdb-provider.js";
 import { SqliteTier } from "./lookup/sqlite-tier.js";
 import { DynamoDbTier, createDynamoClient } from "./lookup/dynamodb-tier.js";
+import { RedisTier, createRedisClient, redactRedisUrl } from "./lookup/redis-tier.js";
+import { RedisFleetBudget } from "./lookup/redis-fleet-budget.js";
+import type { SharedBudget } from "./lookup/rate-limiter.js";
 import { LookupChain } from "./lookup/lookup-chain.js";
 import { geoServiceFromConfig, type DefaultGeoService } from "./lookup/geo-service.js";
 import { fileLimiterStore } from "./lookup/limiter-store.js";
@@ -51,7 +54,7 @@ export interface App {
   readonly metrics: Metrics;
   readonly enricher: Enricher;
   readonly geo: DefaultGeoService;
-  /** The cache chain (memory → SQLite → DynamoDB); empty when every tier is off. */
+  /** The cache chain (memory → SQLite → Redis → DynamoDB); empty when every tier is off. */
   readonly cache: Lookup;
   /** The memory tier (L0) of `cache`, when on. */
   readonly memory: MemoryTier | undefined;
@@ -152,6 +155,42 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     });
     tiers.push(sqlite);
   }
+  // Redis before DynamoDB: when both are set, the nearer, cheaper shared tier answers first.
+  let redisBudget: SharedBudget | undefined;
+  const red = config.cache.redis;
+  if (red.url) {
+    const client = createRedisClient({ url: red.url, connectTimeoutMs: red.connect_timeout_ms, commandTimeoutMs: red.command_timeout_ms });
+    const redis = new RedisTier({
+      client,
+      ownsClient: true,
+      keyPrefix: red.key_prefix,
+      staleMaxS: config.cache.stale_max_s,
+      commandTimeoutMs: red.command_timeout_ms,
+      flushIntervalMs: red.flush_interval_ms,
+      writeBatch: red.write_batch,
+      queueMax: red.queue_max,
+      logger,
+      metrics,
+      clock,
+    });
+    // A warm shared tier from the first batch when the server is up; never a failed start when it is down.
+    if (!(await redis.waitReady(red.connect_timeout_ms))) {
+      logger.warn({ url: redactRedisUrl(red.url) }, "redis not reachable at start; the tier is skipped until it connects");
+    }
+    tiers.push(redis);
+    if (red.fleet_budget) {
+      redisBudget = new RedisFleetBudget({
+        client,
+        keyPrefix: red.key_prefix,
+        requestsPerWindow: config.ipapi.requests_per_window,
+        windowS: config.ipapi.window_s,
+        callTimeoutMs: red.command_timeout_ms,
+        clock,
+        logger,
+        metrics,
+      });
+    }
+  }
   let dynamoClient: DynamoDBDocumentClient | undefined;
   const dyn = config.dynamodb;
   if (dyn.table) {
@@ -195,6 +234,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
       { cache, clock, logger, metrics, limiterStore: fileLimiterStore(limiterStatePath(config), logger) },
       mmdb ? { fallback: mmdb } : {},
       dynamoClient ? { dynamoClient } : {},
+      redisBudget && !(dynamoClient && config.dynamodb.fleet_budget) ? { shared: redisBudget } : {},
     ),
   );
   // Shutdown order: background lookups → write-behind flush and stores (the chain closes its tiers in order).

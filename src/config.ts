@@ -180,6 +180,28 @@ export const configSchema = z
             queue_max: positiveInt.default(50_000),
           })
           .prefault({}),
+        redis: z
+          .object({
+            /** `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); the Redis/Valkey tier is off until it is set. */
+            url: z
+              .string()
+              .regex(/^rediss?:\/\/\S+$/, "expected a redis:// or rediss:// URL")
+              .optional(),
+            /** Prepended to each IP to form its key (several fleets may share one server). */
+            key_prefix: z.string().default("dnsgeo:ip:"),
+            connect_timeout_ms: positiveInt.default(1000),
+            /** Longest one read or write may take, milliseconds; past it the tier is skipped for that batch. */
+            command_timeout_ms: positiveInt.default(500),
+            /** Write-behind: SETs per pipeline. */
+            write_batch: positiveInt.default(500),
+            /** Write-behind: flush interval, milliseconds. */
+            flush_interval_ms: positiveInt.default(200),
+            /** Write-behind queue bound; past it the oldest pending writes are dropped and counted. */
+            queue_max: positiveInt.default(50_000),
+            /** Keep a fleet-wide ip-api batch counter per window on the server. */
+            fleet_budget: z.boolean().default(false),
+          })
+          .prefault({}),
       })
       .prefault({}),
     dynamodb: z

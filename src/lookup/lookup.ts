@@ -68,7 +68,7 @@ export interface GetOptions {
  * `get` answers only for the IPs it knows (a miss is simply absent from the map).
  */
 export interface Lookup {
-  /** Closed vocabulary, used as a metric label: "memory" | "sqlite" | "dynamodb" | "ipapi" | "mmdb" | "chain". */
+  /** Closed vocabulary, used as a metric label: "memory" | "sqlite" | "redis" | "dynamodb" | "ipapi" | "mmdb" | "chain". */
   readonly name: string;
   get(ips: readonly string[], opts?: GetOptions): Promise<Map<string, Entry>> | Map<string, Entry>;
   set(entries: readonly Entry[]): Promise<void> | void;

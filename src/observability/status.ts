@@ -100,7 +100,7 @@ export async function statusSnapshot(registry: Registry, recent: (n: number) => 
   const total = Object.values(records).reduce((a, n) => a + n, 0);
   const lookups = await valuesOf(registry, "dnsgeo_lookups_total");
   const cache: StatusSnapshot["cache"] = {};
-  for (const tier of ["memory", "sqlite", "dynamodb"]) {
+  for (const tier of ["memory", "sqlite", "redis", "dynamodb"]) {
     const outcomes = byLabel(lookups, "outcome", { tier });
     const n = Object.values(outcomes).reduce((a, x) => a + x, 0);
     if (n === 0 && Object.keys(outcomes).length === 0) continue;

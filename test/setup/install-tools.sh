@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages some tests drive for real (Chromium for the status
-# page's browser test), when they are missing and this machine can install them:
+# page's browser test, redis-server for the Redis tier), when they are missing and this machine can install them:
 # root (or passwordless sudo) and apt-get. Anything else: one line, and those tests
 # skip with their own one-line reason. Never fails the test run.
 set -u
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "test tools: no apt-get here; tests needing ${need[*]} will skip" >&2
