@@ -159,7 +159,12 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
   let redisBudget: SharedBudget | undefined;
   const red = config.cache.redis;
   if (red.url) {
-    const client = createRedisClient({ url: red.url, connectTimeoutMs: red.connect_timeout_ms, commandTimeoutMs: red.command_timeout_ms });
+    const client = createRedisClient({
+      url: red.url,
+      connectTimeoutMs: red.connect_timeout_ms,
+      commandTimeoutMs: red.command_timeout_ms,
+      ...(red.ca_file ? { caFile: red.ca_file } : {}),
+    });
     const redis = new RedisTier({
       client,
       ownsClient: true,

@@ -187,6 +187,8 @@ export const configSchema = z
               .string()
               .regex(/^rediss?:\/\/\S+$/, "expected a redis:// or rediss:// URL")
               .optional(),
+            /** PEM CA bundle for `rediss://` servers signed by a private CA; default: the system's CAs. */
+            ca_file: z.string().min(1).optional(),
             /** Prepended to each IP to form its key (several fleets may share one server). */
             key_prefix: z.string().default("dnsgeo:ip:"),
             connect_timeout_ms: positiveInt.default(1000),

@@ -44,17 +44,29 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (empty: persistence is off). */
   start(): Promise<void>;
+  /** SIGSTOP: connections stay open and nothing is answered (a hung server) until `resume()`. */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
-/** Starts redis-server; `extraArgs` are appended to the command line (`--requirepass x`, …). */
-export async function startRedisServer(bin: string, extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * Starts redis-server; `extraArgs` are appended to the command line (`--requirepass x`, …).
+ * With `tls`, the picked port is the TLS port (`--port 0` turns plain TCP off, which
+ * redis does support) and `extraArgs` must name the certificate files.
+ */
+export async function startRedisServer(bin: string, extraArgs: string[] = [], o: { tls?: boolean } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "dnsgeo-redis-"));
   const port = await freePort();
+  if (o.tls) {
+    const i = extraArgs.indexOf("--tls-port");
+    extraArgs = extraArgs.slice();
+    if (i >= 0) extraArgs[i + 1] = String(port);
+  }
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
-    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", ...extraArgs];
+    const args = ["--port", o.tls ? "0" : String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", ...extraArgs];
     const c = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
     child = c;
     let stderr = "";
@@ -80,10 +92,13 @@ export async function startRedisServer(bin: string, extraArgs: string[] = []): P
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${o.tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     stop,
     start,
+    pause: () => child?.kill("SIGSTOP"),
+    resume: () => child?.kill("SIGCONT"),
     async close() {
+      child?.kill("SIGCONT");
       await stop();
       rmSync(dir, { recursive: true, force: true });
     },
