@@ -58,12 +58,12 @@ describe.skipIf(!bin)(`two dnsgeo apps sharing one redis-server${bin ? "" : ` (s
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  async function app(): Promise<{ app: App; metrics: Metrics }> {
+  async function app(extraEnv: Record<string, string> = {}): Promise<{ app: App; metrics: Metrics }> {
     const dir = mkdtempSync(join(tmpdir(), "dnsgeo-redis-app-"));
     dirs.push(dir);
     const metrics = createMetrics();
     const config = loadConfig({
-      env: { DNSGEO_DATA_DIR: dir, DNSGEO_IPAPI_URL: fake.url, DNSGEO_CACHE_REDIS_URL: redis.url, DNSGEO_IPAPI_REQUESTS_PER_WINDOW: "1000" },
+      env: { DNSGEO_DATA_DIR: dir, DNSGEO_IPAPI_URL: fake.url, DNSGEO_CACHE_REDIS_URL: redis.url, DNSGEO_IPAPI_REQUESTS_PER_WINDOW: "1000", ...extraEnv },
     });
     const a = await createApp(config, { metrics });
     apps.push(a);
@@ -121,4 +121,31 @@ describe.skipIf(!bin)(`two dnsgeo apps sharing one redis-server${bin ? "" : ` (s
     expect((errors ?? []).reduce((n, v) => n + v.value, 0)).toBeGreaterThanOrEqual(15);
     await redis.start();
   }, 60_000);
+
+  it("cache.redis.fleet_budget: two apps behind one NAT send at most requests_per_window batches together", async () => {
+    // Prepare: 2 batches of 10 IPs per 60 s window for the whole fleet; each app alone would send 2.
+    const env = {
+      DNSGEO_CACHE_REDIS_FLEET_BUDGET: "true",
+      DNSGEO_CACHE_REDIS_KEY_PREFIX: "fleet:",
+      DNSGEO_IPAPI_REQUESTS_PER_WINDOW: "2",
+      DNSGEO_IPAPI_BATCH_SIZE: "10",
+      DNSGEO_SHUTDOWN_TIMEOUT_MS: "200",
+    };
+    const x = await app(env);
+    const y = await app(env);
+    const before = fake.counts.batchRequests;
+    const windowAtStart = Math.floor(Date.now() / 60_000);
+    // Act: both ask for 100 new IPs each, not waiting; the background then drains what the budget allows.
+    await Promise.all([
+      x.app.enricher.enrichBody(records(ipv4s(100, 21)), { contentType: "application/x-ndjson" }),
+      y.app.enricher.enrichBody(records(ipv4s(100, 22)), { contentType: "application/x-ndjson" }),
+    ]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const sent = fake.counts.batchRequests - before;
+    await Promise.all([x.app.close(), y.app.close()]);
+    // Assess: the fleet's two, not four (windows are epoch-aligned minutes; one more window inside the run allows two more).
+    expect(sent).toBeGreaterThanOrEqual(1);
+    const windows = Math.floor(Date.now() / 60_000) - windowAtStart + 1;
+    expect(sent).toBeLessThanOrEqual(2 * windows);
+  }, 30_000);
 });
