@@ -8,7 +8,7 @@ import type { Config } from "../config.js";
 import type { GeoService, IpResult } from "../lookup/lookup.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Logger } from "../observability/logger.js";
-import { decode, encodeItems } from "./decode.js";
+import { decode, encodeItems } from "./framing.js";
 import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";

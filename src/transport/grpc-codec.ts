@@ -13,10 +13,9 @@
  * answer's size (~145 KB for 100 records) for every call cost page faults on fresh
  * memory (see OutputBuffers); the frame grpc-js allocates is its own.
  */
-import { isUtf8 } from "node:buffer";
-import { writeItemText } from "../pipeline/decode.js";
+import { writeItemText } from "../pipeline/framing.js";
 import type { EncodableItem } from "../pipeline/types.js";
-import { Utf8Writer } from "../pipeline/utf8-writer.js";
+import { expectWire, Malformed, ProtoWriter, Reader, WIRE_LEN, WIRE_VARINT } from "../codecs/protobuf.js";
 
 /** An EnrichResponse to be written in wire form by the service's serializer (`passEncoded`). */
 export class EncodedMessage {
@@ -76,7 +75,7 @@ function charsOf(r: EnrichResponseParts): number {
 /** Writes the wire bytes; `reuse`: into the shared scratch buffer (a view valid until the next reusing call). */
 function writeEnrichResponse(r: EnrichResponseParts, reuse = false): Buffer {
   const chars = charsOf(r);
-  const w = new Utf8Writer(chars, reuse ? scratchFor(chars) : undefined);
+  const w = new ProtoWriter(chars, reuse ? scratchFor(chars) : undefined);
   for (const it of r.items) {
     w.byte(TAG_RECORDS);
     w.delimited(() => writeItemText(w, it));
@@ -131,82 +130,6 @@ export interface EnrichRequestFields {
 /** `dnsgeo.v1.LookupRequest`, as above. */
 export interface LookupRequestFields {
   ips: string[];
-}
-
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
-const WIRE_I32 = 5;
-
-class Malformed extends Error {}
-
-/**
- * A strict protobuf reader: wire types are checked against the field, lengths against
- * the bytes left, strings for valid UTF-8 (proto3 requires it), so a truncated or
- * corrupt message is refused instead of read as garbage. protobufjs's decoder reads a
- * field with the wrong wire type as if it had the right one.
- */
-class Reader {
-  pos = 0;
-  constructor(private readonly buf: Buffer) {}
-
-  done(): boolean {
-    return this.pos >= this.buf.length;
-  }
-
-  varint(what: string): number {
-    let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.buf.length) throw new Malformed(`${what}: truncated varint at byte ${this.pos}`);
-      const b = this.buf[this.pos++] as number;
-      // Values above 2^53 lose precision; every field read here is a tag, a length or a bool.
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) return result;
-      mul *= 128;
-    }
-    throw new Malformed(`${what}: varint longer than 10 bytes at byte ${this.pos}`);
-  }
-
-  bytes(what: string): [number, number] {
-    const len = this.varint(what);
-    const start = this.pos;
-    if (len > this.buf.length - start) throw new Malformed(`${what}: length ${len} runs past the end of the message (${this.buf.length - start} bytes left)`);
-    this.pos = start + len;
-    return [start, this.pos];
-  }
-
-  string(what: string): string {
-    const [start, end] = this.bytes(what);
-    const view = this.buf.subarray(start, end);
-    if (!isUtf8(view)) throw new Malformed(`${what} is not valid UTF-8`);
-    return view.toString("utf8");
-  }
-
-  skip(wire: number, field: number): void {
-    const what = `field ${field}`;
-    switch (wire) {
-      case WIRE_VARINT:
-        this.varint(what);
-        return;
-      case WIRE_I64:
-      case WIRE_I32: {
-        const n = wire === WIRE_I64 ? 8 : 4;
-        if (this.buf.length - this.pos < n) throw new Malformed(`${what}: truncated fixed-size value`);
-        this.pos += n;
-        return;
-      }
-      case WIRE_LEN:
-        this.bytes(what);
-        return;
-      default:
-        throw new Malformed(`${what}: wire type ${wire} is not allowed (groups are not used by this service)`);
-    }
-  }
-}
-
-function expectWire(wire: number, want: number, name: string): void {
-  if (wire !== want) throw new Malformed(`field ${name} has wire type ${wire}, expected ${want}`);
 }
 
 function readFields(buf: Buffer, message: string, onField: (r: Reader, field: number, wire: number) => boolean): MalformedRequest | undefined {

@@ -9,7 +9,7 @@ import { deflateSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { DecodeError } from "../../src/pipeline/decode.js";
+import { DecodeError } from "../../src/codecs/decode-error.js";
 import { Enricher } from "../../src/pipeline/enrich.js";
 import { MAX_JSON_DEPTH } from "../../src/pipeline/json-depth.js";
 import { zstdStored } from "../integration/transport/harness.js";

@@ -4,7 +4,9 @@ import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compress, decode as decodeWithText, DecodeError, encode, encodeItems } from "../../../src/pipeline/decode.js";
+import { compress } from "../../../src/codecs/compression.js";
+import { decode as decodeWithText, encode, encodeItems } from "../../../src/pipeline/framing.js";
+import { DecodeError } from "../../../src/codecs/decode-error.js";
 import type { Decoded } from "../../../src/pipeline/types.js";
 
 /** decode without the `text` that NDJSON object items carry (checked on its own below). */

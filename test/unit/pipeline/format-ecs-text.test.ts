@@ -9,7 +9,7 @@ import type { Entry, GeoInfo, IpResult } from "../../../src/lookup/lookup.js";
 import { formatEcs, formatEcsText } from "../../../src/pipeline/format-ecs.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import type { JsonText, ParsedRecord } from "../../../src/pipeline/types.js";
-import { encodeItems } from "../../../src/pipeline/decode.js";
+import { encodeItems } from "../../../src/pipeline/framing.js";
 
 const IPS = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "10.0.0.1", "::ffff:8.8.4.4", "127.1", "fe80::1%eth0", "www.example.com."];
 const PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "8.8.4.4"];

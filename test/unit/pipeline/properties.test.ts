@@ -9,7 +9,7 @@ import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../../src/config.js";
 import { Enricher } from "../../../src/pipeline/enrich.js";
-import { DecodeError } from "../../../src/pipeline/decode.js";
+import { DecodeError } from "../../../src/codecs/decode-error.js";
 import type { GeoService, IpResult } from "../../../src/lookup/lookup.js";
 
 /** Records what it is asked; answers nothing (final), so formats see "not found". */

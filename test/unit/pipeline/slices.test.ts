@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { loadConfig } from "../../../src/config.js";
-import { decode, encodeItems, encodeItemsSliced, splitBody, splitBodySliced } from "../../../src/pipeline/decode.js";
+import { decode, encodeItems, encodeItemsSliced, splitBody, splitBodySliced } from "../../../src/pipeline/framing.js";
 import { Enricher } from "../../../src/pipeline/enrich.js";
 import type { Pause } from "../../../src/pipeline/slices.js";
 import { FixtureGeoService } from "../../helpers/fixture-geo.js";

@@ -4,7 +4,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { ConfigError, loadConfig } from "../../../src/config.js";
 import { createLogger, silentLogger } from "../../../src/observability/logger.js";
-import { canCompressZstd } from "../../../src/pipeline/decode.js";
+import { canCompressZstd } from "../../../src/codecs/compression.js";
 import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { mkdtempSync } from "node:fs";

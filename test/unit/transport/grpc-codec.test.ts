@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 import type * as grpc from "@grpc/grpc-js";
 import { encodeEnrichResponse, EncodedMessage, passEncoded } from "../../../src/transport/grpc-codec.js";
 import { loadEnrichmentDefinition } from "../../../src/transport/grpc-server.js";
-import { Utf8Writer } from "../../../src/pipeline/utf8-writer.js";
+import { Utf8Writer } from "../../../src/codecs/utf8-writer.js";
+import { ProtoWriter } from "../../../src/codecs/protobuf.js";
 import type { EncodableItem } from "../../../src/pipeline/types.js";
 
 const def = loadEnrichmentDefinition();
@@ -79,11 +80,11 @@ describe("encodeEnrichResponse", () => {
   });
 });
 
-describe("Utf8Writer", () => {
+describe("Utf8Writer and ProtoWriter", () => {
   it("keeps a delimited body that ends near the buffer's end (the length goes into reserved bytes)", () => {
     // Regression: writing the length prefix used to grow the buffer and copy only what came before it.
     for (let filler = 40; filler < 80; filler++) {
-      const w = new Utf8Writer(64);
+      const w = new ProtoWriter(64);
       w.str("f".repeat(filler));
       w.byte(0x0a);
       w.delimited(() => w.str("ab"));
@@ -112,7 +113,7 @@ describe("Utf8Writer", () => {
   });
 
   it("grows past its size hint and writes varints protobuf reads", () => {
-    const w = new Utf8Writer(1);
+    const w = new ProtoWriter(1);
     w.str("é".repeat(100));
     w.varint(300);
     const b = w.finish();

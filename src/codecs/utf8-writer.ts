@@ -19,7 +19,7 @@ const utf8Write: (buf: Buffer, s: string, off: number) => number =
 const SHORT = 32;
 
 export class Utf8Writer {
-  private buf: Buffer;
+  protected buf: Buffer;
   /** Bytes written so far. */
   off = 0;
 
@@ -82,43 +82,6 @@ export class Utf8Writer {
   byte(b: number): void {
     if (this.off >= this.buf.length) this.ensure(1);
     this.buf[this.off++] = b;
-  }
-
-  /** Appends an unsigned varint (protobuf base-128), `n` < 2^53. */
-  varint(n: number): void {
-    this.ensure(10);
-    this.putVarint(n);
-  }
-
-  /** Writes a varint at `off` into space already there (no growing). */
-  private putVarint(n: number): void {
-    while (n >= 0x80) {
-      this.buf[this.off++] = (n % 0x80) | 0x80;
-      n = Math.floor(n / 0x80);
-    }
-    this.buf[this.off++] = n;
-  }
-
-  /**
-   * Writes a length-delimited field (protobuf wire type 2) whose body `body` writes:
-   * reserves the widest length prefix, then moves the body down to sit right after
-   * the real (shortest) prefix, as protobuf requires.
-   */
-  delimited(body: () => void): void {
-    const RESERVE = 5; // lengths < 2^35
-    this.ensure(RESERVE);
-    const lenAt = this.off;
-    this.off += RESERVE;
-    body();
-    const len = this.off - lenAt - RESERVE;
-    let prefix = 1;
-    for (let v = len; v >= 0x80; v = Math.floor(v / 0x80)) prefix++;
-    if (prefix < RESERVE) this.buf.copyWithin(lenAt + prefix, lenAt + RESERVE, this.off);
-    const end = this.off - (RESERVE - prefix);
-    // Into the reserved bytes: growing here would copy only what lies before them.
-    this.off = lenAt;
-    this.putVarint(len);
-    this.off = end;
   }
 
   /** The bytes written (a view, not a copy). */
