@@ -7,7 +7,6 @@
  * reloads itself: no JavaScript, no framework, no build step, no tiles.
  */
 import type { Registry } from "prom-client";
-import type { Entry } from "../lookup/lookup.js";
 import { buildInfo } from "../version.js";
 import { MAP_HEIGHT, MAP_WIDTH, project, worldLandPath } from "./world-map.js";
 
@@ -77,8 +76,16 @@ function byLabel(values: Values, label: string, where: Record<string, string> = 
 
 const sum = (values: Values): number => values.reduce((a, v) => a + v.value, 0);
 
+/**
+ * What the map needs of a cache entry (the lookup layer's `Entry` has this shape;
+ * named here so observability does not import the layer that reports to it).
+ */
+export interface LocatedEntry {
+  geo?: { lat?: number; lon?: number; city?: string; countryCode?: string };
+}
+
 /** Groups the entries' locations into dots. */
-export function mapDots(entries: readonly Entry[]): MapDot[] {
+export function mapDots(entries: readonly LocatedEntry[]): MapDot[] {
   const dots = new Map<string, MapDot>();
   for (const e of entries) {
     const g = e.geo;
@@ -94,7 +101,7 @@ export function mapDots(entries: readonly Entry[]): MapDot[] {
 }
 
 /** Reads the numbers from the registry and samples the map. */
-export async function statusSnapshot(registry: Registry, recent: (n: number) => Entry[], now: number = Date.now()): Promise<StatusSnapshot> {
+export async function statusSnapshot(registry: Registry, recent: (n: number) => LocatedEntry[], now: number = Date.now()): Promise<StatusSnapshot> {
   const b = buildInfo();
   const records = byLabel(await valuesOf(registry, "dnsgeo_records_total"), "result");
   const total = Object.values(records).reduce((a, n) => a + n, 0);
