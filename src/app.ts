@@ -215,8 +215,8 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
       metrics,
       clock,
       callTimeoutMs: dyn.request_timeout_ms,
-      flushIntervalMs: config.cache.sqlite.flush_interval_ms,
-      queueMax: config.cache.sqlite.queue_max,
+      flushIntervalMs: dyn.flush_interval_ms,
+      queueMax: dyn.queue_max,
       ownsClient: deps.dynamoClient === undefined,
     });
     tiers.push(dynamo);

@@ -252,6 +252,10 @@ export const configSchema = z
       })
       .prefault({}),
     resolve: z
+        /** Write-behind: flush interval, milliseconds (BatchWriteItem calls of 25 items). */
+        flush_interval_ms: positiveInt.default(200),
+        /** Write-behind queue bound; past it the oldest pending writes are dropped and counted. */
+        queue_max: positiveInt.default(50_000),
       .object({
         mode: z.enum(["off", "missing", "always"]).default("off"),
         /** DNS servers ("ip" or "ip:port"); empty: the system's. */
