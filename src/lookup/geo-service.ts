@@ -23,7 +23,6 @@
  * `lookup` never rejects: any error leaves the IPs without an entry and
  * `final: false`, counted in `dnsgeo_tier_errors_total`.
  */
-import { setMaxListeners } from "node:events";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -31,16 +30,14 @@ import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { BackfillQueue } from "./backfill-queue.js";
 import { DynamoFleetBudget } from "./fleet-budget.js";
 import type { LimiterStore } from "./limiter-store.js";
-import { IpApiProvider, ipApiOptionsFromConfig, ProviderError, type BatchResult } from "./ipapi-provider.js";
+import { IpApiProvider, ipApiOptionsFromConfig } from "./ipapi-provider.js";
+import { ProviderPump, type BatchSource } from "./provider-pump.js";
 import type { Clock, Entry, GeoService, IpResult, Lookup, ServiceLookupOptions } from "./lookup.js";
 import { nowS, systemClock } from "./lookup.js";
 import { RateLimiter, type SharedBudget } from "./rate-limiter.js";
 
-/** What the service needs from a provider (IpApiProvider has it). */
-export interface BatchSource {
-  fetchBatch(ips: string[], signal?: AbortSignal): Promise<BatchResult>;
-  close?(): Promise<void> | void;
-}
+export type { BatchSource } from "./provider-pump.js";
+export { MAX_IN_FLIGHT } from "./provider-pump.js";
 
 export interface GeoServiceOptions {
   /** The cache chain (memory → SQLite → DynamoDB), written through on every provider answer. */
@@ -93,22 +90,6 @@ export interface GeoServiceStats {
   dropped: number;
 }
 
-interface Waiter {
-  promise: Promise<Entry | undefined>;
-  resolve: (e: Entry | undefined) => void;
-}
-
-/** How long a provider answer short-circuits new misses for the same IP (cache writes may still be on their way). */
-const RECENT_MS = 60_000;
-const RECENT_MAX = 50_000;
-/**
- * Provider requests started at once. A request started is on its way even if the
- * limiter pauses a moment later (a 429, `X-Rl: 0`, a 403), so only a few may be
- * out at a time; the next starts when one settles. The provider's connection
- * pool (ipapi-provider.ts) must hold at least this many, or requests would wait
- * inside it and leave after the limiter stopped.
- */
-export const MAX_IN_FLIGHT = 2;
 /** How long an asynchronous fallback may take once the deadline has passed, milliseconds. */
 const FALLBACK_GRACE_MS = 5;
 
@@ -121,24 +102,27 @@ function preferPositive(first: Entry | undefined, second: Entry | undefined): En
 
 export class DefaultGeoService implements GeoService {
   private readonly clock: Clock;
-  private readonly waiters = new Map<string, Waiter>();
-  private readonly recent = new Map<string, { entry: Entry; at: number }>();
-  private readonly attempts = new Map<string, number>();
-  private readonly inflight = new Set<Promise<void>>();
-  private readonly abort = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = 0;
-  private pumping = false;
+  /** The provider side; absent without a provider. */
+  private readonly pump: ProviderPump | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
   private loggedError = false;
-  private readonly counters = { requests: 0, answeredRequests: 0, failedRequests: 0, answeredIps: 0 };
 
   constructor(private readonly opts: GeoServiceOptions) {
     this.clock = opts.clock ?? systemClock;
-    // Every in-flight provider request listens on this one signal.
-    setMaxListeners(0, this.abort.signal);
-    if (opts.provider && (!opts.limiter || !opts.queue)) throw new TypeError("DefaultGeoService: a provider needs a limiter and a queue");
+    if (opts.provider) {
+      if (!opts.limiter || !opts.queue) throw new TypeError("DefaultGeoService: a provider needs a limiter and a queue");
+      this.pump = new ProviderPump({
+        provider: opts.provider,
+        limiter: opts.limiter,
+        queue: opts.queue,
+        cache: opts.cache,
+        batchSize: opts.batchSize,
+        lingerMs: opts.lingerMs,
+        maxAttempts: opts.maxAttempts,
+        onFault: (tier, e) => this.fault(tier, e),
+      });
+    }
   }
 
   async lookup(ips: readonly string[], opts: ServiceLookupOptions = {}): Promise<Map<string, IpResult>> {
@@ -152,26 +136,32 @@ export class DefaultGeoService implements GeoService {
     }
   }
 
+  /**
+   * An IP left the backfill queue without an answer (dropped from a full queue): its
+   * callers take the offline answer. Wired to the queue's drop hook.
+   */
+  dropped(ip: string): void {
+    this.pump?.release(ip, undefined);
+  }
+
   stats(): GeoServiceStats {
     const l = this.opts.limiter;
     const q = this.opts.queue;
-    return Object.assign(
-      {
-        queueDepth: q?.size ?? 0,
-        inFlight: q?.inFlight ?? 0,
-        limiterRemaining: l?.remaining() ?? 0,
-        banned: l?.banned ?? false,
-        dropped: q?.dropped ?? 0,
-      },
-      this.counters,
-    );
+    return {
+      queueDepth: q?.size ?? 0,
+      inFlight: q?.inFlight ?? 0,
+      limiterRemaining: l?.remaining() ?? 0,
+      banned: l?.banned ?? false,
+      dropped: q?.dropped ?? 0,
+      ...(this.pump?.counters ?? { requests: 0, answeredRequests: 0, failedRequests: 0, answeredIps: 0 }),
+    };
   }
 
   /** Resolves once nothing is queued or in flight (tests, `enrich` end of input), or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
-      if ((this.opts.queue?.size ?? 0) === 0 && this.inflight.size === 0) return true;
+      if ((this.opts.queue?.size ?? 0) === 0 && !(this.pump?.busy ?? false)) return true;
       await new Promise((r) => setTimeout(r, 20));
     }
     return false;
@@ -180,19 +170,8 @@ export class DefaultGeoService implements GeoService {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     this.closing = (async () => {
-      const limit = this.opts.shutdownTimeoutMs ?? 10_000;
-      let t: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.inflight]), new Promise<void>((r) => (t = setTimeout(r, limit)))]);
-      clearTimeout(t);
-      this.abort.abort();
-      await Promise.race([Promise.allSettled([...this.inflight]), new Promise<void>((r) => (t = setTimeout(r, 100)))]);
-      clearTimeout(t);
-      for (const w of this.waiters.values()) w.resolve(undefined);
-      this.waiters.clear();
-      this.opts.queue?.clear();
+      await this.pump?.stop(this.opts.shutdownTimeoutMs ?? 10_000);
       if (this.opts.closeProvider) await this.opts.provider?.close?.();
     })();
     return this.closing;
@@ -236,11 +215,11 @@ export class DefaultGeoService implements GeoService {
       }
       if (misses.length === 0) return out;
 
-      const provider = this.opts.provider;
-      if (!provider || this.closed) {
+      const pump = this.pump;
+      if (!pump || this.closed) {
         const fb = this.opts.fallback ? await Promise.race([this.safeGet(this.opts.fallback, misses), deadline]) : undefined;
         // Without a provider nothing better is coming: whatever is known is final.
-        const final = !provider;
+        const final = !pump;
         for (const ip of misses) {
           const e = preferPositive(fb?.get(ip), stale.get(ip));
           out.set(ip, e ? { entry: e, final } : { final });
@@ -253,7 +232,7 @@ export class DefaultGeoService implements GeoService {
       let open = true;
       const answered = Promise.all(
         misses.map((ip) =>
-          this.enqueue(ip).then((e) => {
+          pump.answerFor(ip).then((e) => {
             if (open && e) out.set(ip, { entry: e, final: true });
           }),
         ),
@@ -276,177 +255,6 @@ export class DefaultGeoService implements GeoService {
       return out;
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /** The provider's answer for an IP, or undefined when it failed definitively (or the service closed). */
-  private enqueue(ip: string): Promise<Entry | undefined> {
-    const r = this.recent.get(ip);
-    if (r && Date.now() - r.at < RECENT_MS) return Promise.resolve(r.entry);
-    const w = this.waiters.get(ip);
-    if (w) return w.promise;
-    let resolve!: (e: Entry | undefined) => void;
-    const promise = new Promise<Entry | undefined>((res) => (resolve = res));
-    this.waiters.set(ip, { promise, resolve });
-    (this.opts.queue as BackfillQueue).add(ip);
-    this.schedule();
-    return promise;
-  }
-
-  /** Resolves and forgets the waiter of an IP. Wired to the queue's drop hook by `geoServiceFromConfig`. */
-  settle(ip: string, entry: Entry | undefined): void {
-    // Dropped from a full queue (or answered): its failed-send count would otherwise stay forever.
-    if (!this.opts.queue?.has(ip)) this.attempts.delete(ip);
-    const w = this.waiters.get(ip);
-    if (!w) return;
-    this.waiters.delete(ip);
-    w.resolve(entry);
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    const q = this.opts.queue as BackfillQueue;
-    if (q.size === 0) return;
-    const limiter = this.opts.limiter as RateLimiter;
-    const delay = Math.max(q.size >= this.opts.batchSize ? 0 : this.opts.lingerMs, limiter.waitMs());
-    const at = Date.now() + delay;
-    if (this.timer) {
-      if (at >= this.timerAt) return;
-      clearTimeout(this.timer);
-    }
-    this.timerAt = at;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.pump();
-    }, delay);
-  }
-
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
-    try {
-      const q = this.opts.queue as BackfillQueue;
-      const limiter = this.opts.limiter as RateLimiter;
-      while (!this.closed && q.size > 0) {
-        if (this.inflight.size >= MAX_IN_FLIGHT || limiter.waitMs() > 0) break;
-        const sentAt = await limiter.acquire();
-        if (sentAt === undefined) break;
-        const batch = q.take(this.opts.batchSize);
-        const p = this.send(batch, sentAt);
-        this.inflight.add(p);
-        void p.finally(() => {
-          this.inflight.delete(p);
-          // A slot is free: the next batch may go if the limiter (which has this answer now) allows.
-          this.schedule();
-        });
-      }
-    } catch (e) {
-      this.fault("ipapi", e);
-    } finally {
-      this.pumping = false;
-    }
-    if (!this.timer) this.scheduleAfterPump();
-  }
-
-  private scheduleAfterPump(): void {
-    const q = this.opts.queue as BackfillQueue;
-    // With every slot taken, the settling request re-schedules.
-    if (this.closed || q.size === 0 || this.inflight.size >= MAX_IN_FLIGHT) return;
-    const limiter = this.opts.limiter as RateLimiter;
-    // Whatever is left has waited its linger already; only the limiter holds it now.
-    const delay = Math.max(1, limiter.waitMs());
-    this.timerAt = Date.now() + delay;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.pump();
-    }, delay);
-  }
-
-  private async send(batch: string[], sentAt: number): Promise<void> {
-    const provider = this.opts.provider as BatchSource;
-    const limiter = this.opts.limiter as RateLimiter;
-    const q = this.opts.queue as BackfillQueue;
-    this.counters.requests++;
-    let res: BatchResult;
-    try {
-      res = await provider.fetchBatch(batch, this.abort.signal);
-    } catch (e) {
-      this.counters.failedRequests++;
-      if (e instanceof ProviderError) {
-        const o: Parameters<RateLimiter["update"]>[0] = { status: e.status, error: e.kind, sentAt };
-        if (e.rl !== undefined) o.rl = e.rl;
-        if (e.ttl !== undefined) o.ttl = e.ttl;
-        limiter.update(o);
-        // Unreachable (refused, no route, name not found): nothing better is coming soon, so
-        // callers waiting for these IPs (`--wait`, `dnsgeo lookup`) get the offline answer now;
-        // the IPs stay queued and the cache fills when the provider is back.
-        if (e.kind === "connect") for (const ip of batch) this.settle(ip, undefined);
-      } else {
-        limiter.update({ status: 0, error: "network", sentAt });
-        this.fault("ipapi", e);
-      }
-      this.retry(batch, true);
-      return;
-    }
-    const o: Parameters<RateLimiter["update"]>[0] = { status: res.status, sentAt };
-    if (res.rl !== undefined) o.rl = res.rl;
-    if (res.ttl !== undefined) o.ttl = res.ttl;
-    limiter.update(o);
-    if (res.status !== 200) {
-      this.counters.failedRequests++;
-      if (res.status === 403) {
-        // Banned: nobody should wait an hour for the cool-down.
-        for (const ip of batch) this.settle(ip, undefined);
-        for (const ip of [...this.waiters.keys()]) this.settle(ip, undefined);
-      }
-      // 429 and 403 are the limiter's business, not the IPs'; another 4xx will not get better by retrying.
-      const permanent = res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 403;
-      this.retry(batch, res.status !== 429 && res.status !== 403, permanent);
-      return;
-    }
-    this.counters.answeredRequests++;
-    this.counters.answeredIps += res.entries.length;
-    const at = Date.now();
-    for (const e of res.entries) this.recent.set(e.ip, { entry: e, at });
-    this.pruneRecent(at);
-    q.done(batch);
-    for (const ip of batch) this.attempts.delete(ip);
-    for (const e of res.entries) this.settle(e.ip, e);
-    this.schedule();
-    try {
-      await this.opts.cache.set(res.entries);
-    } catch (e) {
-      this.fault(this.opts.cache.name, e);
-    }
-  }
-
-  /**
-   * Puts a failed batch back. IPs past `maxAttempts` release their waiters and
-   * stay queued (the provider may come back), unless the failure is permanent.
-   */
-  private retry(batch: string[], countAttempt: boolean, permanent = false): void {
-    const q = this.opts.queue as BackfillQueue;
-    const max = this.opts.maxAttempts ?? 5;
-    const back: string[] = [];
-    const gone: string[] = [];
-    for (const ip of batch) {
-      const n = countAttempt ? (this.attempts.get(ip) ?? 0) + 1 : (this.attempts.get(ip) ?? 0);
-      if (countAttempt) this.attempts.set(ip, n);
-      if (n >= max) this.settle(ip, undefined);
-      if (this.closed || (permanent && n >= max)) {
-        gone.push(ip);
-        this.attempts.delete(ip);
-      } else back.push(ip);
-    }
-    q.done(gone);
-    q.requeue(back);
-    this.schedule();
-  }
-
-  private pruneRecent(now: number): void {
-    for (const [ip, r] of this.recent) {
-      if (this.recent.size <= RECENT_MAX && now - r.at < RECENT_MS) break;
-      this.recent.delete(ip);
     }
   }
 
@@ -510,64 +318,45 @@ export interface GeoServiceDeps {
 
 /** Builds the service, its provider, limiter and queue from the frozen config. */
 export function geoServiceFromConfig(cfg: Config, deps: GeoServiceDeps): DefaultGeoService {
+  const { clock, logger, metrics } = deps;
   const base: GeoServiceOptions = {
     cache: deps.cache,
+    fallback: deps.fallback,
+    clock,
+    logger,
+    metrics,
     deadlineMs: cfg.lookup.deadline_ms,
     lingerMs: cfg.lookup.batch_linger_ms,
     batchSize: cfg.ipapi.batch_size,
     staleMaxS: cfg.cache.stale_max_s,
     shutdownTimeoutMs: cfg.shutdown.timeout_ms,
   };
-  if (deps.fallback) base.fallback = deps.fallback;
-  if (deps.clock) base.clock = deps.clock;
-  if (deps.logger) base.logger = deps.logger;
-  if (deps.metrics) base.metrics = deps.metrics;
   if (!cfg.ipapi.enabled) return new DefaultGeoService(base);
   let svc: DefaultGeoService | undefined;
-  const queue = new BackfillQueue(
-    Object.assign(
-      { max: cfg.lookup.backfill_queue_max, onDrop: (ip: string) => svc?.settle(ip, undefined) },
-      deps.metrics ? { metrics: deps.metrics } : {},
-      deps.logger ? { logger: deps.logger } : {},
-    ),
-  );
+  const queue = new BackfillQueue({ max: cfg.lookup.backfill_queue_max, onDrop: (ip: string) => svc?.dropped(ip), metrics, logger });
   let shared = deps.shared;
   if (!shared && deps.dynamoClient && cfg.dynamodb.fleet_budget && cfg.dynamodb.table) {
-    shared = new DynamoFleetBudget(
-      Object.assign(
-        {
-          client: deps.dynamoClient,
-          table: cfg.dynamodb.table,
-          requestsPerWindow: cfg.ipapi.requests_per_window,
-          windowS: cfg.ipapi.window_s,
-          callTimeoutMs: cfg.dynamodb.request_timeout_ms,
-        },
-        deps.clock ? { clock: deps.clock } : {},
-        deps.logger ? { logger: deps.logger } : {},
-        deps.metrics ? { metrics: deps.metrics } : {},
-      ),
-    );
+    shared = new DynamoFleetBudget({
+      client: deps.dynamoClient,
+      table: cfg.dynamodb.table,
+      requestsPerWindow: cfg.ipapi.requests_per_window,
+      windowS: cfg.ipapi.window_s,
+      callTimeoutMs: cfg.dynamodb.request_timeout_ms,
+      clock,
+      logger,
+      metrics,
+    });
   }
-  const limiter = new RateLimiter(
-    Object.assign(
-      { requestsPerWindow: cfg.ipapi.requests_per_window, windowS: cfg.ipapi.window_s },
-      deps.clock ? { clock: deps.clock } : {},
-      deps.logger ? { logger: deps.logger } : {},
-      deps.metrics ? { metrics: deps.metrics } : {},
-      shared ? { shared } : {},
-      deps.limiterStore ? { store: deps.limiterStore } : {},
-    ),
-  );
-  const provider =
-    deps.provider ??
-    new IpApiProvider(
-      Object.assign(
-        ipApiOptionsFromConfig(cfg),
-        deps.clock ? { clock: deps.clock } : {},
-        deps.logger ? { logger: deps.logger } : {},
-        deps.metrics ? { metrics: deps.metrics } : {},
-      ),
-    );
-  svc = new DefaultGeoService(Object.assign(base, { provider, limiter, queue, closeProvider: deps.provider === undefined }));
+  const limiter = new RateLimiter({
+    requestsPerWindow: cfg.ipapi.requests_per_window,
+    windowS: cfg.ipapi.window_s,
+    clock,
+    logger,
+    metrics,
+    shared,
+    store: deps.limiterStore,
+  });
+  const provider = deps.provider ?? new IpApiProvider({ ...ipApiOptionsFromConfig(cfg), clock, logger, metrics });
+  svc = new DefaultGeoService({ ...base, provider, limiter, queue, closeProvider: deps.provider === undefined });
   return svc;
 }

@@ -167,7 +167,7 @@ export class IpApiProvider implements Lookup {
         headersTimeout: opts.timeoutMs,
         bodyTimeout: opts.timeoutMs,
         keepAliveTimeout: 30_000,
-        // At least geo-service.ts MAX_IN_FLIGHT, so no started request waits in the pool.
+        // At least provider-pump.ts MAX_IN_FLIGHT, so no started request waits in the pool.
         connections: 4,
       });
   }

@@ -49,7 +49,7 @@ async function setup(mode: FakeMode) {
   const provider = new IpApiProvider(Object.assign(ipApiOptionsFromConfig(cfg), { metrics, logger }));
   const limiter = new RateLimiter({ requestsPerWindow: 15, windowS: 1, logger, metrics, backoffBaseMs: 100, backoffMaxMs: 200 });
   let svc: DefaultGeoService | undefined;
-  const queue = new BackfillQueue({ max: 1000, metrics, onDrop: (ip) => svc?.settle(ip, undefined) });
+  const queue = new BackfillQueue({ max: 1000, metrics, onDrop: (ip) => svc?.dropped(ip) });
   svc = new DefaultGeoService({
     cache: chain, provider, fallback: mmdb, limiter, queue, logger, metrics,
     deadlineMs: DEADLINE_MS, lingerMs: 5, batchSize: 100, staleMaxS: 86400, shutdownTimeoutMs: 200,

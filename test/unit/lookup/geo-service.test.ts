@@ -71,7 +71,7 @@ function build(over: Partial<GeoServiceOptions> & { source?: TestSource | null; 
       staleMaxS: 30 * 86400,
       shutdownTimeoutMs: 500,
       limiter: new RateLimiter({ requestsPerWindow: over.perWindow ?? 100, windowS: 1, marginMs: 10, backoffBaseMs: 20, backoffMaxMs: 40 }),
-      queue: new BackfillQueue({ max: over.queueMax ?? 10_000, metrics, onDrop: (ip) => svc?.settle(ip, undefined) }),
+      queue: new BackfillQueue({ max: over.queueMax ?? 10_000, metrics, onDrop: (ip) => svc?.dropped(ip) }),
     },
     over,
   );
@@ -301,7 +301,7 @@ describe("DefaultGeoService", () => {
     // Act: far more distinct IPs than the queue holds
     for (let r = 0; r < 40; r++) await svc.lookup(Array.from({ length: 10 }, (_, i) => `9.0.${r}.${i}`));
     // Assess: only IPs still queued or in flight keep a count
-    const attempts = (svc as unknown as { attempts: Map<string, number> }).attempts;
+    const attempts = (svc as unknown as { pump: { attempts: Map<string, number> } }).pump.attempts;
     const { queueDepth, inFlight, dropped } = svc.stats();
     expect(dropped).toBeGreaterThan(100);
     expect(attempts.size).toBeLessThanOrEqual(queueDepth + inFlight);
