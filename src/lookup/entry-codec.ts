@@ -1,7 +1,8 @@
 /**
- * The stored item shared by the SQLite and DynamoDB tiers:
+ * The stored item shared by the persistent tiers:
  * `{ip, v, geo, src, fetched_at, expires_at, neg}` (docs/architecture.md, "The lookup contract"),
- * and the TTL rule every persistent tier applies when serving it.
+ * as an object (DynamoDB, Redis as JSON) and as a SQLite row, and the TTL rule every
+ * persistent tier applies when serving it.
  */
 import type { Entry, GeoInfo } from "./lookup.js";
 
@@ -48,6 +49,34 @@ export function fromItem(item: Record<string, unknown>): Entry | undefined {
   if (neg === true || neg === 1) e.neg = true;
   if (geo && typeof geo === "object") e.geo = geo as GeoInfo;
   else if (!e.neg) return undefined;
+  return e;
+}
+
+/** The SQLite tier's columns: the item's fields, then the tier's own LRU stamp. Statements list them in this order. */
+export const SQLITE_COLUMNS = ["ip", "v", "geo", "src", "fetched_at", "expires_at", "neg", "last_used"] as const;
+
+/** A row in `SQLITE_COLUMNS` order (better-sqlite3's raw mode: no object per row on the read path). */
+export type SqliteRow = [ip: string, v: number, geo: string | null, src: string, fetched_at: number, expires_at: number, neg: number, last_used: number];
+
+/** Entry → the values of `SQLITE_COLUMNS` (geo as JSON text, neg as 0/1). */
+export function toSqliteRow(e: Entry, lastUsed: number): SqliteRow {
+  const item = toItem(e);
+  return [item.ip, item.v, item.geo ? JSON.stringify(item.geo) : null, item.src, item.fetched_at, item.expires_at, item.neg ? 1 : 0, lastUsed];
+}
+
+/** A row read in `SQLITE_COLUMNS` order → entry, or undefined when it is of another version or its geo is not JSON. */
+export function fromSqliteRow(r: SqliteRow): Entry | undefined {
+  const [ip, v, geo, src, fetchedAt, expiresAt, neg] = r;
+  if (v !== ITEM_VERSION) return undefined;
+  const e: Entry = { ip, src, fetchedAt, expiresAt };
+  if (neg) e.neg = true;
+  if (geo !== null) {
+    try {
+      e.geo = JSON.parse(geo) as GeoInfo;
+    } catch {
+      return undefined;
+    }
+  }
   return e;
 }
 

@@ -12,7 +12,7 @@ import Database from "better-sqlite3";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { type Clock, type Entry, type GetOptions, type Lookup, nowS, systemClock } from "./lookup.js";
-import { ITEM_VERSION, serveable } from "./entry-codec.js";
+import { fromSqliteRow, serveable, SQLITE_COLUMNS, toSqliteRow, type SqliteRow } from "./entry-codec.js";
 
 /** Current schema version, stored in `meta` and part of the table name. */
 export const SQLITE_SCHEMA_VERSION = 1;
@@ -89,7 +89,9 @@ interface Stmts {
   deleteExpired: Database.Statement;
 }
 
-type Row = [string, number, string | null, string, number, number, number, number];
+/** Where the LRU stamp sits in a row: `SqliteRow`'s last element, `last_used`. */
+const LAST_USED = 7;
+const COLUMN_LIST = SQLITE_COLUMNS.join(", ");
 
 /** The SQLite tier; create it with `SqliteTier.open`. */
 export class SqliteTier implements Lookup {
@@ -171,7 +173,7 @@ export class SqliteTier implements Lookup {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.stmts = {
       upsert: db.prepare(
-        `INSERT INTO ${TABLE} (ip, v, geo, src, fetched_at, expires_at, neg, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO ${TABLE} (${COLUMN_LIST}) VALUES (${SQLITE_COLUMNS.map(() => "?").join(", ")})
          ON CONFLICT(ip) DO UPDATE SET v = excluded.v, geo = excluded.geo, src = excluded.src, fetched_at = excluded.fetched_at,
          expires_at = excluded.expires_at, neg = excluded.neg, last_used = excluded.last_used`,
       ),
@@ -241,7 +243,7 @@ export class SqliteTier implements Lookup {
     if (!s) {
       const marks = "?,".repeat(n - 1) + "?";
       s = (this.db as Database.Database)
-        .prepare(`SELECT ip, v, geo, src, fetched_at, expires_at, neg, last_used FROM ${TABLE} WHERE ip IN (${marks})`)
+        .prepare(`SELECT ${COLUMN_LIST} FROM ${TABLE} WHERE ip IN (${marks})`)
         .raw(true);
       this.reads.set(n, s);
     }
@@ -260,24 +262,16 @@ export class SqliteTier implements Lookup {
       try {
         for (let i = 0; i < ips.length; i += READ_CHUNK) {
           const chunk = i === 0 && ips.length <= READ_CHUNK ? (ips as string[]) : ips.slice(i, i + READ_CHUNK);
-          const rows = this.readStmt(chunk.length).all(...chunk) as Row[];
+          const rows = this.readStmt(chunk.length).all(...chunk) as SqliteRow[];
           for (const r of rows) {
-            if (r[1] !== ITEM_VERSION) continue;
-            const e: Entry = { ip: r[0], src: r[3], fetchedAt: r[4], expiresAt: r[5] };
-            if (r[6]) e.neg = true;
-            if (r[2] !== null) {
-              try {
-                e.geo = JSON.parse(r[2]);
-              } catch {
-                continue;
-              }
-            }
+            const e = fromSqliteRow(r);
+            if (e === undefined) continue;
             const served = serveable(e, now, allowStale, staleMaxS);
             if (served) {
               out.set(e.ip, served);
               // LRU order only needs to be roughly right: a hot IP is re-stamped once per
               // `touchEveryS`, not on every hit (each stamp is an indexed UPDATE).
-              if (now - r[7] >= touchEveryS && this.touched.size < this.opts.queueMax) this.touched.add(e.ip);
+              if (now - r[LAST_USED] >= touchEveryS && this.touched.size < this.opts.queueMax) this.touched.add(e.ip);
             }
           }
         }
@@ -335,7 +329,7 @@ export class SqliteTier implements Lookup {
     try {
       (this.db).transaction(() => {
         for (const e of batch) {
-          stmts.upsert.run(e.ip, ITEM_VERSION, e.geo ? JSON.stringify(e.geo) : null, e.src, e.fetchedAt, e.expiresAt, e.neg ? 1 : 0, now);
+          stmts.upsert.run(...toSqliteRow(e, now));
         }
         for (const ip of touched) stmts.touch.run(now, ip);
       })();
