@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
+import { DnsgeoError } from "./errors.js";
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -26,6 +27,41 @@ const tlsSchema = z
     client_auth: z.enum(["none", "require"]).default("none"),
   })
   .prefault({});
+
+/**
+ * One policy rule (`policy.rules[]`, or an item of `policy.rules_file`). Every criterion
+ * given must hold (AND); within one criterion any listed value may match (OR). The
+ * answer criteria (all but `query_suffixes`) are checked per answer IP; a rule with
+ * only `query_suffixes` matches the record by its query name. Patterns in `as_orgs`,
+ * `isps`, `orgs`: exact text (case-insensitive), a glob with `*` (case-insensitive),
+ * or `/regex/flags`. `regions`: `CC-RR` (country code and the region code of the geo
+ * data, e.g. `US-VA`) or a region name (case-insensitive). CIDRs and patterns are
+ * checked when the rules are compiled (src/policy/).
+ */
+export const policyRuleSchema = z
+  .object({
+    /** Names the rule in `dnsgeo.policy` and as the `rule` label of `dnsgeo_policy_matches_total`. */
+    name: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected 1-64 characters of A-Z a-z 0-9 _ . : -"),
+    /** Added to the record's `tags`. */
+    tag: z.string().min(1).max(256),
+    /** ISO 3166-1 alpha-2 codes. */
+    countries: z.array(z.string().regex(/^[A-Za-z]{2}$/, "expected an ISO 3166-1 alpha-2 code")).min(1).optional(),
+    regions: z.array(z.string().min(1)).min(1).optional(),
+    asns: z.array(z.number().int().min(0).max(4294967295)).min(1).optional(),
+    as_orgs: z.array(z.string().min(1)).min(1).optional(),
+    isps: z.array(z.string().min(1)).min(1).optional(),
+    orgs: z.array(z.string().min(1)).min(1).optional(),
+    cidrs: z.array(z.string().min(1)).min(1).optional(),
+    /** The query name ends with one of these labels (`example.com` matches `example.com` and `a.example.com`). */
+    query_suffixes: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .strict()
+  .refine(
+    (r) => [r.countries, r.regions, r.asns, r.as_orgs, r.isps, r.orgs, r.cidrs, r.query_suffixes].some((c) => c !== undefined),
+    "a rule needs at least one criterion (countries, regions, asns, as_orgs, isps, orgs, cidrs or query_suffixes)",
+  );
+
+export type PolicyRule = z.infer<typeof policyRuleSchema>;
 
 export const configSchema = z
   .object({
@@ -217,6 +253,10 @@ export const configSchema = z
         request_timeout_ms: positiveInt.default(2000),
         /** Keep a per-minute fleet-wide ip-api batch counter in the table. */
         fleet_budget: z.boolean().default(false),
+        /** Write-behind: flush interval, milliseconds (BatchWriteItem calls of 25 items). */
+        flush_interval_ms: positiveInt.default(200),
+        /** Write-behind queue bound; past it the oldest pending writes are dropped and counted. */
+        queue_max: positiveInt.default(50_000),
       })
       .prefault({}),
     ipapi: z
@@ -252,10 +292,6 @@ export const configSchema = z
       })
       .prefault({}),
     resolve: z
-        /** Write-behind: flush interval, milliseconds (BatchWriteItem calls of 25 items). */
-        flush_interval_ms: positiveInt.default(200),
-        /** Write-behind queue bound; past it the oldest pending writes are dropped and counted. */
-        queue_max: positiveInt.default(50_000),
       .object({
         mode: z.enum(["off", "missing", "always"]).default("off"),
         /** DNS servers ("ip" or "ip:port"); empty: the system's. */
@@ -312,6 +348,30 @@ export const configSchema = z
         max_send_bytes: positiveInt.default(4 * 1024 * 1024),
       })
       .prefault({}),
+    policy: z
+      .object({
+        /** Rules in the config itself; those of `rules_file` follow them. */
+        rules: z.array(policyRuleSchema).default([]),
+        /** YAML or JSON file holding a list of rules (or `{rules: [...]}`); reloaded on SIGHUP and when it changes. */
+        rules_file: z.string().min(1).optional(),
+        /** Watch `rules_file` and reload it when it changes (SIGHUP reloads either way). */
+        watch: z.boolean().default(true),
+        alert: z
+          .object({
+            /** Webhook: one POST per (source address, rule) per `dedup_s`; off when unset. */
+            url: z.string().url().optional(),
+            dedup_s: positiveInt.default(3600),
+            /** Alerts waiting to be sent; past it new ones are dropped and counted. */
+            queue_max: positiveInt.default(1000),
+            timeout_ms: positiveInt.default(5000),
+            /** Attempts after the first, with backoff. */
+            retries: nonNegInt.default(3),
+            /** Extra headers as "Name: value" strings. */
+            headers: z.array(z.string().min(1)).default([]),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -331,15 +391,15 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** A config problem; the message names the key and what is allowed. */
-export class ConfigError extends Error {
-  readonly code = "DNSGEO_CONFIG_INVALID";
+export class ConfigError extends DnsgeoError {
   constructor(message: string) {
-    super(message);
+    super("DNSGEO_CONFIG_INVALID", undefined, { message });
     this.name = "ConfigError";
   }
 }
 
-type LeafType = "string" | "number" | "boolean" | "array";
+/** `json`: a list of objects (`policy.rules`), given in the environment as JSON text. */
+type LeafType = "string" | "number" | "boolean" | "array" | "json";
 
 /** Unwraps default/optional/prefault/nullable to the base schema (zod's public `def`). */
 function baseOf(s: z.ZodType): z.ZodType {
@@ -364,7 +424,8 @@ export function configLeaves(): Map<string, LeafType> {
       for (const [k, v] of Object.entries((b as z.ZodObject).shape)) walk(v as z.ZodType, [...path, k]);
       return;
     }
-    const leaf: LeafType = t === "number" ? "number" : t === "boolean" ? "boolean" : t === "array" ? "array" : "string";
+    const leaf: LeafType =
+      t === "number" ? "number" : t === "boolean" ? "boolean" : t === "array" ? (typeOf(baseOf((b as z.ZodArray).def.element as z.ZodType)) === "object" ? "json" : "array") : "string";
     out.set(path.join("."), leaf);
   };
   walk(configSchema, []);
@@ -400,6 +461,12 @@ function envValue(name: string, raw: string, type: LeafType): unknown {
       if (["false", "0", "no", "off"].includes(v)) return false;
       throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
     }
+    case "json":
+      try {
+        return JSON.parse(raw) as unknown;
+      } catch (e) {
+        throw new ConfigError(`${name}: expected JSON text, ${(e as Error).message}`);
+      }
     case "array":
       return raw
         .split(",")

@@ -17,7 +17,7 @@ export interface Metrics {
   providerIps: Counter<"provider">;
   /** Requests (batches) left in the provider's current window. */
   limiterRemaining: Gauge<"provider">;
-  /** queue: backfill | sqlite_write | dynamodb_write */
+  /** queue: backfill | sqlite_write | dynamodb_write | redis_write | policy_alert */
   queueDepth: Gauge<"queue">;
   /** Items dropped from a bounded queue (oldest first). */
   queueDropped: Counter<"queue">;
@@ -47,6 +47,14 @@ export interface Metrics {
   forwardDeadLetterRecords: Counter;
   /** Forward mode, size of the dead-letter file in bytes. */
   forwardDeadLetterBytes: Gauge;
+  /** Records whose answers (or query name) matched a policy rule; rule: the rule's configured name. */
+  policyMatches: Counter<"rule">;
+  /** Policy webhook alerts; outcome: sent | failed (retries used up) | dropped (queue full) | deduplicated */
+  policyAlerts: Counter<"outcome">;
+  /** Policy rule reloads (SIGHUP, rules file change); result: ok | error (old rules kept) */
+  policyReloads: Counter<"result">;
+  /** Policy rules in use. */
+  policyRules: Gauge;
   /** Always 1; the labels say which build runs (version, node, commit when known). */
   buildInfo: Gauge<"version" | "node" | "commit">;
 }
@@ -89,6 +97,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     forwardSplits: new Counter({ name: "dnsgeo_forward_splits_total", help: "Forwarded batches cut in two after the next hop refused them", registers }),
     forwardDeadLetterRecords: new Counter({ name: "dnsgeo_forward_dead_letter_records_total", help: "Records the next hop refused, written to the dead-letter file", registers }),
     forwardDeadLetterBytes: new Gauge({ name: "dnsgeo_forward_dead_letter_bytes", help: "Size of the forward dead-letter file in bytes", registers }),
+    policyMatches: new Counter({ name: "dnsgeo_policy_matches_total", help: "Records that matched a policy rule, by rule name", labelNames: ["rule"], registers }),
+    policyAlerts: new Counter({ name: "dnsgeo_policy_alerts_total", help: "Policy webhook alerts by outcome (sent, failed, dropped, deduplicated)", labelNames: ["outcome"], registers }),
+    policyReloads: new Counter({ name: "dnsgeo_policy_reloads_total", help: "Policy rule reloads by result (ok, error: old rules kept)", labelNames: ["result"], registers }),
+    policyRules: new Gauge({ name: "dnsgeo_policy_rules", help: "Policy rules in use", registers }),
     buildInfo: buildInfoGauge(registers),
   };
 }
