@@ -1,9 +1,21 @@
 -- Athena / AWS Glue table over dnsgeo's QuickSight output
 -- (`dnsgeo enrich --format quicksight`, or POST /v1/enrich?format=quicksight),
--- stored as JSON lines in S3. Every row has every dnsgeo column (null when
--- unknown), so this schema stays stable. Replace the bucket and prefix.
-CREATE EXTERNAL TABLE IF NOT EXISTS dnsgeo_resolver_queries (
-  -- dnsgeo's columns (enrichment), first in every row
+-- stored as JSON lines in S3. Every row of every input kind (Route 53 Resolver,
+-- DNS Firewall, OCSF DNS Activity, ECS, Zeek, Sysmon, anything else) has exactly
+-- these columns, null when a value is absent: one schema for every source.
+-- The original record is in `record` as its own JSON text; reach any of its fields
+-- with json_extract_scalar(record, '$.srcids.instance'). Replace the bucket and prefix.
+CREATE EXTERNAL TABLE IF NOT EXISTS dnsgeo_dns_queries (
+  record_kind               string,   -- route53 | dns_firewall | ocsf | ecs | zeek | sysmon | custom | unknown
+  event_time                string,   -- the record's own time as it wrote it (ISO 8601, epoch seconds or ms)
+  query_name                string,
+  query_type                string,
+  rcode                     string,
+  src_ip                    string,   -- the client that asked
+  answers                   string,   -- the record's answer data, ';'-joined
+  firewall_rule_action      string,   -- Route 53 DNS Firewall only
+  log_group                 string,   -- CloudWatch Logs envelope
+  log_stream                string,
   answer_ip                 string,
   answer_ips                string,   -- all answer IPs, ';'-joined
   geo_lat                   double,   -- decimal degrees
@@ -20,26 +32,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS dnsgeo_resolver_queries (
   isp                       string,
   enrichment_status         string,   -- enriched | partial | pending | skipped | error
   enrichment_reason         string,
-  -- the Route 53 Resolver query log record, flattened with '_'
-  version                   string,
-  account_id                string,
-  region                    string,
-  vpc_id                    string,
-  query_timestamp           string,   -- ISO 8601; from_iso8601_timestamp(query_timestamp) in queries
-  query_name                string,
-  query_type                string,
-  query_class               string,
-  rcode                     string,
-  answers                   string,   -- every answer's Rdata, ';'-joined
-  srcaddr                   string,
-  srcport                   string,
-  transport                 string,
-  srcids_instance           string,
-  srcids_resolver_endpoint  string,
-  -- Route 53 DNS Firewall records add these
-  firewall_rule_group_id    string,
-  firewall_rule_action      string,
-  firewall_domain_list_id   string
+  record                    string    -- the original record, JSON text exactly as it came
 )
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
 WITH SERDEPROPERTIES ('ignore.malformed.json' = 'true')

@@ -12,6 +12,8 @@ import { decode, encodeItems } from "./framing.js";
 import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
+import { mergedText, trimmedSpan } from "./json-text.js";
+import { isPlain } from "./plain-object.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus, type StatusResult } from "./status.js";
 import { addResolvedAnswers } from "./resolve-step.js";
@@ -63,14 +65,10 @@ function emptyCounts(): EnrichCounts {
 
 const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
 
-/** A decoded line whose record is exactly that line: its text (and bytes, when known). */
-type SourceText = { text: string; src?: Buffer; at?: number };
-
 /** What `formatRange` works on: one call's records and what was found for them. */
 interface FormatRun {
   parsed: readonly ParsedItem[];
   extracted: ReadonlyArray<Extracted | undefined>;
-  texts: ReadonlyArray<SourceText | undefined> | undefined;
   format: OutputFormat;
   out: Config["output"];
   results: ReadonlyMap<string, IpResult>;
@@ -98,18 +96,17 @@ export class Enricher {
   }
 
   /**
-   * Parses decoded items into records and pass-through items (pure). When
-   * `texts` is given, it receives, per output index, the record's own source
-   * text where the record is exactly the decoded line (not an envelope's event).
+   * Parses decoded items into records and pass-through items (pure). A record keeps
+   * its own source text (`rec.text`) where it is known, for lossless output.
    */
-  parseItems(items: readonly DecodedItem[], texts?: Array<SourceText | undefined>): ParsedItem[] {
+  parseItems(items: readonly DecodedItem[]): ParsedItem[] {
     const out: ParsedItem[] = [];
-    this.parseRange(items, 0, items.length, out, texts);
+    this.parseRange(items, 0, items.length, out);
     return out;
   }
 
   /** `parseItems` of `items[from, to)`, appended to `out`. */
-  private parseRange(items: readonly DecodedItem[], from: number, to: number, out: ParsedItem[], texts?: Array<SourceText | undefined>): void {
+  private parseRange(items: readonly DecodedItem[], from: number, to: number, out: ParsedItem[]): void {
     for (let k = from; k < to; k++) {
       const item = items[k] as DecodedItem;
       let parsed: ParsedItem[];
@@ -118,11 +115,7 @@ export class Enricher {
       } catch (e) {
         // parse promises never to throw; if it ever does, the record still flows.
         this.logger?.error({ err: e }, "parse threw; record passed through");
-        parsed = item.kind === "json" ? [{ kind: "passthrough", value: item.value, reason: "not_object" }] : [{ kind: "unparsed", raw: item.raw }];
-      }
-      if (texts) {
-        const only = parsed.length === 1 ? parsed[0] : undefined;
-        texts[out.length] = item.kind === "json" && item.text !== undefined && only?.kind === "record" && only.rec.record === item.value ? (item as SourceText) : undefined;
+        parsed = item.kind === "json" ? [item.text === undefined ? { kind: "passthrough", value: item.value, reason: "not_object" } : { kind: "passthrough", value: item.value, reason: "not_object", text: item.text }] : [item];
       }
       for (const p of parsed) out.push(p);
     }
@@ -131,14 +124,13 @@ export class Enricher {
   /** Enriches decoded items; never rejects because a tier or provider is down. */
   async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
     const format = opts.format ?? this.cfg.output.format;
-    const texts: Array<SourceText | undefined> | undefined = format === "ecs" ? [] : undefined;
     const pause = opts.pause;
     let parsed: ParsedItem[];
-    if (pause === undefined) parsed = this.parseItems(decoded.items, texts);
+    if (pause === undefined) parsed = this.parseItems(decoded.items);
     else {
       parsed = [];
       for (let from = 0; from < decoded.items.length; from += 256) {
-        this.parseRange(decoded.items, from, Math.min(decoded.items.length, from + 256), parsed, texts);
+        this.parseRange(decoded.items, from, Math.min(decoded.items.length, from + 256), parsed);
         if (pause.isDue()) await pause.due();
       }
     }
@@ -176,7 +168,7 @@ export class Enricher {
     const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
     const counts = emptyCounts();
     const items: OutputItem[] = [];
-    const run: FormatRun = { parsed, extracted, texts, format, out, results, failed, counts, items };
+    const run: FormatRun = { parsed, extracted, format, out, results, failed, counts, items };
     if (pause === undefined) this.formatRange(run, 0, parsed.length);
     else {
       for (let from = 0; from < parsed.length; from += 256) {
@@ -204,36 +196,36 @@ export class Enricher {
 
   /** Formats `run.parsed[from, to)` into `run.items`, counting results. */
   private formatRange(run: FormatRun, from: number, to: number): void {
-    const { parsed, extracted, texts, format, out, results, failed, counts, items } = run;
+    const { parsed, extracted, format, out, results, failed, counts, items } = run;
     for (let i = from; i < to; i++) {
       const p = parsed[i] as ParsedItem;
       if (p.kind === "unparsed") {
         counts.unparsed++;
-        items.push({ kind: "unparsed", raw: p.raw });
+        items.push(p);
         continue;
       }
       if (p.kind === "passthrough") {
         counts.skipped++;
-        this.pushPassthrough(items, format, p.value, p.reason);
+        this.pushPassthrough(items, format, p.value, p.reason, p.text);
         continue;
       }
       const ex = extracted[i] as Extracted;
       try {
         // Computed once here and handed to the formatter, which would otherwise compute it again.
         const st = recordStatus(ex, results, failed, p.rec.kind);
-        const src = texts?.[i];
-        const fast = src === undefined ? undefined : formatEcsText(p.rec, ex, results, out, failed, src.text, st);
+        const rec = p.rec;
+        const fast = format !== "ecs" || rec.text === undefined ? undefined : formatEcsText(rec, ex, results, out, failed, rec.text, st);
         if (fast !== undefined) {
           // The first piece is a prefix of the source text, so (ASCII) its bytes start where the text's do.
-          items.push(src?.src !== undefined ? { kind: "jsontext", parts: fast, headSrc: src.src, headAt: src.at ?? 0 } : { kind: "jsontext", parts: fast });
+          items.push(rec.src !== undefined ? { kind: "jsontext", parts: fast, headSrc: rec.src, headAt: rec.at ?? 0 } : { kind: "jsontext", parts: fast });
         }
-        else this.pushRecord(items, format, out, p.rec, ex, results, failed, st);
+        else this.pushRecord(items, format, out, rec, ex, results, failed, st);
         counts[st.status]++;
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
         counts.error++;
         this.logger?.error({ err: e, kind: p.rec.kind }, "format failed; record passed through");
-        items.push({ kind: "json", value: p.rec.record });
+        items.push(p.rec.text === undefined ? { kind: "json", value: p.rec.record } : { kind: "jsontext", parts: [p.rec.text] });
       }
     }
   }
@@ -249,8 +241,16 @@ export class Enricher {
     return Object.assign(res, { body: encodeItems(res.framing, res.items) });
   }
 
-  private pushPassthrough(items: OutputItem[], format: OutputFormat, value: unknown, reason: "not_object" | "unparsed"): void {
-    items.push({ kind: "json", value: format === "quicksight" ? passthroughQuicksight(value, reason) : passthroughEcs(value, reason) });
+  private pushPassthrough(items: OutputItem[], format: OutputFormat, value: unknown, reason: "not_object" | "unparsed", text: string | undefined): void {
+    if (format === "quicksight") {
+      items.push({ kind: "json", value: passthroughQuicksight(value, reason, text) });
+      return;
+    }
+    const v = passthroughEcs(value, reason);
+    if (text === undefined) items.push({ kind: "json", value: v });
+    // Not an object: it goes out as it came. An object: its own text with `dnsgeo` spliced in.
+    else if (!isPlain(value) || !isPlain(v)) items.push({ kind: "jsontext", parts: [text] });
+    else items.push({ kind: "jsontext", parts: [losslessText(text, value, v)] });
   }
 
   private pushRecord(
@@ -266,7 +266,14 @@ export class Enricher {
     if (format === "quicksight") {
       for (const row of formatQuicksight(rec, ex, results, out, failed, st)) items.push({ kind: "json", value: row });
     } else {
-      items.push({ kind: "json", value: formatEcs(rec, ex, results, out, failed, st) });
+      const v = formatEcs(rec, ex, results, out, failed, st);
+      items.push(rec.text === undefined ? { kind: "json", value: v } : { kind: "jsontext", parts: [losslessText(rec.text, rec.record, v)] });
     }
   }
+}
+
+/** `out` (derived from `orig` by formatEcs) as JSON text built on `orig`'s own `text`. */
+function losslessText(text: string, orig: Record<string, unknown>, out: Record<string, unknown>): string {
+  const [start, end] = trimmedSpan(text);
+  return mergedText(text, start, end, orig, out);
 }

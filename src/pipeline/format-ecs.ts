@@ -33,6 +33,7 @@
 import type { Config } from "../config.js";
 import type { Entry, GeoInfo, IpResult } from "../lookup/lookup.js";
 import { copyOf, isPlain } from "./plain-object.js";
+import { addOcsfEnrichment } from "./format-ocsf.js";
 import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
@@ -231,7 +232,9 @@ export function formatEcs(
   const enc = out.geo_point;
   const answers = ex.answers;
 
-  if (answers.length > 0) {
+  // OCSF records get OCSF's places (format-ocsf.ts) instead of ECS `dns`/`destination`.
+  if (rec.kind === "ocsf") addOcsfEnrichment(top, ex, results, failed);
+  else if (answers.length > 0) {
     const ips: string[] = [];
     for (const a of answers) if (isIpText(a) && a.via === undefined) ips.push(a.ip);
     if (ips.length > 0) {
@@ -241,7 +244,7 @@ export function formatEcs(
     }
   }
 
-  if (out.destination) {
+  if (out.destination && rec.kind !== "ocsf") {
     for (const a of answers) {
       if (a.class === "public" && a.via === undefined) {
         addDestination(top, a, results, enc);
@@ -431,7 +434,7 @@ export function formatEcsText(
   status?: StatusResult,
 ): Array<string | Buffer> | undefined {
   const r = rec.record;
-  if (rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
+  if (rec.kind === "ocsf" || rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
   let end = text.length - 1;
   while (end > 0 && text.charCodeAt(end) <= 0x20) end--;
   if (text.charCodeAt(end) !== 0x7d /* } */) return undefined;

@@ -1,39 +1,37 @@
 /**
- * `format` for QuickSight / Athena: flat rows, no nesting, no arrays
- * (README, "Output schema → QuickSight").
+ * `format` for QuickSight / Athena: flat rows of one schema (README, "Output schema →
+ * QuickSight"). Every row carries exactly the columns of `QUICKSIGHT_SCHEMA`
+ * (quicksight-schema.ts), in that order, `null` when a value is absent, whatever the
+ * record's kind or shape, so one Athena table (examples/quicksight/athena-table.sql)
+ * reads them all:
  *
- * Flattening of the original record:
- * - nested object keys are joined with `_` (`srcids.instance` → `srcids_instance`);
- * - a `.` inside a key becomes `_` too (Zeek's literal `id.orig_h` → `id_orig_h`,
- *   the same column its nested form gives): Athena/QuickSight names cannot hold `.`;
- * - an `answers` array of objects (Route 53 `Rdata`, ECS `data`) becomes one
- *   text column of those values joined with `;`;
- * - other arrays of scalars become `;`-joined text; arrays holding objects or
- *   arrays become their JSON text; an empty array becomes `null`;
- * - empty nested objects give no column; `null` stays `null`;
- * - when two paths flatten to the same column (`{a:{b:1}, a_b:2}`), the first
- *   in key order wins and the later one is dropped.
- * The enrichment columns (`QUICKSIGHT_COLUMNS`) are on every row, `null` when
- * unknown, so the table schema stays stable; they follow the original's
- * columns. They are dnsgeo's own: an original column of the same name moves to
- * `<name>_original` (unless the record already has that column, which is then
- * kept), and the record's own `dnsgeo` object is flattened as `dnsgeo_original_*`,
- * as in ECS, so nothing the record brought reads as dnsgeo's answer.
+ * - a few columns every DNS record has in some form, taken from where each kind keeps
+ *   it (`query_name`, `query_type`, `rcode`, `src_ip`, `event_time`, …), as text: a
+ *   number is written as the record spelled it;
+ * - dnsgeo's enrichment columns (`answer_ip` … `enrichment_reason`);
+ * - `record`: the original record as JSON text, exactly as it came (its own text when
+ *   known), so no field of any kind is lost or renamed and Athena's `json_extract`
+ *   reaches every one.
+ *
+ * Values that are not DNS records (unknown objects, JSON that is not an object) become
+ * rows too (`record_kind: "unknown"`, `enrichment_status: "skipped"`).
  */
 import type { Config } from "../config.js";
 import type { IpResult } from "../lookup/lookup.js";
-import { copyOf, isPlain, setOwn } from "./plain-object.js";
+import { isPlain } from "./plain-object.js";
 import { answerView, recordStatus, type StatusResult } from "./status.js";
+import { textAt } from "./json-text.js";
+import { sysmonData } from "./parse/sysmon.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
 
 type Obj = Record<string, unknown>;
 
 /**
- * The enrichment columns of every QuickSight row, in order. `answer_ip` is the
- * row's IP (the primary answer, or the exploded one), `answer_ips` all answer
- * IPs `;`-joined, `geo_lat`/`geo_lon` decimal degrees, `as_number` a number,
- * `enrichment_status` the `dnsgeo.status` vocabulary and `enrichment_reason`
- * why a row has no geo (skip reason, `not_found`, `pending`…).
+ * The enrichment columns of every QuickSight row, in order (a subset of
+ * `QUICKSIGHT_ROW_COLUMNS`). `answer_ip` is the row's IP (the primary answer, or the
+ * exploded one), `answer_ips` all answer IPs `;`-joined, `geo_lat`/`geo_lon` decimal
+ * degrees, `as_number` a number, `enrichment_status` the `dnsgeo.status` vocabulary
+ * and `enrichment_reason` why a row has no geo (skip reason, `not_found`, `pending`…).
  */
 export const QUICKSIGHT_COLUMNS = [
   "answer_ip",
@@ -57,79 +55,88 @@ export const QUICKSIGHT_COLUMNS = [
 /** Name of one enrichment column. */
 export type QuicksightColumn = (typeof QUICKSIGHT_COLUMNS)[number];
 
-const MAX_DEPTH = 32;
 const NO_RESULTS: ReadonlyMap<string, IpResult> = new Map();
 
-function joinAnswers(arr: readonly unknown[]): string | undefined {
-  const vals: string[] = [];
-  for (const item of arr) {
-    if (!isPlain(item)) return undefined;
-    const v = item.Rdata !== undefined ? item.Rdata : item.data;
-    if (typeof v === "string") vals.push(v);
-    else if (typeof v === "number" || typeof v === "boolean") vals.push(String(v));
-    else return undefined;
+/** Where each kind keeps the common columns: paths into the record (first found wins). */
+type Path = readonly string[];
+interface KindPaths {
+  time: readonly Path[];
+  type: readonly Path[];
+  rcode: readonly Path[];
+  src: readonly Path[];
+}
+const NONE: KindPaths = { time: [], type: [], rcode: [], src: [] };
+const PATHS: Readonly<Record<string, KindPaths>> = {
+  route53: { time: [["query_timestamp"]], type: [["query_type"]], rcode: [["rcode"]], src: [["srcaddr"]] },
+  dns_firewall: { time: [["query_timestamp"]], type: [["query_type"]], rcode: [["rcode"]], src: [["srcaddr"]] },
+  ecs: { time: [["@timestamp"]], type: [["dns", "question", "type"]], rcode: [["dns", "response_code"]], src: [["source", "ip"], ["client", "ip"]] },
+  zeek: { time: [["ts"]], type: [["qtype_name"]], rcode: [["rcode_name"]], src: [["id.orig_h"], ["id", "orig_h"]] },
+  ocsf: { time: [["time_dt"], ["time"]], type: [["query", "type"]], rcode: [["rcode"]], src: [["src_endpoint", "ip"]] },
+};
+
+/** The value at `path` of `o`, and the path itself (for finding its text). */
+function at(o: Obj, path: Path): unknown {
+  let cur: unknown = o;
+  for (const k of path) {
+    if (!isPlain(cur) || !Object.prototype.hasOwnProperty.call(cur, k)) return undefined;
+    cur = cur[k];
   }
-  return vals.join(";");
+  return cur;
 }
 
-function arrayColumn(key: string, arr: readonly unknown[]): unknown {
-  if (arr.length === 0) return null;
-  if (key === "answers") {
-    const joined = joinAnswers(arr);
-    if (joined !== undefined) return joined;
-  }
-  let scalars = true;
-  for (const v of arr) {
-    if (v !== null && typeof v === "object") {
-      scalars = false;
-      break;
+/**
+ * The first of `paths` holding a string or a number, as text: a string as it is, a
+ * number as the record's text spells it (`1.50` stays `1.50`); null when none does.
+ */
+function column(rec: ParsedRecord, base: Obj, prefix: Path, paths: readonly Path[]): string | null {
+  for (const p of paths) {
+    const v = at(base, p);
+    if (typeof v === "string") return v;
+    if (typeof v === "number" || typeof v === "boolean") {
+      const text = rec.text === undefined ? undefined : textAt(rec.text, 0, [...prefix, ...p]);
+      return text ?? String(v);
     }
   }
-  if (!scalars) return JSON.stringify(arr);
-  const parts: string[] = new Array(arr.length);
-  for (let i = 0; i < arr.length; i++) {
-    const v = arr[i];
-    parts[i] = v === null || v === undefined ? "" : String(v);
-  }
-  return parts.join(";");
+  return null;
 }
 
-const DOTS = /\./g;
-
-function flattenInto(out: Obj, o: Obj, prefix: string, depth: number): void {
-  for (const k in o) {
-    if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
-    const v = o[k];
-    if (v === undefined) continue;
-    const key = k.indexOf(".") === -1 ? k : k.replace(DOTS, "_");
-    const name = prefix === "" ? key : prefix + "_" + key;
-    if (isPlain(v)) {
-      if (depth < MAX_DEPTH) flattenInto(out, v, name, depth + 1);
-      else if (!Object.prototype.hasOwnProperty.call(out, name)) setOwn(out, name, JSON.stringify(v));
-      continue;
+/** The record's own fields that every row carries (`record_kind` … `log_stream`). */
+function commonColumns(rec: ParsedRecord): Obj {
+  const r = rec.record;
+  const paths = PATHS[rec.kind] ?? NONE;
+  let time = column(rec, r, [], paths.time);
+  let rcode = column(rec, r, [], paths.rcode);
+  if (rec.kind === "sysmon") {
+    // The event data sits at one of several places; its path is found again for number texts.
+    const d = sysmonData(r);
+    if (d !== undefined) {
+      const prefix = sysmonPrefix(r, d);
+      time = column(rec, d, prefix, [["UtcTime"]]);
+      rcode = column(rec, d, prefix, [["QueryStatus"]]);
     }
-    if (Object.prototype.hasOwnProperty.call(out, name)) continue;
-    if (Array.isArray(v)) setOwn(out, name, arrayColumn(k, v));
-    else if (typeof v === "object" && v !== null) setOwn(out, name, JSON.stringify(v));
-    else setOwn(out, name, v);
   }
+  const env = rec.envelope;
+  return {
+    record_kind: rec.kind,
+    event_time: time,
+    query_name: typeof rec.queryName === "string" ? rec.queryName : null,
+    query_type: column(rec, r, [], paths.type),
+    rcode,
+    src_ip: column(rec, r, [], paths.src),
+    answers: rec.answers.length > 0 ? rec.answers.join(";") : null,
+    firewall_rule_action: rec.kind === "dns_firewall" && typeof r.firewall_rule_action === "string" ? r.firewall_rule_action : null,
+    log_group: env?.logGroup ?? null,
+    log_stream: env?.logStream ?? null,
+  };
 }
 
-/** The original record as flat columns (see the module comment for the rules). */
-export function flattenRecord(record: Obj): Obj {
-  const out: Obj = {};
-  if (record.dnsgeo !== undefined && hasOwn(record, "dnsgeo")) {
-    // As in ECS: the record's own `dnsgeo` is kept as `dnsgeo_original`.
-    const renamed: Obj = {};
-    for (const k in record) {
-      if (!hasOwn(record, k)) continue;
-      if (k === "dnsgeo") {
-        if (record.dnsgeo_original === undefined) setOwn(renamed, "dnsgeo_original", record.dnsgeo);
-      } else setOwn(renamed, k, record[k]);
-    }
-    flattenInto(out, renamed, "", 0);
-  } else flattenInto(out, record, "", 0);
-  return out;
+function sysmonPrefix(r: Obj, d: Obj): Path {
+  if (d === r) return [];
+  const w = r.winlog;
+  if (isPlain(w) && w.event_data === d) return ["winlog", "event_data"];
+  if (r.EventData === d) return ["EventData"];
+  if (r.event_data === d) return ["event_data"];
+  return ["Event", "EventData"];
 }
 
 function nonEmpty(v: string | undefined): string | null {
@@ -140,94 +147,63 @@ function finite(v: number | undefined): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 
-/**
- * A fresh row holding every enrichment column for `a` (nulls when undefined).
- * Built with named writes so every row shares one shape.
- */
-function columns(
+/** One row: common columns, then the enrichment columns for `a`, then `record`. */
+function row(
+  common: Obj,
   a: AnswerIp | undefined,
   answerIps: string | null,
   results: ReadonlyMap<string, IpResult>,
   status: string,
   reason: string | null,
+  record: string,
 ): Obj {
   const e = a && a.class === "public" ? results.get(a.ip)?.entry : undefined;
   const g = e && !e.neg ? e.geo : undefined;
-  if (!g) {
-    return {
-      answer_ip: a ? a.ip : null,
-      answer_ips: answerIps,
-      geo_lat: null,
-      geo_lon: null,
-      geo_country_code: null,
-      geo_country: null,
-      geo_region: null,
-      geo_city: null,
-      geo_postal_code: null,
-      geo_timezone: null,
-      as_number: null,
-      as_org: null,
-      org: null,
-      isp: null,
-      enrichment_status: status,
-      enrichment_reason: reason,
-    };
-  }
   return {
+    record_kind: common.record_kind,
+    event_time: common.event_time,
+    query_name: common.query_name,
+    query_type: common.query_type,
+    rcode: common.rcode,
+    src_ip: common.src_ip,
+    answers: common.answers,
+    firewall_rule_action: common.firewall_rule_action,
+    log_group: common.log_group,
+    log_stream: common.log_stream,
     answer_ip: a ? a.ip : null,
     answer_ips: answerIps,
-    geo_lat: finite(g.lat),
-    geo_lon: finite(g.lon),
-    geo_country_code: nonEmpty(g.countryCode),
-    geo_country: nonEmpty(g.country),
-    geo_region: nonEmpty(g.regionName) ?? nonEmpty(g.regionCode),
-    geo_city: nonEmpty(g.city),
-    geo_postal_code: nonEmpty(g.postalCode),
-    geo_timezone: nonEmpty(g.timezone),
-    as_number: finite(g.asn),
-    as_org: nonEmpty(g.asOrg),
-    org: nonEmpty(g.org),
-    isp: nonEmpty(g.isp),
+    geo_lat: g ? finite(g.lat) : null,
+    geo_lon: g ? finite(g.lon) : null,
+    geo_country_code: g ? nonEmpty(g.countryCode) : null,
+    geo_country: g ? nonEmpty(g.country) : null,
+    geo_region: g ? (nonEmpty(g.regionName) ?? nonEmpty(g.regionCode)) : null,
+    geo_city: g ? nonEmpty(g.city) : null,
+    geo_postal_code: g ? nonEmpty(g.postalCode) : null,
+    geo_timezone: g ? nonEmpty(g.timezone) : null,
+    as_number: g ? finite(g.asn) : null,
+    as_org: g ? nonEmpty(g.asOrg) : null,
+    org: g ? nonEmpty(g.org) : null,
+    isp: g ? nonEmpty(g.isp) : null,
     enrichment_status: status,
     enrichment_reason: reason,
+    record,
   };
-}
-
-const hasOwn = (o: Obj, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
-
-/** True when the flattened original already has a column named like an enrichment column. */
-function collidesWithColumns(flat: Obj): boolean {
-  for (const c of QUICKSIGHT_COLUMNS) if (hasOwn(flat, c)) return true;
-  return false;
-}
-
-/**
- * One output row: the original's columns first, then the enrichment columns. An
- * original column named like an enrichment column moves to `<name>_original`.
- */
-function row(flat: Obj, cols: Obj, collides: boolean): Obj {
-  if (!collides) return Object.assign(copyOf(flat), cols);
-  const r: Obj = {};
-  for (const k in flat) {
-    if (!hasOwn(flat, k)) continue;
-    if ((QUICKSIGHT_COLUMNS as readonly string[]).includes(k)) {
-      const moved = `${k}_original`;
-      if (!hasOwn(flat, moved)) setOwn(r, moved, flat[k]);
-    } else setOwn(r, k, flat[k]);
-  }
-  for (const c of QUICKSIGHT_COLUMNS) r[c] = cols[c];
-  return r;
 }
 
 function answerReason(a: AnswerIp, results: ReadonlyMap<string, IpResult>, failed: boolean | undefined): string | null {
   return answerView(a, results, failed).reason ?? null;
 }
 
+/** The record's JSON text: its own when known, else serialized from the parsed value. */
+function recordText(text: string | undefined, value: unknown): string {
+  return text ?? JSON.stringify(value) ?? "null";
+}
+
 /**
- * Flat rows for one record. With `out.explode`, one row per public answer IP
- * (its own status in `enrichment_status`); a record without public answers
- * gives one row. Otherwise one row whose columns describe the primary (first
- * public) answer. `answer_ips` lists every answer IP of the record.
+ * Rows for one record. With `out.explode`, one row per public answer IP (its own
+ * status in `enrichment_status`); a record without public answers gives one row.
+ * Otherwise one row whose columns describe the primary (first public) answer.
+ * `answer_ips` lists every answer IP of the record.
  */
 export function formatQuicksight(
   rec: ParsedRecord,
@@ -237,7 +213,8 @@ export function formatQuicksight(
   failed?: boolean,
   status?: StatusResult,
 ): Record<string, unknown>[] {
-  const flat = flattenRecord(rec.record);
+  const common = commonColumns(rec);
+  const record = recordText(rec.text, rec.record);
   const answers = ex.answers;
   let answerIps: string | null = null;
   if (answers.length > 0) {
@@ -246,17 +223,16 @@ export function formatQuicksight(
     if (ips.length > 0) answerIps = ips.join(";");
   }
   const st = status ?? recordStatus(ex, results, failed, rec.kind);
-  const collides = collidesWithColumns(flat);
 
   if (out.explode) {
     const rows: Obj[] = [];
     for (const a of answers) {
       if (a.class !== "public") continue;
       const one = recordStatus({ answers: [a] }, results, failed, rec.kind);
-      rows.push(row(flat, columns(a, answerIps, results, one.status, answerReason(a, results, failed)), collides));
+      rows.push(row(common, a, answerIps, results, one.status, answerReason(a, results, failed), record));
     }
     if (rows.length > 0) return rows;
-    return [row(flat, columns(undefined, answerIps, results, st.status, st.reason ?? null), collides)];
+    return [row(common, undefined, answerIps, results, st.status, st.reason ?? null, record)];
   }
 
   let primary: AnswerIp | undefined;
@@ -267,16 +243,27 @@ export function formatQuicksight(
     }
   }
   const reason = primary ? answerReason(primary, results, failed) : (st.reason ?? null);
-  return [row(flat, columns(primary, answerIps, results, st.status, reason), collides)];
+  return [row(common, primary, answerIps, results, st.status, reason, record)];
 }
 
+const PASSTHROUGH_COMMON: Obj = {
+  record_kind: "unknown",
+  event_time: null,
+  query_name: null,
+  query_type: null,
+  rcode: null,
+  src_ip: null,
+  answers: null,
+  firewall_rule_action: null,
+  log_group: null,
+  log_stream: null,
+};
+
 /**
- * A value that is not a DNS record, in QuickSight mode: a plain object becomes
- * one flat row with every enrichment column (`enrichment_status: "skipped"`,
- * `enrichment_reason`: `reason`); anything else is returned unchanged.
+ * A value that is not a DNS record, in QuickSight mode: one row with every column
+ * (`record_kind: "unknown"`, `enrichment_status: "skipped"`, `enrichment_reason`:
+ * `reason`), the value itself in `record` (`text`: its own JSON text, when known).
  */
-export function passthroughQuicksight(value: unknown, reason: string): unknown {
-  if (!isPlain(value)) return value;
-  const flat = flattenRecord(value);
-  return row(flat, columns(undefined, null, NO_RESULTS, "skipped", reason), collidesWithColumns(flat));
+export function passthroughQuicksight(value: unknown, reason: string, text?: string): Record<string, unknown> {
+  return row(PASSTHROUGH_COMMON, undefined, null, NO_RESULTS, "skipped", reason, recordText(text, value));
 }

@@ -5,11 +5,12 @@
  * Any bytes split: a line that is not JSON becomes an `unparsed` item. Compression is
  * `codecs/compression.ts`; `decode` does both steps in one call.
  */
-import { isAscii } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import { decompress, type DecompressOptions } from "../codecs/compression.js";
 import { Utf8Writer } from "../codecs/utf8-writer.js";
 import type { Decoded, DecodedItem, EncodableItem, Framing } from "./types.js";
 import { parseJsonBounded } from "./json-depth.js";
+import { arrayElements, trimmedSpan } from "./json-text.js";
 import type { Pause } from "./slices.js";
 
 /** Options of `decode`. */
@@ -47,7 +48,14 @@ export function decode(body: Buffer | Uint8Array, opts: DecodeOptions = {}): Dec
 export function splitBody(raw: Buffer, contentType?: string): Decoded {
   // ASCII (nearly every log body): character offsets are byte offsets, so each
   // line's bytes can go out again by copy instead of being encoded anew.
-  return splitText(raw.toString("utf8"), isNdjsonType(contentType), isAscii(raw) ? raw : undefined);
+  const ascii = isAscii(raw);
+  const decoded = splitText(raw.toString("utf8"), isNdjsonType(contentType), ascii ? raw : undefined);
+  if (ascii || decoded.framing !== "ndjson" || isUtf8(raw)) return decoded;
+  // Not valid UTF-8: split again by bytes, so a line that is not JSON keeps its own bytes.
+  const items: DecodedItem[] = [];
+  let start = raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf ? 3 : 0;
+  while (start < raw.length) start = splitByteLinesInto(items, raw, false, start, Infinity);
+  return { framing: "ndjson", items };
 }
 
 /**
@@ -96,11 +104,11 @@ function splitByteLinesInto(items: DecodedItem[], raw: Buffer, ascii: boolean, s
       if (!isBlank(line)) {
         try {
           const value = parseJsonBounded(line);
-          if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-            items.push(ascii ? { kind: "json", value, text: line, src: raw, at: from } : { kind: "json", value, text: line });
-          } else items.push({ kind: "json", value });
+          items.push(ascii ? { kind: "json", value, text: line, src: raw, at: from } : { kind: "json", value, text: line });
         } catch {
-          items.push({ kind: "unparsed", raw: line });
+          // Bytes that are not UTF-8 became U+FFFD in `line`: the line's own bytes go out instead.
+          if (ascii || isUtf8(raw.subarray(from, end))) items.push({ kind: "unparsed", raw: line });
+          else items.push({ kind: "unparsed", raw: line, bytes: Buffer.from(raw.subarray(from, end)) });
         }
       }
     }
@@ -177,13 +185,19 @@ function splitText(input: string, forceNdjson: boolean, asciiBytes?: Buffer): De
       const whole = tryParse(text);
       if (whole.ok) {
         if (Array.isArray(whole.value)) {
+          // Each element's own text, so its values go out as they were written.
+          const spans = arrayElements(text, first);
           const items: DecodedItem[] = new Array(whole.value.length);
-          for (let i = 0; i < whole.value.length; i++) items[i] = { kind: "json", value: whole.value[i] };
+          for (let i = 0; i < whole.value.length; i++) {
+            const span = spans[i];
+            items[i] = span === undefined ? { kind: "json", value: whole.value[i] } : { kind: "json", value: whole.value[i], text: text.slice(span[0], span[1]) };
+          }
           return { framing: "array", items };
         }
         if (whole.value !== null && typeof whole.value === "object") {
-          if (isSingleTerminatedLine(text)) return { framing: "ndjson", items: [{ kind: "json", value: whole.value }] };
-          return { framing: "object", items: [{ kind: "json", value: whole.value }] };
+          const [from, to] = trimmedSpan(text);
+          const item: DecodedItem = { kind: "json", value: whole.value, text: text.slice(from, to) };
+          return { framing: isSingleTerminatedLine(text) ? "ndjson" : "object", items: [item] };
         }
       }
     }
@@ -214,9 +228,7 @@ function splitLinesInto(items: DecodedItem[], text: string, bytes: Buffer | unde
       if (!isBlank(line)) {
         try {
           const value = parseJsonBounded(line);
-          if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-            items.push(bytes ? { kind: "json", value, text: line, src: bytes, at: from } : { kind: "json", value, text: line });
-          } else items.push({ kind: "json", value });
+          items.push(bytes ? { kind: "json", value, text: line, src: bytes, at: from } : { kind: "json", value, text: line });
         } catch {
           items.push({ kind: "unparsed", raw: line });
         }
@@ -230,12 +242,14 @@ function splitLinesInto(items: DecodedItem[], text: string, bytes: Buffer | unde
 function itemText(item: EncodableItem): string {
   if (item.kind === "unparsed") return item.raw;
   if (item.kind === "jsontext") return item.parts.join("");
+  if (item.text !== undefined) return item.text;
   return JSON.stringify(item.value) ?? "null";
 }
 
 function itemJson(item: EncodableItem): string {
   if (item.kind === "unparsed") return JSON.stringify(item.raw);
   if (item.kind === "jsontext") return item.parts.join("");
+  if (item.text !== undefined) return item.text;
   return JSON.stringify(item.value) ?? "null";
 }
 
@@ -250,6 +264,7 @@ function linesToBuffer(items: readonly EncodableItem[], into?: (bytes: number) =
   for (let i = 0; i < items.length; i++) {
     const it = items[i] as EncodableItem;
     if (it.kind === "jsontext") for (const p of it.parts) chars += p.length;
+    else if (it.kind === "unparsed" && it.bytes !== undefined) chars += it.bytes.length;
     else chars += (texts[i] = itemText(it)).length;
     chars++;
   }
@@ -266,6 +281,10 @@ function linesToBuffer(items: readonly EncodableItem[], into?: (bytes: number) =
 
 /** Writes one item's text (as `itemText` would return it) into `w`. */
 export function writeItemText(w: Utf8Writer, it: EncodableItem): void {
+  if (it.kind === "unparsed" && it.bytes !== undefined) {
+    w.bytes(it.bytes);
+    return;
+  }
   if (it.kind !== "jsontext") {
     w.str(itemText(it));
     return;
@@ -321,6 +340,7 @@ export async function encodeItemsSliced(framing: Framing, items: readonly Encoda
   for (let i = 0; i < items.length; i++) {
     const it = items[i] as EncodableItem;
     if (it.kind === "jsontext") for (const p of it.parts) chars += p.length;
+    else if (it.kind === "unparsed" && it.bytes !== undefined) chars += it.bytes.length;
     else chars += (texts[i] = itemText(it)).length;
     chars++;
     if ((i & 255) === 255 && pause.isDue()) await pause.due();

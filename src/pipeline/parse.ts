@@ -5,7 +5,7 @@
  *
  * Detection checks a few keys per kind, in this order: CloudWatch envelope,
  * Lambda `awslogs` event, Firehose request, Route 53 / DNS Firewall, Zeek, ECS,
- * Sysmon 22, then `input.ip_fields` (custom) or unknown.
+ * OCSF DNS Activity, Sysmon 22, then `input.ip_fields` (custom) or unknown.
  */
 import type { DecodedItem, ParsedItem, RecordEnvelope } from "./types.js";
 import type { JsonObject, ParseContext } from "./parse/common.js";
@@ -18,6 +18,8 @@ import { isEcs, parseEcs } from "./parse/ecs.js";
 import { parseSysmon, sysmonData } from "./parse/sysmon.js";
 import { parseCustom } from "./parse/custom.js";
 import { parseJsonBounded } from "./json-depth.js";
+import { arrayElements } from "./json-text.js";
+import { isOcsfDns, parseOcsf } from "./parse/ocsf.js";
 
 export { firehoseRequest } from "./parse/firehose.js";
 
@@ -43,16 +45,24 @@ export function parse(item: DecodedItem, opts: ParseOptions): ParsedItem[] {
   const ctx = contextFor(opts);
   try {
     if (item.kind === "unparsed") {
-      if (!expandInline(item.raw.trim(), 0, out, ctx)) return [{ kind: "unparsed", raw: item.raw }];
+      if (!expandInline(item.raw.trim(), 0, out, ctx)) return [item];
       return out;
     }
-    parseValue(item.value, 0, out, undefined, ctx);
+    parseValue(item.value, 0, out, undefined, ctx, item.text);
+    if (item.src !== undefined && out.length === 1) {
+      const only = out[0];
+      if (only?.kind === "record" && only.rec.record === item.value) {
+        only.rec.src = item.src;
+        only.rec.at = item.at ?? 0;
+      }
+    }
     return out;
   } catch {
     // Nothing above should throw on JSON input; if it ever does, the item still flows.
-    return item.kind === "unparsed"
-      ? [{ kind: "unparsed", raw: item.raw }]
-      : [{ kind: "passthrough", value: item.value, reason: "not_object" }];
+    if (item.kind === "unparsed") return [item];
+    const p: ParsedItem = { kind: "passthrough", value: item.value, reason: "not_object" };
+    if (item.text !== undefined) p.text = item.text;
+    return [p];
   }
 }
 
@@ -64,7 +74,7 @@ function contextFor(opts: ParseOptions): ParseContext {
     const c: ParseContext = {
       ipFields: opts.ipFields,
       maxDecodedBytes: opts.maxDecodedBytes ?? DEFAULT_MAX_DECODED,
-      value: (value, depth, out, envelope) => parseValue(value, depth, out, envelope, c),
+      value: (value, depth, out, envelope, text) => parseValue(value, depth, out, envelope, c, text),
       text: (text, depth, out) => parseText(text, depth, out, c),
     };
     ctx = c;
@@ -79,19 +89,23 @@ function parseValue(
   out: ParsedItem[],
   envelope: RecordEnvelope | undefined,
   ctx: ParseContext,
+  text?: string,
 ): void {
   if (!isObject(value)) {
     if (typeof value === "string" && depth < MAX_DEPTH && expandInline(value, depth, out, ctx)) return;
-    out.push({ kind: "passthrough", value, reason: "not_object" });
+    const p: ParsedItem = { kind: "passthrough", value, reason: "not_object" };
+    if (text !== undefined) p.text = text;
+    out.push(p);
     return;
   }
-  if (depth < MAX_DEPTH && expandEnvelope(value, depth, out, ctx)) return;
+  if (depth < MAX_DEPTH && expandEnvelope(value, depth, out, ctx, text)) return;
   const rec = parseRecord(value, ctx.ipFields);
   if (envelope !== undefined) rec.envelope = envelope;
+  if (text !== undefined) rec.text = text;
   out.push({ kind: "record", rec });
 }
 
-function expandEnvelope(o: JsonObject, depth: number, out: ParsedItem[], ctx: ParseContext): boolean {
+function expandEnvelope(o: JsonObject, depth: number, out: ParsedItem[], ctx: ParseContext, text: string | undefined): boolean {
   if (isCloudWatch(o)) {
     expandCloudWatch(o, depth, out, ctx);
     return true;
@@ -99,7 +113,11 @@ function expandEnvelope(o: JsonObject, depth: number, out: ParsedItem[], ctx: Pa
   const awslogs = awslogsData(o);
   if (awslogs !== undefined) {
     // Not gzip, or only whitespace inside: the event itself flows on, untouched.
-    if (!expandBase64(awslogs, depth, out, ctx)) out.push({ kind: "passthrough", value: o, reason: "unparsed" });
+    if (!expandBase64(awslogs, depth, out, ctx)) {
+      const p: ParsedItem = { kind: "passthrough", value: o, reason: "unparsed" };
+      if (text !== undefined) p.text = text;
+      out.push(p);
+    }
     return true;
   }
   if (isFirehose(o)) {
@@ -135,6 +153,7 @@ function parseRecord(o: JsonObject, ipFields: readonly string[]) {
   if (isRoute53(o)) return parseRoute53(o);
   if (isZeek(o)) return parseZeek(o);
   if (isEcs(o)) return parseEcs(o);
+  if (isOcsfDns(o)) return parseOcsf(o);
   const sysmon = sysmonData(o);
   if (sysmon !== undefined) return parseSysmon(o, sysmon);
   return parseCustom(o, ipFields);
@@ -160,10 +179,14 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
     }
     if (ok) {
       if (!Array.isArray(whole)) {
-        parseValue(whole, depth, out, undefined, ctx);
+        parseValue(whole, depth, out, undefined, ctx, trimmed);
         return true;
       }
-      for (const v of whole) parseValue(v, depth, out, undefined, ctx);
+      const spans = arrayElements(trimmed, 0);
+      for (let i = 0; i < whole.length; i++) {
+        const span = spans[i];
+        parseValue(whole[i], depth, out, undefined, ctx, span === undefined ? undefined : trimmed.slice(span[0], span[1]));
+      }
       return whole.length > 0;
     }
   }
@@ -180,13 +203,13 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
     } catch {
       const parts = line.charCodeAt(0) === 0x7b ? splitConcatenated(line) : undefined;
       if (parts !== undefined) {
-        for (const v of parts) parseValue(v, depth, out, undefined, ctx);
+        for (const [v, t] of parts) parseValue(v, depth, out, undefined, ctx, t);
       } else if (!(depth < MAX_DEPTH && expandInline(line, depth, out, ctx))) {
         out.push({ kind: "unparsed", raw: line });
       }
       continue;
     }
-    parseValue(value, depth, out, undefined, ctx);
+    parseValue(value, depth, out, undefined, ctx, line);
   }
   return true;
 }
@@ -195,8 +218,8 @@ function parseText(input: string, depth: number, out: ParsedItem[], ctx: ParseCo
  * `{…}{…}` with no separator (Firehose can join records that way); undefined
  * unless every piece parses.
  */
-function splitConcatenated(line: string): unknown[] | undefined {
-  const values: unknown[] = [];
+function splitConcatenated(line: string): Array<[unknown, string]> | undefined {
+  const values: Array<[unknown, string]> = [];
   let depthCount = 0;
   let inString = false;
   let start = 0;
@@ -213,7 +236,8 @@ function splitConcatenated(line: string): unknown[] | undefined {
       depthCount--;
       if (depthCount === 0) {
         try {
-          values.push(parseJsonBounded(line.slice(start, i + 1)));
+          const piece = line.slice(start, i + 1);
+          values.push([parseJsonBounded(piece), piece]);
         } catch {
           return undefined;
         }

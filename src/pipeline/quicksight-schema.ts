@@ -40,7 +40,7 @@ export const QUICKSIGHT_SCHEMA = [
   { name: "as_org", type: "string", doc: "autonomous system organisation" },
   { name: "org", type: "string", doc: "organisation (ip-api only)" },
   { name: "isp", type: "string", doc: "ISP (ip-api only)" },
-  { name: "enrichment_status", type: "string", doc: "enriched | partial | pending | skipped | error" },
+  { name: "enrichment_status", type: "string", doc: "enriched, partial, pending, skipped or error" },
   { name: "enrichment_reason", type: "string", doc: "why the row has no geo data (skip reason, not_found, pending…)" },
   { name: "record", type: "string", doc: "the original record as JSON text, exactly as it came (json_extract_scalar(record, '$.field') in Athena)" },
 ] as const satisfies readonly QuicksightColumnSpec[];

@@ -9,8 +9,9 @@ export type Framing = "ndjson" | "array" | "object";
 /** One item out of `decode`: a JSON value, or a line that is not JSON (passed through as is). */
 export type DecodedItem =
   /**
-   * `text`: the exact source text of a plain-object value that came from one
-   * NDJSON line; lets the ECS formatter append to it instead of re-serializing.
+   * `text`: the exact source text of the value (an NDJSON line, an array element, the
+   * whole document); the output is built from it, so every original value comes back
+   * as it was written (see json-text.ts).
    */
   | {
       kind: "json";
@@ -23,7 +24,18 @@ export type DecodedItem =
       src?: Buffer;
       at?: number;
     }
-  | { kind: "unparsed"; raw: string };
+  | UnparsedLine;
+
+/**
+ * A line that is not JSON, passed through unchanged. `bytes`: the line's own bytes when
+ * they are not valid UTF-8 (`raw` then holds U+FFFD where they were): written instead
+ * of `raw`, so such a line comes back byte for byte.
+ */
+export interface UnparsedLine {
+  kind: "unparsed";
+  raw: string;
+  bytes?: Buffer;
+}
 
 /** Output only: a value already serialized as JSON text, in pieces (the ECS fast path). */
 export interface JsonText {
@@ -56,6 +68,7 @@ export type RecordKind =
   | "ecs"
   | "zeek"
   | "sysmon"
+  | "ocsf"
   | "custom"
   | "unknown";
 
@@ -78,6 +91,14 @@ export interface ParsedRecord {
    * records that arrived on their own. Format may add it to the output.
    */
   envelope?: RecordEnvelope;
+  /**
+   * The record's own JSON text (the decoded line, array element or document, or an
+   * envelope event's message), when known: output is built from it (lossless).
+   * `src`/`at`: the same text as bytes of the request body (ASCII), for copying.
+   */
+  text?: string;
+  src?: Buffer;
+  at?: number;
 }
 
 /** Metadata of the envelope a record came in (see `ParsedRecord.envelope`). */
@@ -98,8 +119,8 @@ export interface RecordEnvelope {
  */
 export type ParsedItem =
   | { kind: "record"; rec: ParsedRecord }
-  | { kind: "passthrough"; value: unknown; reason: "not_object" | "unparsed" }
-  | { kind: "unparsed"; raw: string };
+  | { kind: "passthrough"; value: unknown; reason: "not_object" | "unparsed"; text?: string }
+  | UnparsedLine;
 
 /** Why an answer is not looked up (closed vocabulary). */
 export type SkipReason =

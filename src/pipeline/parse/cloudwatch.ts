@@ -45,11 +45,14 @@ export function expandCloudWatch(o: JsonObject, depth: number, out: ParsedItem[]
     if (typeof ev.timestamp === "number") env.timestamp = ev.timestamp;
     const msg = ev.message;
     let inner: unknown;
+    let innerText: string | undefined;
     if (typeof msg === "string") {
       const c = firstChar(msg);
       if (c === 0x7b /* { */) {
         try {
           inner = parseJsonBounded(msg);
+          // The message is the record's own text: its values go out as they were written.
+          innerText = msg.trim();
         } catch {
           inner = undefined;
         }
@@ -57,7 +60,8 @@ export function expandCloudWatch(o: JsonObject, depth: number, out: ParsedItem[]
     } else if (isObject(msg)) {
       inner = msg;
     }
-    ctx.value(isObject(inner) ? inner : ev, depth + 1, out, env);
+    if (isObject(inner)) ctx.value(inner, depth + 1, out, env, innerText);
+    else ctx.value(ev, depth + 1, out, env);
   }
 }
 

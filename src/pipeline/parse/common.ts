@@ -16,8 +16,8 @@ export function isObject(v: unknown): v is JsonObject {
 export interface ParseContext {
   readonly ipFields: readonly string[];
   readonly maxDecodedBytes: number;
-  /** Parses one JSON value found at envelope `depth`, appending to `out`. */
-  value(value: unknown, depth: number, out: ParsedItem[], envelope?: RecordEnvelope): void;
+  /** Parses one JSON value found at envelope `depth` (`text`: its own JSON text, when known), appending to `out`. */
+  value(value: unknown, depth: number, out: ParsedItem[], envelope?: RecordEnvelope, text?: string): void;
   /**
    * Parses text (one JSON document, or NDJSON lines) found at `depth`, appending to `out`;
    * false when the text held nothing but whitespace (the caller keeps what carried it).

@@ -1,10 +1,11 @@
 /**
  * Sysmon event 22 (DNSEvent): `QueryName` + `QueryResults`, at the top level
- * (raw event data), under `EventData` (nxlog / Windows event JSON) or under
- * `winlog.event_data` (Winlogbeat, Elastic Agent). The two fields together only
+ * (raw event data), under `EventData` (nxlog / Windows event JSON), under
+ * `winlog.event_data` (Winlogbeat, Elastic Agent) or under `Event.EventData` (the
+ * XML event as JSON: evtx_dump, Chainsaw, Hayabusa, Sigma's test data). The two fields together only
  * exist in event 22, so the event id is not required; a failed query's empty
  * `QueryResults` may be dropped by the shipper, so `QueryName` alone counts when
- * the event id (`EventID`, `event.code` or `winlog.event_id`) is 22.
+ * the event id (`EventID`, `event.code`, `winlog.event_id` or `Event.System.EventID`) is 22.
  *
  * `QueryResults` is `;`-joined: `type:  5 edge.microsoft.com;::ffff:13.107.21.200;`.
  * `type: N name` entries are CNAME-style names, not answers.
@@ -14,7 +15,8 @@ import type { JsonObject } from "./common.js";
 import { isObject } from "./common.js";
 
 function is22(v: unknown): boolean {
-  return v === 22 || v === "22";
+  // evtx_dump writes an EventID with attributes as {"#attributes": {…}, "#text": 22}.
+  return v === 22 || v === "22" || (isObject(v) && (v["#text"] === 22 || v["#text"] === "22"));
 }
 
 /** Event id 22 in any of the places shippers put it. */
@@ -23,7 +25,9 @@ function isEvent22(o: JsonObject): boolean {
   const event = o.event;
   if (isObject(event) && is22(event.code)) return true;
   const winlog = o.winlog;
-  return isObject(winlog) && is22(winlog.event_id);
+  if (isObject(winlog) && is22(winlog.event_id)) return true;
+  const ev = o.Event;
+  return isObject(ev) && isObject(ev.System) && is22(ev.System.EventID);
 }
 
 /** The event id is looked at only when `QueryResults` is missing, so most records pay nothing. */
@@ -38,6 +42,8 @@ export function sysmonData(o: JsonObject): JsonObject | undefined {
   if (isObject(winlog) && hasQuery(winlog.event_data, o)) return winlog.event_data as JsonObject;
   if (hasQuery(o.EventData, o)) return o.EventData as JsonObject;
   if (hasQuery(o.event_data, o)) return o.event_data as JsonObject;
+  const ev = o.Event;
+  if (isObject(ev) && hasQuery(ev.EventData, o)) return ev.EventData as JsonObject;
   return undefined;
 }
 

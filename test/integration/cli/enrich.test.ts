@@ -48,7 +48,7 @@ describe("dnsgeo enrich", () => {
     const out = JSON.parse(run.stdout.toString("utf8")) as Array<Record<string, unknown>>;
     expect(out).toHaveLength(3);
     expect(out[0]).toHaveProperty("enrichment_status");
-    expect(out[0]).toHaveProperty("srcids_instance", "i-0123456789abcdef0");
+    expect(JSON.parse(out[0]?.record as string)).toEqual(recs[0]);
   });
 
   it("reads stdin and passes a non-JSON line through unchanged", async () => {

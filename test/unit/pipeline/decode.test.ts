@@ -357,16 +357,35 @@ describe("compress", () => {
   });
 });
 
-describe("decode keeps the source text of NDJSON objects", () => {
-  it("gives each object line its exact text, and nothing for other values", () => {
+describe("decode keeps the source text of every value", () => {
+  it("gives each NDJSON line its exact text, objects and other values alike", () => {
     const body = Buffer.from('{"a": 1}\r\n[1,2]\n  {"b":"x"}  \n42\n');
     const d = decodeWithText(body, { contentType: "application/x-ndjson" });
     expect(d.items).toEqual([
       { kind: "json", value: { a: 1 }, text: '{"a": 1}', src: body, at: 0 },
-      { kind: "json", value: [1, 2] },
+      { kind: "json", value: [1, 2], text: "[1,2]", src: body, at: 10 },
       { kind: "json", value: { b: "x" }, text: '  {"b":"x"}  ', src: body, at: 16 },
-      { kind: "json", value: 42 },
+      { kind: "json", value: 42, text: "42", src: body, at: 30 },
     ]);
+  });
+
+  it("gives each element of an array body, and an object body, its exact text", () => {
+    const arr = decodeWithText(Buffer.from(' [ {"a": 1.0} ,\n 7.6967E7,"\\u0041",[ -0 ] ]'));
+    expect(arr.framing).toBe("array");
+    expect(arr.items.map((i) => (i.kind === "json" ? i.text : undefined))).toEqual(['{"a": 1.0}', "7.6967E7", '"\\u0041"', "[ -0 ]"]);
+    const obj = decodeWithText(Buffer.from('\n{\n  "n": 9223372036854775808\n}\n\n'));
+    expect(obj.framing).toBe("object");
+    expect(obj.items[0]).toMatchObject({ text: '{\n  "n": 9223372036854775808\n}' });
+  });
+
+  it("keeps the bytes of a line that is not JSON and not UTF-8, and only of such a line", () => {
+    const bad = Buffer.from([0x61, 0xff, 0xfe, 0x62]);
+    const body = Buffer.concat([Buffer.from('{"a":"\u00e9"}\n'), bad, Buffer.from("\nnot json\n")]);
+    const d = decodeWithText(body, { contentType: "application/x-ndjson" });
+    expect(d.items[0]).toMatchObject({ kind: "json", value: { a: "\u00e9" } });
+    expect(d.items[1]).toMatchObject({ kind: "unparsed", bytes: bad });
+    expect(d.items[2]).toEqual({ kind: "unparsed", raw: "not json" });
+    expect(encodeItems("ndjson", d.items)).toEqual(body);
   });
 
   it("gives the bytes of a line only when the whole body is ASCII (offsets then match)", () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import type { Config } from "../../../src/config.js";
 import type { Entry, IpResult } from "../../../src/lookup/lookup.js";
 import { extract } from "../../../src/pipeline/extract.js";
-import { QUICKSIGHT_COLUMNS, flattenRecord, formatQuicksight, passthroughQuicksight } from "../../../src/pipeline/format-quicksight.js";
+import { QUICKSIGHT_COLUMNS, formatQuicksight, passthroughQuicksight } from "../../../src/pipeline/format-quicksight.js";
+import { QUICKSIGHT_ROW_COLUMNS } from "../../../src/pipeline/quicksight-schema.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
 
 const OUT: Config["output"] = { format: "quicksight", explode: false, geo_point: "object", destination: true };
@@ -35,56 +36,6 @@ function isFlat(row: Record<string, unknown>): boolean {
   return Object.values(row).every((v) => v === null || typeof v !== "object");
 }
 
-describe("flattenRecord", () => {
-  it("joins nested keys with _, joins answers Rdata and scalar arrays with ;, JSON-encodes arrays of objects", () => {
-    // Prepare
-    const record = {
-      a: { b: { c: 1 } },
-      answers: [{ Rdata: "x.example." }, { Rdata: "8.8.8.8" }],
-      tags: ["a", 2, true, null],
-      objs: [{ k: 1 }],
-      empty: [],
-      nothing: null,
-      blank: {},
-      dns: { answers: [{ data: "1.1.1.1" }, { data: "9.9.9.9" }] },
-    };
-    // Act
-    const flat = flattenRecord(record);
-    // Assess
-    expect(flat).toEqual({
-      a_b_c: 1,
-      answers: "x.example.;8.8.8.8",
-      tags: "a;2;true;",
-      objs: '[{"k":1}]',
-      empty: null,
-      nothing: null,
-      dns_answers: "1.1.1.1;9.9.9.9",
-    });
-  });
-
-  it("keeps own __proto__ and Object.prototype-named keys as plain columns", () => {
-    // Prepare
-    const record = JSON.parse('{"__proto__":"p","toString":"t","nested":{"__proto__":{"x":1},"constructor":2}}') as Record<string, unknown>;
-    // Act
-    const flat = flattenRecord(record);
-    // Assess
-    expect(Object.getPrototypeOf(flat)).toBe(Object.prototype);
-    expect(JSON.parse(JSON.stringify(flat))).toEqual(JSON.parse('{"__proto__":"p","toString":"t","nested___proto___x":1,"nested_constructor":2}'));
-  });
-
-  it("turns dots inside keys into _ so column names suit Athena (Zeek id.orig_h = nested id.orig_h)", () => {
-    expect(flattenRecord({ "id.orig_h": "10.0.0.1", "id.resp_p": 53, a: { "b.c": 1 } })).toEqual({ id_orig_h: "10.0.0.1", id_resp_p: 53, a_b_c: 1 });
-    expect(flattenRecord({ id: { orig_h: "10.0.0.1" } })).toEqual({ id_orig_h: "10.0.0.1" });
-    expect(flattenRecord({ "id.orig_h": "a", id: { orig_h: "b" } })).toEqual({ id_orig_h: "a" });
-    expect(flattenRecord({ id: { orig_h: "b" }, "id.orig_h": "a" })).toEqual({ id_orig_h: "b" });
-  });
-
-  it("lets the first key win on a flatten collision", () => {
-    expect(flattenRecord({ a: { b: 1 }, a_b: 2 })).toEqual({ a_b: 1 });
-    expect(flattenRecord({ a_b: 2, a: { b: 1 } })).toEqual({ a_b: 2 });
-  });
-});
-
 describe("formatQuicksight", () => {
   it("gives one flat row with every column, the primary answer's values and answer_ips", () => {
     // Prepare
@@ -100,11 +51,10 @@ describe("formatQuicksight", () => {
     expect(rows).toHaveLength(1);
     const row = rows[0]!;
     expect(isFlat(row)).toBe(true);
+    expect(Object.keys(row)).toEqual([...QUICKSIGHT_ROW_COLUMNS]);
     expect(row).toMatchObject({
-      version: "1.100000",
+      record_kind: "route53",
       query_name: "dns.google.",
-      srcids_instance: "i-0abc",
-      srcids_resolver_endpoint: "rslvr-1",
       answers: "dns.google.;10.0.0.1;8.8.8.8;8.8.4.4",
       answer_ip: "8.8.8.8",
       answer_ips: "10.0.0.1;8.8.8.8;8.8.4.4",
@@ -123,7 +73,7 @@ describe("formatQuicksight", () => {
       enrichment_status: "enriched",
       enrichment_reason: null,
     });
-    for (const c of QUICKSIGHT_COLUMNS) expect(row).toHaveProperty(c);
+    expect(JSON.parse(row.record as string)).toEqual(rec.record);
     expect(rec).toEqual(before);
   });
 
@@ -174,33 +124,25 @@ describe("formatQuicksight", () => {
     expect(rows[0]).toMatchObject({ answer_ip: null, answer_ips: null, enrichment_status: "skipped", enrichment_reason: "no_answers", answers: null });
   });
 
-  it("moves an original column that collides with an enrichment column to <name>_original, and the record's dnsgeo to dnsgeo_original_*", () => {
+  it("keeps the record's own fields, even named like dnsgeo's columns, in `record` only, as its text", () => {
     const rec = route53(["8.8.8.8"]);
     rec.record.isp = "from-the-log";
     rec.record.enrichment_status = "enriched";
-    rec.record.geo_city_original = "taken";
-    rec.record.geo_city = "Fake";
     rec.record.dnsgeo = { status: "enriched" };
+    rec.text = JSON.stringify(rec.record).replace('"version":"1.100000"', '"version":"1.100000","n":9223372036854775808,"f":119.0');
     const [row] = formatQuicksight(rec, extract(rec), new Map([["8.8.8.8", { entry: entry("8.8.8.8", "X"), final: true }]]), OUT);
-    expect(row!.isp).not.toBe("from-the-log");
-    expect(row!.isp_original).toBe("from-the-log");
-    expect(row!.enrichment_status_original).toBe("enriched");
+    expect(row!.isp).toBe("Google LLC");
     expect(row!.enrichment_status).toBe("enriched");
-    expect(row!.geo_city).toBe("X");
-    expect(row!.geo_city_original).toBe("taken"); // the record's own column of that name is kept
-    expect(row!.dnsgeo_original_status).toBe("enriched");
-    expect(row!.dnsgeo_status).toBeUndefined();
+    expect(row!.record).toBe(rec.text);
     const [none] = formatQuicksight(rec, extract(rec), new Map(), OUT);
     expect(none!.enrichment_status).toBe("pending");
     expect(none!.isp).toBeNull();
   });
 
-  it("keeps an own __proto__ column through row assembly", () => {
-    const rec = route53(["8.8.8.8"]);
-    rec.record = JSON.parse('{"__proto__":{"answer_ip":"evil"},"query_name":"q"}') as Record<string, unknown>;
+  it("writes a number column as the record spells it", () => {
+    const rec: ParsedRecord = { kind: "zeek", record: { ts: 1715677924.1, query: "a.example.", "id.orig_h": "10.0.0.1", rcode_name: "NOERROR" }, queryName: "a.example.", answers: [], text: '{"ts":1715677924.100000,"query":"a.example.","id.orig_h":"10.0.0.1","rcode_name":"NOERROR"}' };
     const [row] = formatQuicksight(rec, extract(rec), new Map(), OUT);
-    expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
-    expect(JSON.parse(JSON.stringify(row))).toMatchObject(JSON.parse('{"__proto___answer_ip":"evil","query_name":"q","answer_ip":"8.8.8.8"}'));
+    expect(row).toMatchObject({ record_kind: "zeek", event_time: "1715677924.100000", src_ip: "10.0.0.1", rcode: "NOERROR", query_type: null });
   });
 
   it("reports error status when the lookup failed", () => {
@@ -211,17 +153,18 @@ describe("formatQuicksight", () => {
 });
 
 describe("passthroughQuicksight", () => {
-  it("flattens objects with skipped status and null columns; other values unchanged", () => {
+  it("makes a row of every column for any value, skipped, the value in `record`", () => {
     // Prepare
     const obj = { a: { b: 1 } };
     // Act
-    const row = passthroughQuicksight(obj, "not_object") as Record<string, unknown>;
+    const row = passthroughQuicksight(obj, "not_object");
+    const scalar = passthroughQuicksight(1e400, "not_object", "1e400");
     // Assess
-    expect(row.a_b).toBe(1);
-    expect(row.enrichment_status).toBe("skipped");
-    expect(row.enrichment_reason).toBe("not_object");
-    for (const c of QUICKSIGHT_COLUMNS) expect(row).toHaveProperty(c);
+    expect(Object.keys(row)).toEqual([...QUICKSIGHT_ROW_COLUMNS]);
+    expect(Object.keys(scalar)).toEqual([...QUICKSIGHT_ROW_COLUMNS]);
+    expect(row).toMatchObject({ record_kind: "unknown", enrichment_status: "skipped", enrichment_reason: "not_object", record: '{"a":{"b":1}}' });
+    expect(scalar.record).toBe("1e400");
+    for (const c of QUICKSIGHT_COLUMNS) if (c !== "enrichment_status" && c !== "enrichment_reason") expect(row[c], c).toBeNull();
     expect(obj).toEqual({ a: { b: 1 } });
-    expect(passthroughQuicksight("raw line", "unparsed")).toBe("raw line");
   });
 });
