@@ -188,7 +188,15 @@ export function mergedText(text: string, start: number, end: number, orig: Obj, 
     if (lastIndex.get(k) !== m) continue; // an earlier duplicate of a replaced key: JSON.parse never saw it
     const ov = orig[k];
     const nv = out[k];
-    if (isPlain(ov) && isPlain(nv)) {
+    const moved = `${k}_original`;
+    if (!hasOwn(orig, moved) && hasOwn(out, moved) && out[moved] === ov) {
+      // Replaced: the record's own value keeps its text under `<key>_original`; the new one is appended.
+      s += sep + JSON.stringify(moved) + ":" + text.slice(mem.valueStart, mem.valueEnd);
+      sep = ",";
+      emitted.add(moved);
+      continue;
+    }
+    if (isPlain(ov) && isPlain(nv) && derived(ov, nv)) {
       s += sep + text.slice(mem.keyStart, mem.keyEnd) + ":" + mergedText(text, mem.valueStart, mem.valueEnd, ov, nv);
       sep = ",";
       emitted.add(k);
@@ -201,12 +209,7 @@ export function mergedText(text: string, start: number, end: number, orig: Obj, 
       emitted.add(k);
       continue;
     }
-    const moved = `${k}_original`;
-    if (!hasOwn(orig, moved) && hasOwn(out, moved) && out[moved] === ov) {
-      s += sep + JSON.stringify(moved) + ":" + text.slice(mem.valueStart, mem.valueEnd);
-      sep = ",";
-      emitted.add(moved);
-    }
+    // Anything else was replaced outright: the new value is appended below.
   }
   const added = addedMembers(orig, out, emitted);
   if (added !== "") s += sep + added;
@@ -224,6 +227,21 @@ function addedMembers(orig: Obj, out: Obj, emitted: Set<string> | undefined): st
     s += (s === "" ? "" : ",") + JSON.stringify(k) + ":" + JSON.stringify(v);
   }
   return s;
+}
+
+/** True when `nv` is `ov` with members added (nested objects and arrays likewise). */
+function derived(ov: Obj, nv: Obj): boolean {
+  for (const k in ov) {
+    if (!hasOwn(ov, k)) continue;
+    if (!hasOwn(nv, k)) return false;
+    const a = ov[k];
+    const b = nv[k];
+    if (a === b) continue;
+    if (isPlain(a) && isPlain(b) && derived(a, b)) continue;
+    if (Array.isArray(a) && Array.isArray(b) && extends_(a, b)) continue;
+    return false;
+  }
+  return true;
 }
 
 /** True when `nv` starts with every element of `ov`, in order (the same values). */
