@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../../src/config.js";
 import { Enricher } from "../../../src/pipeline/enrich.js";
-import { FixtureGeoService } from "../../helpers/fixture-geo.js";
+import { FIXTURE_GEO, FixtureGeoService } from "../../helpers/fixture-geo.js";
+import type { GeoService, IpResult } from "../../../src/lookup/lookup.js";
 
 const inputs = new URL("../../fixtures/inputs/", import.meta.url);
 const expectedDir = new URL("../../fixtures/expected/", import.meta.url);
@@ -21,7 +22,7 @@ const files = readdirSync(inputs).filter((f) => /\.(json|ndjson)$/.test(f)).sort
 describe("golden outputs", () => {
   it("has a fixture for every input kind", () => {
     const kinds = files.join(" ");
-    for (const k of ["route53", "firewall", "cloudwatch", "firehose", "ecs", "zeek", "sysmon", "custom"]) {
+    for (const k of ["route53", "firewall", "cloudwatch", "firehose", "ecs", "zeek", "sysmon", "sysmon-evtx", "ocsf", "custom"]) {
       expect(kinds, `no fixture for ${k}`).toContain(k);
     }
   });
@@ -74,6 +75,64 @@ describe("golden outputs", () => {
         // The response is framed like the request.
         const re = res.body.toString("utf8");
         if (file.endsWith(".ndjson")) expect(re.endsWith("\n")).toBe(true);
+      });
+    }
+  }
+});
+
+/** FixtureGeoService, plus one fixed entry for any other public IP (see test/fixtures/real/SOURCES.md). */
+class AnyIpGeo implements GeoService {
+  async lookup(ips: readonly string[]): Promise<Map<string, IpResult>> {
+    const out = new Map<string, IpResult>();
+    for (const ip of ips) {
+      const geo = FIXTURE_GEO.get(ip) ?? { ip, countryCode: "ZZ", country: "Fixture", regionCode: "FX", regionName: "Fixture region", city: "Fixture city", lat: 1.5, lon: -2.25, continentCode: "EU", asn: 64496, asOrg: "Fixture AS", source: "ip-api", fetchedAt: 1_790_000_000 };
+      out.set(ip, { entry: { ip, geo, src: "ip-api", fetchedAt: 1_790_000_000, expiresAt: 1_791_000_000 }, final: true });
+    }
+    return out;
+  }
+  async close(): Promise<void> {}
+}
+
+const realDir = new URL("../../fixtures/real/", import.meta.url);
+const realExpected = new URL("../../fixtures/real/expected/", import.meta.url);
+const realFiles = readdirSync(realDir).filter((f) => f.endsWith(".json")).sort();
+
+describe("golden outputs of real records from public sources", () => {
+  it("has a real sample of OCSF DNS Activity and of Sysmon Event.EventData, each detected with its answers", async () => {
+    const enricher = new Enricher({ geo: new AnyIpGeo(), config: loadConfig({ env: {} }) });
+    const kinds = new Map<string, { kind: string; answers: number }>();
+    for (const f of realFiles) {
+      const item = { kind: "json" as const, value: JSON.parse(readFileSync(new URL(f, realDir), "utf8")) as unknown };
+      const [p] = enricher.parseItems([item]);
+      if (p?.kind === "record") kinds.set(f, { kind: p.rec.kind, answers: p.rec.answers.length });
+    }
+    expect(kinds.get("ocsf-route53-dns-activity.json")).toEqual({ kind: "ocsf", answers: 1 });
+    expect(kinds.get("sysmon-22-evtx-anydesk.json")).toEqual({ kind: "sysmon", answers: 10 });
+    expect(kinds.get("sysmon-22-evtx-ligolo-failed.json")).toEqual({ kind: "sysmon", answers: 0 });
+    expect(kinds.get("route53-dns-firewall-aws-docs.json")).toEqual({ kind: "dns_firewall", answers: 0 });
+  });
+
+  for (const file of realFiles) {
+    for (const format of ["ecs", "quicksight"] as const) {
+      it(`${file} → ${format}`, async () => {
+        // Prepare
+        const body = readFileSync(new URL(file, realDir));
+        const enricher = new Enricher({ geo: new AnyIpGeo(), config: loadConfig({ env: {} }) });
+        // Act
+        const res = await enricher.enrichBody(body, { contentType: "application/json" }, { format });
+        const text = res.body.toString("utf8");
+        const actual = JSON.stringify({ framing: res.framing, counts: res.counts, output: JSON.parse(text) as unknown }, null, 2) + "\n";
+        // Assess
+        const target = new URL(file.replace(/\.json$/, `.${format}.json`), realExpected);
+        if (update || !existsSync(target)) {
+          mkdirSync(realExpected, { recursive: true });
+          writeFileSync(target, actual);
+          if (!update) throw new Error(`no golden file yet for ${file} (${format}); wrote one — review it and rerun`);
+        }
+        expect(actual).toBe(readFileSync(target, "utf8"));
+        expect(res.framing).toBe("object");
+        // Lossless: the record's own text is the start of the ECS answer, or the QuickSight record column.
+        if (format === "quicksight") expect((JSON.parse(text) as { record: string }).record).toBe(body.toString("utf8").trim());
       });
     }
   }
