@@ -23,6 +23,7 @@ import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { classifyIp } from "./pipeline/classify.js";
 import { Enricher } from "./pipeline/enrich.js";
 import { NameResolver } from "./resolve/resolver.js";
+import { PolicyEngine } from "./policy/engine.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { silentLogger, type Logger } from "./observability/logger.js";
 
@@ -58,6 +59,8 @@ export interface App {
   readonly cache: Lookup;
   /** The memory tier (L0) of `cache`, when on. */
   readonly memory: MemoryTier | undefined;
+  /** Policy rules, when `policy.rules` or `policy.rules_file` is set; `reload()` on SIGHUP. */
+  readonly policy: PolicyEngine | undefined;
   /** Looks arbitrary query strings up (HTTP /v1/lookup, gRPC Lookup, CLI lookup). */
   lookupIps(queries: readonly string[], opts?: { deadlineMs?: number; wait?: boolean }): Promise<IpLookupAnswer[]>;
   /** True once the stores are open (not tied to DynamoDB or ip-api). */
@@ -134,6 +137,17 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
           logger,
         });
   if (resolver) closers.push(["resolver", resolver]);
+  // Compiled before any store is opened: a bad rule or rules file fails the start (exit 78).
+  let policy: PolicyEngine | undefined;
+  if (config.policy.rules.length > 0 || config.policy.rules_file !== undefined) {
+    try {
+      policy = new PolicyEngine({ config, logger, metrics, clock });
+    } catch (e) {
+      resolver?.close();
+      throw e;
+    }
+    closers.push(["policy", policy]);
+  }
 
   const tiers: Lookup[] = [];
   const memory = config.cache.memory.enabled
@@ -247,7 +261,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
   closers.push(["cache", cache]);
   if (mmdb) closers.push(["mmdb", mmdb]);
 
-  const enricher = new Enricher(Object.assign({ geo, config, metrics, logger }, resolver ? { resolver } : {}));
+  const enricher = new Enricher(Object.assign({ geo, config, metrics, logger }, resolver ? { resolver } : {}, policy ? { policy } : {}));
   let closed: Promise<void> | undefined;
 
   const app: App = {
@@ -258,6 +272,7 @@ export async function createApp(config: Readonly<Config>, deps: AppDeps = {}): P
     geo,
     cache,
     memory,
+    policy,
     async lookupIps(queries, opts = {}) {
       const answers: IpLookupAnswer[] = [];
       const wanted: string[] = [];

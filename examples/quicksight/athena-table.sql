@@ -32,6 +32,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS dnsgeo_dns_queries (
   isp                       string,
   enrichment_status         string,   -- enriched | partial | pending | skipped | error
   enrichment_reason         string,
+  policy_tags               string,
   record                    string    -- the original record, JSON text exactly as it came
 )
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'

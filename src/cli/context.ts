@@ -10,10 +10,10 @@ export interface CliContext {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   stdin: NodeJS.ReadableStream;
   logger: Logger;
-  /** Where long-running verbs (serve) hear SIGTERM/SIGINT; main.ts passes `process`. */
+  /** Where long-running verbs (serve) hear SIGTERM/SIGINT (and SIGHUP: reload the policy rules); main.ts passes `process`. */
   signals?: {
-    on(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
-    off(signal: "SIGTERM" | "SIGINT", listener: () => void): unknown;
+    on(signal: "SIGTERM" | "SIGINT" | "SIGHUP", listener: () => void): unknown;
+    off(signal: "SIGTERM" | "SIGINT" | "SIGHUP", listener: () => void): unknown;
   };
   /** Ends the process with a code (main.ts passes `process.exit`). */
   exit?: (code: number) => void;

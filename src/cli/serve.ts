@@ -155,6 +155,13 @@ export function registerServe(program: Command, ctx: CliContext): void {
         "listening",
       );
       if (ctx.signals) installSignalHandlers(ctx.signals, handle.close, ctx.exit ?? (() => undefined), ctx.logger);
+      // SIGHUP reloads the policy rules (a bad file keeps the rules in use); without rules it is logged and ignored.
+      const onHup = (): void => {
+        if (app.policy) app.policy.reload("sighup");
+        else ctx.logger.info({ signal: "SIGHUP" }, "no policy rules configured; nothing to reload");
+      };
+      ctx.signals?.on("SIGHUP", onHup);
+      void handle.closed.then(() => ctx.signals?.off("SIGHUP", onHup));
       await handle.closed;
     });
 }

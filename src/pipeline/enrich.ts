@@ -18,6 +18,7 @@ import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js"
 import { recordStatus, type StatusResult } from "./status.js";
 import { addResolvedAnswers } from "./resolve-step.js";
 import type { Pause } from "./slices.js";
+import type { PolicyPort, RecordPolicy } from "../policy/types.js";
 import type { Decoded, DecodedItem, EncodableItem, Extracted, Framing, NameLookup, ParsedItem, ParsedRecord } from "./types.js";
 
 export type OutputFormat = Config["output"]["format"];
@@ -57,6 +58,8 @@ export interface EnricherDeps {
   logger?: Logger;
   /** Used when `resolve.mode` is not `off`: adds the query name's IPs (`via: "resolve"`). */
   resolver?: NameLookup;
+  /** Policy rules (`policy.*`): tags of the rules each record's answers match. */
+  policy?: PolicyPort;
 }
 
 function emptyCounts(): EnrichCounts {
@@ -85,6 +88,7 @@ export class Enricher {
   private readonly logger: Logger | undefined;
   private readonly parseOpts: { ipFields: readonly string[] };
   private readonly resolver: NameLookup | undefined;
+  private readonly policy: PolicyPort | undefined;
 
   constructor(deps: EnricherDeps) {
     this.geo = deps.geo;
@@ -93,6 +97,7 @@ export class Enricher {
     this.logger = deps.logger;
     this.parseOpts = { ipFields: deps.config.input.ip_fields };
     this.resolver = deps.config.resolve.mode === "off" ? undefined : deps.resolver;
+    this.policy = deps.policy;
   }
 
   /**
@@ -214,12 +219,13 @@ export class Enricher {
         // Computed once here and handed to the formatter, which would otherwise compute it again.
         const st = recordStatus(ex, results, failed, p.rec.kind);
         const rec = p.rec;
-        const fast = format !== "ecs" || rec.text === undefined ? undefined : formatEcsText(rec, ex, results, out, failed, rec.text, st);
+        const pol = this.policy?.match(rec, ex.answers, results);
+        const fast = format !== "ecs" || rec.text === undefined ? undefined : formatEcsText(rec, ex, results, out, failed, rec.text, st, pol);
         if (fast !== undefined) {
           // The first piece is a prefix of the source text, so (ASCII) its bytes start where the text's do.
           items.push(rec.src !== undefined ? { kind: "jsontext", parts: fast, headSrc: rec.src, headAt: rec.at ?? 0 } : { kind: "jsontext", parts: fast });
         }
-        else this.pushRecord(items, format, out, rec, ex, results, failed, st);
+        else this.pushRecord(items, format, out, rec, ex, results, failed, st, pol);
         counts[st.status]++;
       } catch (e) {
         // A formatter bug must not lose the record: it goes out as it came in.
@@ -262,11 +268,12 @@ export class Enricher {
     results: ReadonlyMap<string, IpResult>,
     failed: boolean,
     st: StatusResult,
+    pol: RecordPolicy | undefined,
   ): void {
     if (format === "quicksight") {
-      for (const row of formatQuicksight(rec, ex, results, out, failed, st)) items.push({ kind: "json", value: row });
+      for (const row of formatQuicksight(rec, ex, results, out, failed, st, pol)) items.push({ kind: "json", value: row });
     } else {
-      const v = formatEcs(rec, ex, results, out, failed, st);
+      const v = formatEcs(rec, ex, results, out, failed, st, pol);
       items.push(rec.text === undefined ? { kind: "json", value: v } : { kind: "jsontext", parts: [losslessText(rec.text, rec.record, v)] });
     }
   }

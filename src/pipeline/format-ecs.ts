@@ -36,6 +36,7 @@ import { copyOf, isPlain } from "./plain-object.js";
 import { addOcsfEnrichment } from "./format-ocsf.js";
 import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
+import type { RecordPolicy } from "../policy/types.js";
 
 type Obj = Record<string, unknown>;
 type GeoPoint = Config["output"]["geo_point"];
@@ -227,6 +228,7 @@ export function formatEcs(
   out: Config["output"],
   failed?: boolean,
   status?: StatusResult,
+  policy?: RecordPolicy,
 ): Record<string, unknown> {
   const top: Obj = copyOf(rec.record);
   const enc = out.geo_point;
@@ -258,13 +260,33 @@ export function formatEcs(
   if (st.reason !== undefined) fresh.reason = st.reason;
   if (answers.length > 0) {
     const list: Obj[] = new Array(answers.length);
-    for (let i = 0; i < answers.length; i++) list[i] = answerObject(answers[i] as AnswerIp, results, enc, failed);
+    for (let i = 0; i < answers.length; i++) {
+      const o = answerObject(answers[i] as AnswerIp, results, enc, failed);
+      const t = policy?.answerTags[i];
+      if (t !== undefined) o.tags = t;
+      list[i] = o;
+    }
     fresh.answers = list;
   }
+  if (policy !== undefined) fresh.policy = policy.hits;
   ownDnsgeo(top, fresh);
 
   addEnvelope(top, rec);
+  if (policy !== undefined) addTags(top, policy.tags);
   return top;
+}
+
+/**
+ * ECS `tags` (a keyword list): the record's own list with the policy tags it lacks
+ * appended, or a new list; a `tags` that is not a list is left as it came.
+ */
+function addTags(top: Obj, tags: readonly string[]): void {
+  const cur = top.tags;
+  if (cur === undefined) top.tags = [...tags];
+  else if (Array.isArray(cur)) {
+    const missing = tags.filter((t) => !cur.includes(t));
+    if (missing.length > 0) top.tags = [...(cur as unknown[]), ...missing];
+  }
 }
 
 /**
@@ -432,8 +454,11 @@ export function formatEcsText(
   failed: boolean | undefined,
   text: string,
   status?: StatusResult,
+  policy?: RecordPolicy,
 ): Array<string | Buffer> | undefined {
   const r = rec.record;
+  // A record with its own `tags` gets the policy tags appended by the object path.
+  if (policy !== undefined && r.tags !== undefined) return undefined;
   if (rec.kind === "ocsf" || rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
   let end = text.length - 1;
   while (end > 0 && text.charCodeAt(end) <= 0x20) end--;
@@ -481,14 +506,26 @@ export function formatEcsText(
       const a = answers[i] as AnswerIp;
       const c = cachedAnswer(a, results, enc, failed);
       if (i > 0) small += ",";
-      if (c === undefined) small += JSON.stringify(answerObject(a, results, enc, failed));
-      else {
+      const t = policy?.answerTags[i];
+      if (c === undefined) {
+        const o = answerObject(a, results, enc, failed);
+        if (t !== undefined) o.tags = t;
+        small += JSON.stringify(o);
+      } else if (t === undefined) {
         parts.push(small);
         parts.push(c);
         small = "";
+      } else {
+        // The cached text without its closing brace, then the tags.
+        parts.push(small);
+        parts.push(c.subarray(0, c.length - 1));
+        small = `,"tags":${JSON.stringify(t)}}`;
       }
     }
-    parts.push(small + "]}}");
-  } else parts.push(small + "}}");
+    small += "]";
+  }
+  if (policy !== undefined) small += `,"policy":${JSON.stringify(policy.hits)}},"tags":${JSON.stringify(policy.tags)}}`;
+  else small += "}}";
+  parts.push(small);
   return parts;
 }

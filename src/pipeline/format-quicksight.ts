@@ -23,6 +23,7 @@ import { answerView, recordStatus, type StatusResult } from "./status.js";
 import { textAt } from "./json-text.js";
 import { sysmonData } from "./parse/sysmon.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
+import type { RecordPolicy } from "../policy/types.js";
 
 type Obj = Record<string, unknown>;
 
@@ -156,6 +157,7 @@ function row(
   status: string,
   reason: string | null,
   record: string,
+  policyTags: string | null = null,
 ): Obj {
   const e = a && a.class === "public" ? results.get(a.ip)?.entry : undefined;
   const g = e && !e.neg ? e.geo : undefined;
@@ -186,6 +188,7 @@ function row(
     isp: g ? nonEmpty(g.isp) : null,
     enrichment_status: status,
     enrichment_reason: reason,
+    policy_tags: policyTags,
     record,
   };
 }
@@ -212,8 +215,10 @@ export function formatQuicksight(
   out: Config["output"],
   failed?: boolean,
   status?: StatusResult,
+  policy?: RecordPolicy,
 ): Record<string, unknown>[] {
   const common = commonColumns(rec);
+  const tags = policy === undefined ? null : policy.tags.join(";");
   const record = recordText(rec.text, rec.record);
   const answers = ex.answers;
   let answerIps: string | null = null;
@@ -229,10 +234,10 @@ export function formatQuicksight(
     for (const a of answers) {
       if (a.class !== "public") continue;
       const one = recordStatus({ answers: [a] }, results, failed, rec.kind);
-      rows.push(row(common, a, answerIps, results, one.status, answerReason(a, results, failed), record));
+      rows.push(row(common, a, answerIps, results, one.status, answerReason(a, results, failed), record, policy === undefined ? null : rowTags(policy, a.ip)));
     }
     if (rows.length > 0) return rows;
-    return [row(common, undefined, answerIps, results, st.status, st.reason ?? null, record)];
+    return [row(common, undefined, answerIps, results, st.status, st.reason ?? null, record, tags)];
   }
 
   let primary: AnswerIp | undefined;
@@ -243,7 +248,14 @@ export function formatQuicksight(
     }
   }
   const reason = primary ? answerReason(primary, results, failed) : (st.reason ?? null);
-  return [row(common, primary, answerIps, results, st.status, reason, record)];
+  return [row(common, primary, answerIps, results, st.status, reason, record, tags)];
+}
+
+/** An exploded row's tags: rules that matched its answer, and rules on the query name alone. */
+function rowTags(p: RecordPolicy, ip: string): string | null {
+  const tags: string[] = [];
+  for (const h of p.hits) if ((h.ip === undefined || h.ip === ip) && !tags.includes(h.tag)) tags.push(h.tag);
+  return tags.length === 0 ? null : tags.join(";");
 }
 
 const PASSTHROUGH_COMMON: Obj = {

@@ -42,6 +42,7 @@ export const QUICKSIGHT_SCHEMA = [
   { name: "isp", type: "string", doc: "ISP (ip-api only)" },
   { name: "enrichment_status", type: "string", doc: "enriched, partial, pending, skipped or error" },
   { name: "enrichment_reason", type: "string", doc: "why the row has no geo data (skip reason, not_found, pending…)" },
+  { name: "policy_tags", type: "string", doc: "tags of the policy rules the row's answers (or query name) matched, ';'-joined (policy.rules)" },
   { name: "record", type: "string", doc: "the original record as JSON text, exactly as it came (json_extract_scalar(record, '$.field') in Athena)" },
 ] as const satisfies readonly QuicksightColumnSpec[];
 
