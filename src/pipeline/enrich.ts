@@ -12,7 +12,7 @@ import { decode, encodeItems } from "./framing.js";
 import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
 import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
-import { mergedText, trimmedSpan } from "./json-text.js";
+import { atRisk, mergedText, trimmedSpan } from "./json-text.js";
 import { isPlain } from "./plain-object.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
 import { recordStatus, type StatusResult } from "./status.js";
@@ -253,7 +253,7 @@ export class Enricher {
       return;
     }
     const v = passthroughEcs(value, reason);
-    if (text === undefined) items.push({ kind: "json", value: v });
+    if (text === undefined || (isPlain(v) && !atRisk(text))) items.push({ kind: "json", value: v });
     // Not an object: it goes out as it came. An object: its own text with `dnsgeo` spliced in.
     else if (!isPlain(value) || !isPlain(v)) items.push({ kind: "jsontext", parts: [text] });
     else items.push({ kind: "jsontext", parts: [losslessText(text, value, v)] });
@@ -274,7 +274,8 @@ export class Enricher {
       for (const row of formatQuicksight(rec, ex, results, out, failed, st, pol)) items.push({ kind: "json", value: row });
     } else {
       const v = formatEcs(rec, ex, results, out, failed, st, pol);
-      items.push(rec.text === undefined ? { kind: "json", value: v } : { kind: "jsontext", parts: [losslessText(rec.text, rec.record, v)] });
+      // Nothing in the record's text that serializing again would respell: the object path.
+      items.push(rec.text === undefined || !atRisk(rec.text) ? { kind: "json", value: v } : { kind: "jsontext", parts: [losslessText(rec.text, rec.record, v)] });
     }
   }
 }

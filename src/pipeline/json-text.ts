@@ -266,3 +266,55 @@ function appendedArray(text: string, start: number, end: number, more: readonly 
 function isWs(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
+
+/**
+ * True when serializing the parsed value of `text` again could write one of its values
+ * differently: a number whose text is not what `JSON.stringify` writes for it (integers
+ * beyond 2^53, `119.0`, `1E5`, `-0`, `1e400`, …) or a `\u` or `\/` escape in a string.
+ * A record without either comes back the same through `JSON.parse` + `JSON.stringify`,
+ * so it can take the object path; one with either takes `mergedText`. Cheap: strings
+ * (most of a record) are skipped with `indexOf`; only numbers are looked at.
+ */
+export function atRisk(text: string): boolean {
+  const n = text.length;
+  let bs = text.indexOf("\\");
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = text.indexOf('"', i + 1);
+      while (bs !== -1 && j !== -1 && bs < j) {
+        if (bs < i) {
+          bs = text.indexOf("\\", i);
+          continue;
+        }
+        const e = text.charCodeAt(bs + 1);
+        if (e === 0x75 /* u */ || e === 0x2f /* / */) return true;
+        if (bs + 1 === j) j = text.indexOf('"', j + 1);
+        bs = text.indexOf("\\", bs + 2);
+      }
+      if (j === -1) return true;
+      i = j + 1;
+      continue;
+    }
+    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      let plain = c !== 0x2d || (j < n && text.charCodeAt(j) !== 0x30);
+      for (; j < n; j++) {
+        const d = text.charCodeAt(j);
+        if (d >= 0x30 && d <= 0x39) continue;
+        if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d) plain = false;
+        else break;
+      }
+      // A plain integer of up to 15 digits is written back as it is; anything else is checked.
+      if (!plain || j - i > 15) {
+        const tok = text.slice(i, j);
+        if (String(Number(tok)) !== tok) return true;
+      }
+      i = j;
+      continue;
+    }
+    i++;
+  }
+  return false;
+}

@@ -11,7 +11,8 @@ import { loadConfig } from "../../../src/config.js";
 import { Enricher } from "../../../src/pipeline/enrich.js";
 import { FixtureGeoService } from "../../helpers/fixture-geo.js";
 import { expectLeavesKept, leafTexts } from "../../helpers/json-leaves.js";
-import { recordText } from "../../helpers/lossless-arb.js";
+import { recordText, valueText } from "../../helpers/lossless-arb.js";
+import { atRisk } from "../../../src/pipeline/json-text.js";
 
 const enricher = new Enricher({ geo: new FixtureGeoService(), config: loadConfig({ env: {} }) });
 
@@ -66,6 +67,17 @@ describe("lossless output", () => {
       );
     });
   }
+
+  it("atRisk: a text it passes comes back leaf for leaf through JSON.parse + JSON.stringify; the issue's spellings are caught", () => {
+    fc.assert(
+      fc.property(fc.oneof(valueText, recordText.map((r) => r.text)), (text) => {
+        if (!atRisk(text)) expect(leafTexts(JSON.stringify(JSON.parse(text)))).toEqual(leafTexts(text));
+      }),
+      { numRuns: 2000 },
+    );
+    for (const t of ["9223372036854775808", "119.0", "1E5", "7.6967E7", "-0", "1e400", '"\\ud800"', '"\\u00e9"', '"a\\/b"', '{"a":[1,{"b":0.10}]}']) expect(atRisk(t), t).toBe(true);
+    for (const t of ['{"a":"10.0.1.23","b":[1,-2,39.03,1.5e-7],"c":"x\\"y\\\\","d":9007199254740991}', '"\\n\\t"', "0", "-1"]) expect(atRisk(t), t).toBe(false);
+  });
 
   it("the values the issue names, one by one, in every framing", async () => {
     const rec = '{"query_name":"a.example.","answers":[{"Rdata":"8.8.8.8","Type":"A"}],"dns":{"Ext":{"options":9223372036854775808}},"f":119.0,"e":7.6967E7,"z":-0,"big":1e400,"s":"\\ud800\\u00e9"}';
