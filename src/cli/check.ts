@@ -16,6 +16,8 @@ import { fileLimiterStore } from "../lookup/limiter-store.js";
 import { IpApiProvider, ProviderError, ipApiOptionsFromConfig } from "../lookup/ipapi-provider.js";
 import { MmdbProvider } from "../lookup/mmdb-provider.js";
 import { RateLimiter } from "../lookup/rate-limiter.js";
+import { createRedisClient, redactRedisUrl } from "../lookup/redis-tier.js";
+import { compileFromConfig } from "../policy/engine.js";
 import type { Logger } from "../observability/logger.js";
 import { CliFailure, EXIT_CONFIG, type CliContext } from "./context.js";
 
@@ -23,7 +25,7 @@ import { CliFailure, EXIT_CONFIG, type CliContext } from "./context.js";
 export type CheckStatus = "pass" | "fail" | "skip";
 
 export interface CheckResult {
-  /** config | data_dir | offline_data | forward | dynamodb | ipapi */
+  /** config | data_dir | offline_data | policy | forward | dynamodb | redis | ipapi */
   name: string;
   status: CheckStatus;
   /** One line: what was tried and what came back. */
@@ -156,6 +158,58 @@ async function checkForward(cfg: Readonly<Config>): Promise<[CheckStatus, string
   return ["pass", `OPTIONS ${safe.href} answered ${s} (any answer shows the next hop listens)`];
 }
 
+/**
+ * Connects as the tier does (URL, TLS, AUTH, timeouts), then PING, a SET of a probe
+ * key with a 10 s EX, GET of it (the tier reads and writes) and DEL; INFO gives the
+ * server's name and version for the line.
+ */
+async function checkRedis(cfg: Readonly<Config>): Promise<[CheckStatus, string]> {
+  const r = cfg.cache.redis;
+  if (!r.url) return ["skip", "cache.redis.url is not set"];
+  const where = redactRedisUrl(r.url);
+  const client = createRedisClient(Object.assign({ url: r.url, connectTimeoutMs: r.connect_timeout_ms, commandTimeoutMs: r.command_timeout_ms }, r.ca_file ? { caFile: r.ca_file } : {}));
+  // ioredis reports connection errors as events too; the check reads them from the calls.
+  let lastError: Error | undefined;
+  client.on("error", (e: Error) => (lastError = e));
+  try {
+    try {
+      await client.connect();
+    } catch (e) {
+      return ["fail", `${where}: cannot connect within cache.redis.connect_timeout_ms (${r.connect_timeout_ms} ms): ${oneLine(lastError ?? e)}`];
+    }
+    const pong = await client.ping();
+    if (pong !== "PONG") return ["fail", `${where}: PING answered ${pong}`];
+    const key = `${r.key_prefix}#check#${process.pid}`;
+    const value = String(Date.now());
+    await client.set(key, value, "EX", 10);
+    const back = await client.get(key);
+    await client.del(key);
+    if (back !== value) return ["fail", `${where}: SET ${key} then GET gave ${back === null ? "nothing" : "another value"} (a replica, or a proxy that drops writes?)`];
+    const info = await client.info("server");
+    const version = /^(?:valkey|redis)_version:(\S+)/m.exec(info)?.[1] ?? "?";
+    const server = /^server_name:valkey/m.test(info) || /^valkey_version:/m.test(info) ? "Valkey" : "Redis";
+    return ["pass", `${where}: PING, SET EX/GET/DEL of a probe key answered (${server} ${version})`];
+  } catch (e) {
+    return ["fail", `${where}: ${oneLine(e)}`];
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** The policy rules (config and `policy.rules_file`) load and compile, as `serve` would at start. */
+async function checkPolicy(cfg: Readonly<Config>): Promise<[CheckStatus, string]> {
+  if (cfg.policy.rules.length === 0 && cfg.policy.rules_file === undefined) return ["skip", "no policy.rules and no policy.rules_file"];
+  let p;
+  try {
+    p = compileFromConfig(cfg);
+  } catch (e) {
+    return ["fail", (e as Error).message];
+  }
+  const from = cfg.policy.rules_file ? `${cfg.policy.rules.length} in the config, ${p.size - cfg.policy.rules.length} in ${cfg.policy.rules_file}` : "all in the config";
+  const alert = cfg.policy.alert.url ? `; alerts to ${new URL(cfg.policy.alert.url).origin}` : "";
+  return ["pass", `${p.size} rule${p.size === 1 ? "" : "s"} compiled (${from})${alert}`];
+}
+
 function dynamoClientFor(cfg: Readonly<Config>, opts: CheckOptions): { client: DynamoDBDocumentClient; owned: boolean } {
   if (opts.dynamoClient) return { client: opts.dynamoClient, owned: false };
   const d = cfg.dynamodb;
@@ -265,11 +319,12 @@ export async function runChecks(cfg: Readonly<Config>, opts: CheckOptions = {}):
   const results: CheckResult[] = [];
   results.push(await timed("data_dir", () => checkDataDir(cfg)));
   results.push(await timed("offline_data", () => checkOfflineData(cfg)));
+  results.push(await timed("policy", () => checkPolicy(cfg)));
   results.push(await timed("forward", () => checkForward(cfg)));
   const dyn = cfg.dynamodb.table ? dynamoClientFor(cfg, opts) : undefined;
   try {
     results.push(await timed("dynamodb", async () => (dyn ? checkDynamo(cfg, dyn.client) : ["skip", "dynamodb.table is not set"])));
-    // A Redis cache tier, when one is added, gets its check here: between the shared table and the provider, in chain order.
+    results.push(await timed("redis", () => checkRedis(cfg)));
     results.push(await timed("ipapi", () => checkIpApi(cfg, opts, dyn?.client)));
   } finally {
     if (dyn?.owned) dyn.client.destroy();
@@ -312,7 +367,7 @@ export async function checkCommand(loadConfig: () => Readonly<Config>, out: Node
 export function registerCheck(program: Command, ctx: CliContext): void {
   program
     .command("check")
-    .description("validate the config, then try what it points at (data_dir, offline data, forward.url, the DynamoDB table, ip-api); exit 0 only when nothing failed")
+    .description("validate the config, then try what it points at (data_dir, offline data, forward.url, the policy rules, the DynamoDB table, Redis, ip-api); exit 0 only when nothing failed")
     .option("--offline", "send no request to ip-api")
     .option("--json", "one JSON object: {ok, checks: [{name, status, detail, ms}]}")
     .action(async (o: { offline?: boolean; json?: boolean }) => {

@@ -11,6 +11,8 @@ import { checkCommand, type CheckResult } from "../../../src/cli/check.js";
 import { startDynalite, FAKE_CREDENTIALS, type Dynalite } from "../../helpers/dynalite.js";
 import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
 import { MAIN, runCli } from "../../helpers/cli.js";
+import { NO_REDIS_REASON, findRedisServer, startRedisServer, type RedisServer } from "../../helpers/redis-server.js";
+
 
 /** A next hop that answers like an HTTP input: 200 to POST, 204 to anything else; it counts methods. */
 interface NextHop {
@@ -51,13 +53,18 @@ let dyn: Dynalite;
 let ipapi: FakeIpApi;
 let hop: NextHop;
 let table: string;
+const redisBin = findRedisServer();
+let redis: RedisServer | undefined;
+/** Without redis-server the good setup has no Redis tier and that check is skipped (one line says why). */
+if (!redisBin) console.log(`check tests: redis check against a real server skipped: ${NO_REDIS_REASON}`);
+const POLICY_RULES = [{ name: "embargo", tag: "embargo", countries: ["KP", "IR"] }];
 
 beforeAll(async () => {
-  [dyn, ipapi, hop] = await Promise.all([startDynalite(), startFakeIpApi(), startNextHop()]);
+  [dyn, ipapi, hop, redis] = await Promise.all([startDynalite(), startFakeIpApi(), startNextHop(), redisBin ? startRedisServer(redisBin) : Promise.resolve(undefined)]);
   table = await dyn.newTable("dnsgeo-check");
 });
 afterAll(async () => {
-  await Promise.all([dyn.close(), ipapi.close(), hop.close()]);
+  await Promise.all([dyn.close(), ipapi.close(), hop.close(), redis?.close()]);
 });
 
 function goodSetup(): ConfigInput {
@@ -66,6 +73,8 @@ function goodSetup(): ConfigInput {
     forward: { url: hop.url },
     dynamodb: { table, endpoint: dyn.endpoint, region: "us-east-1" },
     ipapi: { url: ipapi.url },
+    policy: { rules: POLICY_RULES },
+    ...(redis ? { cache: { redis: { url: redis.url } } } : {}),
   };
 }
 
@@ -101,7 +110,9 @@ function parseLines(text: string): CheckResult[] {
     });
 }
 
-const NAMES = ["config", "data_dir", "offline_data", "forward", "dynamodb", "ipapi"];
+const NAMES = ["config", "data_dir", "offline_data", "policy", "forward", "dynamodb", "redis", "ipapi"];
+/** What the good setup gives each check: all pass, but redis is skipped on a machine without redis-server. */
+const GOOD = (n: string): string => (n === "redis" && !redis ? "skip" : "pass");
 
 const IS_ROOT = process.getuid?.() === 0;
 /** The unprivileged user the read-only case runs as when the tests run as root. */
@@ -120,7 +131,9 @@ describe("dnsgeo check", () => {
     // Assess
     expect(r.code, r.text).toBe(0);
     expect(r.json.checks.map((c) => c.name)).toEqual(NAMES);
-    for (const c of r.json.checks) expect(c.status, r.text).toBe("pass");
+    for (const c of r.json.checks) expect(c.status, r.text).toBe(GOOD(c.name));
+    expect(r.text).toMatch(/^ok {4}policy {8}1 rule compiled \(all in the config\)$/m);
+    if (redis) expect(r.text).toMatch(/^ok {4}redis {9}redis:\/\/127\.0\.0\.1:\d+\/?: PING, SET EX\/GET\/DEL of a probe key answered \((Redis|Valkey) \d+\.\d+/m);
     expect(r.text).toMatch(/^ok {4}forward {7}OPTIONS http:\/\/127\.0\.0\.1:\d+\/ingest answered 204/m);
     expect(r.text).toMatch(new RegExp(`^ok {4}dynamodb {6}table ${table} ACTIVE, key ip \\(S\\), readable`, "m"));
     expect(r.text).toMatch(/^ok {4}ipapi .*answered 200: 8\.8\.8\.8 → [A-Z]{2}/m);
@@ -249,6 +262,54 @@ describe("dnsgeo check", () => {
     },
   );
 
+  it("fails redis with one clear line when nothing listens at cache.redis.url, within the connect timeout", async () => {
+    // Prepare
+    const port = await closedPort();
+    // Act
+    const t0 = performance.now();
+    const r = await check({ cache: { redis: { url: `redis://:secret@127.0.0.1:${port}/0`, connect_timeout_ms: 500 } } });
+    const ms = performance.now() - t0;
+    // Assess
+    expect(r.code).toBe(1);
+    const line = r.text.split("\n").find((l) => /^FAIL {2}redis /.test(l)) ?? "";
+    expect(line).toMatch(new RegExp(`^FAIL {2}redis {9}redis://:redacted@127\\.0\\.0\\.1:${port}/0: cannot connect within cache\\.redis\\.connect_timeout_ms \\(500 ms\\): .*ECONNREFUSED`));
+    expect(r.text).not.toContain("secret");
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it.skipIf(!redisBin)("fails redis when the server wants a password the URL does not give", async () => {
+    // Prepare
+    const locked = await startRedisServer(redisBin as string, ["--requirepass", "s3cret"]);
+    try {
+      // Act
+      const bad = await check({ cache: { redis: { url: locked.url } } });
+      const good = await check({ cache: { redis: { url: locked.url.replace("redis://", "redis://:s3cret@") } } });
+      // Assess
+      expect(bad.code).toBe(1);
+      expect(bad.json.checks.find((c) => c.name === "redis")).toMatchObject({ status: "fail" });
+      expect(bad.text).toMatch(/^FAIL {2}redis .*NOAUTH/m);
+      expect(good.json.checks.find((c) => c.name === "redis")?.status).toBe("pass");
+    } finally {
+      await locked.close();
+    }
+  });
+
+  it("checks the policy rules: a rules file that compiles passes with its count; a bad one fails naming the problem", async () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-check-policy-"));
+    const good = join(dir, "good.yaml");
+    const bad = join(dir, "bad.yaml");
+    writeFileSync(good, "- name: scanners\n  tag: scanner\n  asns: [398324, 14061]\n- name: ru\n  tag: outbound-ru\n  countries: [RU]\n");
+    writeFileSync(bad, "- name: wrong\n  tag: x\n  cidrs: [10.0.0.0/40]\n");
+    // Act
+    const ok = await check({ policy: { rules_file: good } });
+    const fail = await check({ policy: { rules_file: bad } });
+    // Assess
+    expect(ok.json.checks.find((c) => c.name === "policy")?.detail).toBe(`3 rules compiled (1 in the config, 2 in ${good})`);
+    expect(fail.code).toBe(1);
+    expect(fail.text).toMatch(/^FAIL {2}policy {8}rule wrong: "10\.0\.0\.0\/40" is not a CIDR/m);
+  });
+
   it("the built CLI: --json against a good setup exits 0 with every check passed; a wrong config value exits 78 with one failed check", async () => {
     // Prepare
     const env = {
@@ -258,6 +319,8 @@ describe("dnsgeo check", () => {
       DNSGEO_DYNAMODB_ENDPOINT: dyn.endpoint,
       DNSGEO_DYNAMODB_REGION: "us-east-1",
       DNSGEO_IPAPI_URL: ipapi.url,
+      DNSGEO_POLICY_RULES: JSON.stringify(POLICY_RULES),
+      ...(redis ? { DNSGEO_CACHE_REDIS_URL: redis.url } : {}),
       // The child's own AWS chain reads these; dynalite accepts any key.
       AWS_ACCESS_KEY_ID: FAKE_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: FAKE_CREDENTIALS.secretAccessKey,
@@ -269,7 +332,7 @@ describe("dnsgeo check", () => {
     expect(good.code, good.stderr).toBe(0);
     const j = JSON.parse(good.stdout.toString()) as { ok: boolean; checks: CheckResult[] };
     expect(j.ok).toBe(true);
-    expect(j.checks.map((c) => [c.name, c.status])).toEqual(NAMES.map((n) => [n, "pass"]));
+    expect(j.checks.map((c) => [c.name, c.status])).toEqual(NAMES.map((n) => [n, GOOD(n)]));
     expect(bad.code).toBe(78);
     const b = JSON.parse(bad.stdout.toString()) as { ok: boolean; checks: CheckResult[] };
     expect(b).toMatchObject({ ok: false, checks: [{ name: "config", status: "fail" }] });
