@@ -6,12 +6,14 @@
 import { benchPipeline, type ScenarioResult } from "./pipeline.js";
 import { benchTiers } from "./tiers.js";
 import { benchServe } from "./serve.js";
+import { benchFluent } from "./fluent.js";
 
 const only = process.argv[2];
 const suites: Array<[string, () => Promise<ScenarioResult[]>]> = [
   ["pipeline", benchPipeline],
   ["tiers", benchTiers],
   ["serve", benchServe],
+  ["fluent", benchFluent],
 ];
 
 const rows: ScenarioResult[] = [];
