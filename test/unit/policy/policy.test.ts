@@ -177,3 +177,21 @@ describe("policy tags in the output", () => {
     expect(formatQuicksight(rec(["9.9.9.9"], "a.org."), extract(rec(["9.9.9.9"])), res, out, false)[0]?.policy_tags).toBeNull();
   });
 });
+
+describe("examples/policy/rules.yaml", () => {
+  it("loads and compiles, and tags what its comments say", () => {
+    // Prepare
+    const rules = readRulesFile(new URL("../../../examples/policy/rules.yaml", import.meta.url).pathname);
+    const p = new CompiledPolicy(rules);
+    const res = new Map<string, IpResult>([
+      ["175.45.176.1", { entry: entry("175.45.176.1", { countryCode: "KP" }), final: true }],
+      ["162.142.125.1", { entry: entry("162.142.125.1", { countryCode: "US", asn: 398324, asOrg: "Censys, Inc." }), final: true }],
+    ]);
+    // Act
+    const r = rec(["175.45.176.1", "162.142.125.1"], "x.pastebin.com.");
+    const m = p.match(r, extract(r).answers, res);
+    // Assess
+    expect(rules.length).toBe(5);
+    expect(m?.tags).toEqual(["policy:restricted-country", "policy:scanner-network", "policy:paste-site"]);
+  });
+});
