@@ -371,6 +371,31 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    otlp: z
+      .object({
+        /**
+         * URL of the next OTLP/HTTP hop that gets the enriched logs as protobuf, e.g. a Collector's
+         * otlp receiver or Fluent Bit's opentelemetry input (`http://127.0.0.1:4318/v1/logs`;
+         * `/v1/logs` is added to a URL without a path). While unset, POST /v1/logs and
+         * LogsService/Export are refused with 503 / UNAVAILABLE (DNSGEO_OTLP_NOT_CONFIGURED).
+         */
+        next_hop: z.string().regex(/^https?:\/\/\S+$/i, "expected an http:// or https:// URL").optional(),
+        /** Longest wait for the next hop's answer to one request, milliseconds; past it the shipper gets 503 / UNAVAILABLE and sends again. */
+        timeout_ms: positiveInt.default(10_000),
+        /** Content-Encoding of what is sent to the next hop. */
+        compression: z.enum(["none", "gzip"]).default("none"),
+        /** Extra headers sent to the next hop, as "Name: value" strings (its own token, say). */
+        headers: z.array(z.string().min(1)).default([]),
+        /**
+         * Largest request sent to the next hop (protobuf, before compression); larger ones go
+         * out as several, cut between log records. Under Fluent Bit's opentelemetry input's
+         * default buffer_max_size (4M): enrichment makes a request 2-4 times larger.
+         */
+        max_send_bytes: positiveInt.default(3 * 1024 * 1024),
+        /** Also set attributes named after the OpenTelemetry semantic conventions (geo.location.lat, geo.country.iso_code, ...) and dnsgeo.* for AS, ISP and ORG. */
+        semconv_attributes: z.boolean().default(false),
+      })
+      .prefault({}),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   DNSGEO_NOT_LOOKUPABLE: { message: "address is special-purpose or not a canonical IP and is never looked up", http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, retryable: false },
   DNSGEO_FORWARD_NOT_CONFIGURED: { message: "forward.url is not set", http: 503, grpc: GrpcStatus.FAILED_PRECONDITION, retryable: true },
   DNSGEO_NEXT_HOP_UNAVAILABLE: { message: "the next hop did not accept the batch; retry later", http: 503, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
+  DNSGEO_OTLP_NOT_CONFIGURED: { message: "otlp.next_hop is not set; POST /v1/logs and LogsService/Export need a next OTLP hop", http: 503, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
   DNSGEO_SHUTTING_DOWN: { message: "server is shutting down; retry on another instance or later", http: 503, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
   DNSGEO_INTERNAL: { message: "internal error; the request can be retried", http: 500, grpc: GrpcStatus.UNAVAILABLE, retryable: true },
   DNSGEO_CONFIG_INVALID: { message: "a config value is wrong; start-up stops naming the key", http: 500, grpc: GrpcStatus.INTERNAL, retryable: false },

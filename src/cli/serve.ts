@@ -13,6 +13,8 @@ import { FluentForwarder } from "../transport/fluent-forwarder.js";
 import { createFluentServer, type FluentTransport } from "../transport/fluent-server.js";
 import { createGrpcServer, type GrpcTransport } from "../transport/grpc-server.js";
 import { createHttpServer, type HttpTransport } from "../transport/http-server.js";
+import { OtlpForwarder } from "../transport/otlp-forwarder.js";
+import { createOtlpService } from "../transport/otlp-service.js";
 import { InflightLimiter, LoopTurnGuard } from "../transport/limits.js";
 import { connectionCapWarning, fileDescriptorLimit } from "../transport/connections.js";
 import { loadTls } from "../transport/tls.js";
@@ -48,6 +50,9 @@ export async function startServe(app: App): Promise<ServeHandle> {
   // A forward listener with nowhere to send could only hold or drop what it receives.
   if (cfg.fluent.listen && !cfg.fluent.next_hop) throw new ConfigError("config key fluent.listen (env DNSGEO_FLUENT_LISTEN): set, but fluent.next_hop (env DNSGEO_FLUENT_NEXT_HOP) is not; the forward listener needs an in_forward to send the enriched events to");
   const fluentForwarder = cfg.fluent.listen ? new FluentForwarder(cfg.fluent, { logger: app.logger }) : undefined;
+  // OTLP logs are on the HTTP and gRPC ports; without otlp.next_hop they are refused (503 / UNAVAILABLE).
+  const otlpForwarder = cfg.otlp.next_hop ? new OtlpForwarder(cfg.otlp, { logger: app.logger }) : undefined;
+  const otlp = createOtlpService(app, otlpForwarder);
   let closing: Promise<void> | undefined;
   let markClosed!: () => void;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
@@ -59,6 +64,7 @@ export async function startServe(app: App): Promise<ServeHandle> {
       await Promise.all([http?.close(t), grpc?.close(t), fluent?.close(t)]);
       await forwarder?.close();
       await fluentForwarder?.close();
+      await otlpForwarder?.close();
       app.logger.info({ ms: Date.now() - started }, "transports closed; closing the app");
       await app.close();
       markClosed();
@@ -70,12 +76,12 @@ export async function startServe(app: App): Promise<ServeHandle> {
   try {
     if (cfg.http.enabled) {
       const tls = loadTls(cfg.http.tls, "http.tls");
-      http = createHttpServer(Object.assign({ app, limiter, guard }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
+      http = createHttpServer(Object.assign({ app, limiter, guard, otlp }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
       handle.httpAddress = await http.listen();
     }
     if (cfg.grpc.enabled) {
       const tls = loadTls(cfg.grpc.tls, "grpc.tls");
-      grpc = createGrpcServer(Object.assign({ app, limiter, guard }, tls ? { tls } : {}));
+      grpc = createGrpcServer(Object.assign({ app, limiter, guard, otlp }, tls ? { tls } : {}));
       handle.grpcAddress = await grpc.listen();
     }
     if (fluentForwarder) {

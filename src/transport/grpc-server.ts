@@ -35,6 +35,8 @@ import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
 import { answerSizeHint, decodeEnrichRequest, decodeLookupRequest, encodeEnrichResponse, MalformedRequest, passEncoded, type EncodedMessage } from "./grpc-codec.js";
 import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
+import type { OtlpService } from "./otlp-service.js";
+import { decodeLogsRequest, encodeLogsRequest, encodeLogsResponse, LOGS_EXPORT_PATH, type ExportLogsRequest, type ExportLogsResponse } from "./otlp-proto.js";
 
 /** Full name of the service, as health checks and reflection know it. */
 export const ENRICHMENT_SERVICE = "dnsgeo.v1.Enrichment";
@@ -81,6 +83,8 @@ export interface GrpcServerDeps {
   /** Shared with the HTTP server: refuses calls that queued behind a burst. */
   guard?: LoopTurnGuard;
   tls?: TlsMaterial;
+  /** OTLP logs (`LogsService/Export`); without it the method answers DNSGEO_OTLP_NOT_CONFIGURED. */
+  otlp?: OtlpService;
 }
 
 export interface GrpcTransport {
@@ -513,6 +517,58 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     Lookup: { ...(methods.Lookup as grpc.MethodDefinition<object, object>), requestDeserialize: decodeLookupRequest },
   };
   server.addService(enrichment, handlers);
+  // OTLP logs (opentelemetry.proto.collector.logs.v1.LogsService/Export): messages read and
+  // written by otlp-proto.ts; the call is admitted like Enrich (token, in-flight slot).
+  const logsService: grpc.ServiceDefinition = {
+    Export: {
+      path: LOGS_EXPORT_PATH,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (m: ExportLogsRequest) => encodeLogsRequest(m),
+      requestDeserialize: (b: Buffer): ExportLogsRequest | MalformedRequest => {
+        try {
+          return decodeLogsRequest(b);
+        } catch (e) {
+          return new MalformedRequest((e as Error).message);
+        }
+      },
+      responseSerialize: (m: ExportLogsResponse) => encodeLogsResponse(m),
+      responseDeserialize: (b: Buffer) => b,
+    },
+  };
+  server.addService(logsService, {
+    Export(call: grpc.ServerUnaryCall<ExportLogsRequest | MalformedRequest, ExportLogsResponse>, callback: grpc.sendUnaryData<ExportLogsResponse>) {
+      const start = performance.now();
+      const req = call.request;
+      if (req instanceof MalformedRequest) {
+        callback(fail("DNSGEO_BAD_REQUEST", req.reason));
+        return;
+      }
+      const otlp = deps.otlp;
+      if (!otlp) {
+        callback(fail("DNSGEO_OTLP_NOT_CONFIGURED", ERROR_CODES.DNSGEO_OTLP_NOT_CONFIGURED.message));
+        return;
+      }
+      const refused = admit();
+      if (refused) {
+        // OTLP exporters retry RESOURCE_EXHAUSTED only with RetryInfo details: overload is UNAVAILABLE here.
+        const st = refuse(refused);
+        callback(refused === "DNSGEO_OVERLOADED" ? { ...st, code: grpc.status.UNAVAILABLE } : st);
+        return;
+      }
+      otlp.exportRequest(req).then(
+        (res) => {
+          release();
+          observe("otlp_export", start);
+          callback(null, res);
+        },
+        (e: unknown) => {
+          release();
+          callback(toStatus(e));
+        },
+      );
+    },
+  });
   const health = new HealthImplementation({ "": "NOT_SERVING", [ENRICHMENT_SERVICE]: "NOT_SERVING" });
   health.addToServer({
     addService: (svc, impl) => server.addService(svc, { ...impl, watch: capWatch(impl.watch as grpc.handleServerStreamingCall<{ service?: string }, unknown>) }),

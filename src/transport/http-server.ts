@@ -26,6 +26,7 @@ import type { TransportApp } from "./transport-app.js";
 import { refusalReason } from "./refusal.js";
 import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
 import { openApiText } from "./openapi.js";
+import type { OtlpService } from "./otlp-service.js";
 import { statusHtml, statusSnapshot } from "../observability/status.js";
 import { BurstLog } from "../lookup/burst-log.js";
 import { ByteBudget, clientKey, Gate, type ByteLease } from "./byte-budget.js";
@@ -37,6 +38,7 @@ export const OPS_RESERVED_CONNECTIONS = 8;
 export const HTTP_ROUTES: readonly string[] = [
   "POST /v1/enrich",
   "POST /v1/forward",
+  "POST /v1/logs",
   "GET /v1/lookup/{ip}",
   "POST /v1/lookup",
   "GET /livez",
@@ -48,11 +50,12 @@ export const HTTP_ROUTES: readonly string[] = [
   "GET /status.json",
 ];
 
-type RouteName = "enrich" | "forward" | "lookup" | "livez" | "readyz" | "metrics" | "openapi" | "status" | "statusjson" | "other";
+type RouteName = "enrich" | "forward" | "otlp_logs" | "lookup" | "livez" | "readyz" | "metrics" | "openapi" | "status" | "statusjson" | "other";
 
 const ALLOW: Record<Exclude<RouteName, "other">, string> = {
   enrich: "POST",
   forward: "POST",
+  otlp_logs: "POST",
   lookup: "GET, POST",
   livez: "GET, HEAD",
   readyz: "GET, HEAD",
@@ -77,6 +80,8 @@ export interface HttpServerDeps {
   guard?: LoopTurnGuard;
   /** Present when `forward.url` is set. */
   forwarder?: Forwarder;
+  /** OTLP logs (`POST /v1/logs`); without it the route answers DNSGEO_OTLP_NOT_CONFIGURED. */
+  otlp?: OtlpService;
   tls?: TlsMaterial;
 }
 
@@ -187,6 +192,8 @@ function routeOf(path: string): RouteName {
       return "enrich";
     case "/v1/forward":
       return "forward";
+    case "/v1/logs":
+      return "otlp_logs";
     case "/v1/lookup":
       return "lookup";
     case "/livez":
@@ -461,6 +468,24 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     sendError(res, "DNSGEO_NEXT_HOP_UNAVAILABLE", result.detail, Object.assign(extra, result.status ? { next_hop_status: result.status } : {}));
   };
 
+  /** POST /v1/logs (OTLP/HTTP): the body read and counted as /v1/enrich's, then handed to the OTLP service. */
+  const handleOtlp = async (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean, bytes: ByteLease): Promise<void> => {
+    if (!deps.otlp) throw new DnsgeoError("DNSGEO_OTLP_NOT_CONFIGURED");
+    const cl = req.headers["content-length"];
+    if (cl !== undefined && Number(cl) > cfg.max_body_bytes) {
+      throw new DnsgeoError("DNSGEO_BODY_TOO_LARGE", `Content-Length ${cl} is over http.max_body_bytes (${cfg.max_body_bytes})`);
+    }
+    if (expectContinue) res.writeContinue();
+    const body = await readBody(req, cfg.max_body_bytes, cfg.body_timeout_ms, bytes);
+    // Only what Content-Encoding names is undone: a protobuf body is never sniffed.
+    const decodeOpts = { contentEncoding: req.headers["content-encoding"] ?? "identity", maxDecodedBytes: cfg.max_decoded_bytes };
+    const raw = body.length >= SLICED_BODY_BYTES / 16 ? await decompressAsync(body, decodeOpts) : decompress(body, decodeOpts);
+    if (!bytes.resize(body.length + raw.length * WORKING_SET_FACTOR)) throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
+    const out = await deps.otlp.exportHttp(raw, req.headers["content-type"], raw.length >= SLICED_BODY_BYTES ? new TimeSlices() : undefined);
+    bytes.hold(out.body.length);
+    send(res, 200, { "content-type": out.contentType }, out.body);
+  };
+
   const handleLookup = async (req: http.IncomingMessage, res: http.ServerResponse, path: string, expectContinue: boolean): Promise<void> => {
     if (req.method === "GET") {
       let ip: string;
@@ -605,7 +630,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         ? handleEnrich(req, res, qs, expectContinue, bytes)
         : route === "forward"
           ? handleForward(req, res, qs, expectContinue)
-          : handleLookup(req, res, path, expectContinue);
+          : route === "otlp_logs"
+            ? handleOtlp(req, res, expectContinue, bytes)
+            : handleLookup(req, res, path, expectContinue);
     work.catch((e: unknown) => {
       if (e instanceof Aborted) {
         res.destroy();

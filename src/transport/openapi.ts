@@ -99,6 +99,29 @@ export function openApiDocument(): Obj {
           },
         },
       },
+      "/v1/logs": {
+        post: {
+          operationId: "otlpLogs",
+          summary: "OTLP/HTTP logs export: each log record's DNS record (body map, JSON string body, or attributes) enriched in place and the request sent on to otlp.next_hop; success only after the next hop's",
+          requestBody: {
+            required: true,
+            content: {
+              "application/x-protobuf": { schema: { type: "string", format: "binary", description: "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest" } },
+              "application/json": { schema: { type: "object", description: "ExportLogsServiceRequest in OTLP/JSON" } },
+            },
+          },
+          responses: {
+            "200": {
+              description: "The next hop accepted the request: ExportLogsServiceResponse (with its partial_success, if any), in the request's encoding",
+              content: { "application/x-protobuf": { schema: { type: "string", format: "binary" } }, "application/json": { schema: { type: "object" } } },
+            },
+            "400": errorResponse("Not an ExportLogsServiceRequest, or a Content-Type other than application/x-protobuf or application/json"),
+            "401": errorResponse("Missing or wrong bearer token"),
+            "413": errorResponse("Body over http.max_body_bytes, or more log records than limits.max_records_per_request"),
+            "503": retryLater("The next hop did not accept the request, otlp.next_hop is not set, or dnsgeo is overloaded or shutting down; retry after Retry-After"),
+          },
+        },
+      },
       "/v1/lookup/{ip}": {
         get: {
           operationId: "lookupOne",

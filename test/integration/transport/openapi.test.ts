@@ -110,6 +110,7 @@ describe("GET /openapi.json", () => {
     const calls: Record<string, () => Promise<number>> = {
       enrich: () => status("/v1/enrich", "POST", record, "application/x-ndjson"),
       forward: () => status("/v1/forward", "POST", record, "application/x-ndjson"),
+      otlpLogs: () => status("/v1/logs", "POST", '{"resourceLogs":[]}', "application/json"),
       lookupOne: () => status("/v1/lookup/8.8.8.8", "GET"),
       lookupMany: () => status("/v1/lookup", "POST", '["8.8.8.8", "10.0.0.1"]', "application/json"),
       livez: () => status("/livez", "GET"),

@@ -1,0 +1,149 @@
+/**
+ * Sends an enriched OTLP logs request to `otlp.next_hop` (OTLP/HTTP, protobuf) and says
+ * whether it took it; `/v1/logs` and `LogsService/Export` answer success only after this.
+ *
+ * - A request larger than `otlp.max_send_bytes` (encoded) goes out as several, cut
+ *   between log records, one after another; so does one the next hop answers 413.
+ * - 2xx: delivered; the next hop's `partial_success` (rejected records, message) is added
+ *   up and handed back, for dnsgeo's own answer to carry.
+ * - connection refused/reset, timeout (`otlp.timeout_ms`), 408, 429, any 5xx, 1xx/3xx:
+ *   `unavailable`, the shipper gets 503 / UNAVAILABLE and sends the request again. Parts
+ *   sent before then are sent twice: at-least-once, as forward mode.
+ * - any other 4xx on one record: that record is counted rejected (a permanent error in
+ *   OTLP terms, which the shipper would get from the next hop itself); on more records
+ *   the request is cut in two to find which.
+ */
+import { Agent, request, type Dispatcher } from "undici";
+import { gzipSync } from "node:zlib";
+import type { Config } from "../config.js";
+import type { Logger } from "../observability/logger.js";
+import { decodeLogsResponse, encodeLogsRequest, int64Value, type ExportLogsRequest } from "./otlp-proto.js";
+
+export type OtlpConfig = Config["otlp"];
+
+export type OtlpSendResult =
+  | { ok: true; rejected: number; errorMessage: string; requests: number }
+  | { ok: false; status?: number; detail: string };
+
+/** Longest piece of a next hop's error body kept for logs and the shipper's error message. */
+const DETAIL_MAX = 512;
+
+/** The URL requests go to: `otlp.next_hop`, with `/v1/logs` added when it names no path. */
+export function nextHopUrl(nextHop: string): string {
+  const u = new URL(nextHop);
+  if (u.pathname === "" || u.pathname === "/") u.pathname = "/v1/logs";
+  return u.toString();
+}
+
+/** A request holding the log records `[lo, hi)` of `req` (counted across resource and scope), with their resource and scope. */
+function slice(req: ExportLogsRequest, lo: number, hi: number): ExportLogsRequest {
+  const out: ExportLogsRequest = { resourceLogs: [] };
+  let at = 0;
+  for (const rl of req.resourceLogs ?? []) {
+    const scopes = [];
+    for (const sl of rl.scopeLogs ?? []) {
+      const recs = sl.logRecords ?? [];
+      const from = Math.max(lo - at, 0);
+      const to = Math.min(hi - at, recs.length);
+      at += recs.length;
+      if (from < to) scopes.push(Object.assign({}, sl, { logRecords: recs.slice(from, to) }));
+    }
+    if (scopes.length > 0) out.resourceLogs?.push(Object.assign({}, rl, { scopeLogs: scopes }));
+  }
+  return out;
+}
+
+function count(req: ExportLogsRequest): number {
+  let n = 0;
+  for (const rl of req.resourceLogs ?? []) for (const sl of rl.scopeLogs ?? []) n += sl.logRecords?.length ?? 0;
+  return n;
+}
+
+export class OtlpForwarder {
+  private readonly url: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly headers: Record<string, string>;
+
+  constructor(
+    private readonly cfg: OtlpConfig,
+    private readonly deps: { logger: Logger; dispatcher?: Dispatcher },
+  ) {
+    if (!cfg.next_hop) throw new Error("otlp.next_hop is not set");
+    this.url = nextHopUrl(cfg.next_hop);
+    this.dispatcher =
+      deps.dispatcher ??
+      new Agent({ connectTimeout: Math.min(cfg.timeout_ms, 10_000), headersTimeout: cfg.timeout_ms, bodyTimeout: cfg.timeout_ms, keepAliveTimeout: 4_000 });
+    this.headers = { "content-type": "application/x-protobuf", "user-agent": "dnsgeo" };
+    if (cfg.compression === "gzip") this.headers["content-encoding"] = "gzip";
+    for (const h of cfg.headers) {
+      const i = h.indexOf(":");
+      if (i > 0) this.headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+    }
+  }
+
+  /** Sends `req`, cut as needed; `ok` once every record was delivered or rejected by the next hop. */
+  async send(req: ExportLogsRequest): Promise<OtlpSendResult> {
+    const total = count(req);
+    const acc = { rejected: 0, errorMessage: "", requests: 0 };
+    const r = await this.sendRange(req, 0, total, acc, undefined);
+    if (r !== undefined) return r;
+    return Object.assign({ ok: true as const }, acc);
+  }
+
+  /** Sends records [lo, hi); undefined when done, else the unavailable result. */
+  private async sendRange(req: ExportLogsRequest, lo: number, hi: number, acc: { rejected: number; errorMessage: string; requests: number }, body?: Buffer): Promise<OtlpSendResult | undefined> {
+    if (hi <= lo) return undefined;
+    const whole = lo === 0 && hi === count(req);
+    const bytes = body ?? encodeLogsRequest(whole ? req : slice(req, lo, hi));
+    if (bytes.length > this.cfg.max_send_bytes && hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      return (await this.sendRange(req, lo, mid, acc)) ?? (await this.sendRange(req, mid, hi, acc));
+    }
+    const res = await this.post(bytes);
+    acc.requests++;
+    if (res.kind === "ok") {
+      acc.rejected += res.rejected;
+      if (res.errorMessage && !acc.errorMessage) acc.errorMessage = res.errorMessage;
+      return undefined;
+    }
+    if (res.kind === "unavailable") return { ok: false, ...(res.status !== undefined ? { status: res.status } : {}), detail: res.detail };
+    // A permanent refusal: find the records it is about.
+    if (hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      return (await this.sendRange(req, lo, mid, acc)) ?? (await this.sendRange(req, mid, hi, acc));
+    }
+    acc.rejected += 1;
+    if (!acc.errorMessage) acc.errorMessage = `next hop refused a log record with ${res.status}: ${res.detail}`;
+    this.deps.logger.error({ status: res.status, detail: res.detail }, "otlp next hop refused a log record (permanent error); it is reported rejected to the shipper");
+    return undefined;
+  }
+
+  private async post(bytes: Buffer): Promise<{ kind: "ok"; rejected: number; errorMessage: string } | { kind: "unavailable"; status?: number; detail: string } | { kind: "refused"; status: number; detail: string }> {
+    const body = this.cfg.compression === "gzip" ? gzipSync(bytes) : bytes;
+    let status: number;
+    let answer: Buffer;
+    try {
+      const res = await request(this.url, { method: "POST", headers: this.headers, body, dispatcher: this.dispatcher, signal: AbortSignal.timeout(this.cfg.timeout_ms) });
+      status = res.statusCode;
+      answer = Buffer.from(await res.body.arrayBuffer());
+    } catch (e) {
+      const err = e as { code?: string; name?: string };
+      const timedOut = err.name === "TimeoutError" || err.code === "UND_ERR_HEADERS_TIMEOUT" || err.code === "UND_ERR_BODY_TIMEOUT";
+      return { kind: "unavailable", detail: timedOut ? `next hop did not answer within ${this.cfg.timeout_ms} ms` : `next hop unreachable (${err.code ?? err.name ?? "error"})` };
+    }
+    const detail = answer.subarray(0, DETAIL_MAX).toString("utf8").replace(/[^\x20-\x7e]+/g, " ").trim();
+    if (status >= 200 && status < 300) {
+      const parsed = answer.length > 0 ? decodeLogsResponse(answer) : undefined;
+      const ps = parsed?.partialSuccess;
+      const rejected = ps?.rejectedLogRecords !== undefined && ps.rejectedLogRecords !== null ? Number(int64Value(ps.rejectedLogRecords)) : 0;
+      return { kind: "ok", rejected: Number.isFinite(rejected) ? rejected : 0, errorMessage: ps?.errorMessage ?? "" };
+    }
+    if (status === 413) return { kind: "refused", status, detail };
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) return { kind: "refused", status, detail };
+    return { kind: "unavailable", status, detail: `next hop answered ${status}${detail ? `: ${detail}` : ""}` };
+  }
+
+  async close(): Promise<void> {
+    if (!this.deps.dispatcher) await this.dispatcher.close();
+  }
+}
