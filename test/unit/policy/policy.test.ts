@@ -13,7 +13,7 @@ import { formatEcs, formatEcsText } from "../../../src/pipeline/format-ecs.js";
 import { formatQuicksight } from "../../../src/pipeline/format-quicksight.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 
@@ -193,5 +193,19 @@ describe("examples/policy/rules.yaml", () => {
     // Assess
     expect(rules.length).toBe(5);
     expect(m?.tags).toEqual(["policy:restricted-country", "policy:scanner-network", "policy:paste-site"]);
+  });
+});
+
+describe("examples/elastic/index-template.json maps the policy fields", () => {
+  it("tags and dnsgeo.answers.tags as keyword, dnsgeo.policy's rule/tag as keyword and ip as ip", () => {
+    // Prepare
+    const tpl = JSON.parse(readFileSync(new URL("../../../examples/elastic/index-template.json", import.meta.url), "utf8")) as { template: { mappings: { properties: Record<string, unknown> } } };
+    const at = (path: string): unknown => path.split(".").reduce<unknown>((o, k) => ((o as { properties?: Record<string, unknown> })?.properties ?? (o as Record<string, unknown>))?.[k], { properties: tpl.template.mappings.properties });
+    // Assess
+    expect((at("tags") as { type: string }).type).toBe("keyword");
+    expect((at("dnsgeo.answers.tags") as { type: string }).type).toBe("keyword");
+    expect((at("dnsgeo.policy.rule") as { type: string }).type).toBe("keyword");
+    expect((at("dnsgeo.policy.tag") as { type: string }).type).toBe("keyword");
+    expect((at("dnsgeo.policy.ip") as { type: string }).type).toBe("ip");
   });
 });
