@@ -22,12 +22,17 @@ const configs = {
 const format = fc.constantFrom<"ecs" | "quicksight">("ecs", "quicksight");
 const slow = { numRuns: Math.max(20, Math.floor(RUNS / 100)) };
 
+/** A row's `rid`: an ECS record's own, or (QuickSight) the one in its `record` column. */
+function ridOf(row: { rid?: unknown; record?: unknown }): unknown {
+  return typeof row.record === "string" ? (JSON.parse(row.record) as { rid?: unknown }).rid : row.rid;
+}
+
 function ridsOf(body: Buffer): unknown[] {
   return body
     .toString("utf8")
     .split("\n")
     .filter((l) => l !== "")
-    .map((l) => (JSON.parse(l) as { rid?: unknown }).rid);
+    .map((l) => ridOf(JSON.parse(l) as { rid?: unknown; record?: unknown }));
 }
 
 describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
@@ -53,7 +58,7 @@ describe("fuzz: pipeline in-process", { timeout: 3_600_000 }, () => {
         const body = asArray ? JSON.stringify(records) : records.map((r) => JSON.stringify(r)).join("\n") + "\n";
         const res = await new Enricher({ geo, config: configs[f] }).enrichBody(Buffer.from(body), { contentType: asArray ? "application/json" : "application/x-ndjson" });
         expect(res.items.length).toBe(records.length);
-        const rids = asArray ? (JSON.parse(res.body.toString("utf8")) as Array<{ rid: unknown }>).map((r) => r.rid) : ridsOf(res.body);
+        const rids = asArray ? (JSON.parse(res.body.toString("utf8")) as Array<{ rid?: unknown; record?: unknown }>).map(ridOf) : ridsOf(res.body);
         expect(rids).toEqual(records.map((_, i) => i));
         for (const ip of geo.asked) expect(lookupable(ip), `asked for ${JSON.stringify(ip)}`).toBe(true);
       }),
