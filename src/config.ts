@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
+import { DnsgeoError } from "./errors.js";
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -415,10 +416,9 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 /** A config problem; the message names the key and what is allowed. */
-export class ConfigError extends Error {
-  readonly code = "DNSGEO_CONFIG_INVALID";
+export class ConfigError extends DnsgeoError {
   constructor(message: string) {
-    super(message);
+    super("DNSGEO_CONFIG_INVALID", undefined, { message });
     this.name = "ConfigError";
   }
 }

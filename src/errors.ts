@@ -52,17 +52,35 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** An error with a stable code from the table. */
+/**
+ * An error with a stable code from the table: every error dnsgeo answers a client with
+ * is one (`DecodeError`, `ConfigError` and the transports' refusals are subclasses), so
+ * a transport maps it to a status by its code alone.
+ */
 export class DnsgeoError extends Error {
   readonly code: ErrorCode;
   readonly http: number;
   readonly grpc: GrpcStatus;
-  constructor(code: ErrorCode, detail?: string) {
+  /**
+   * `detail` is appended to the table's message; `options.message` replaces it (errors
+   * whose text says more than the table can, such as which coding was unknown).
+   */
+  constructor(code: ErrorCode, detail?: string, options?: { message?: string; cause?: unknown }) {
     const spec: ErrorSpec = ERROR_CODES[code];
-    super(detail ? `${spec.message}: ${detail}` : spec.message);
+    super(options?.message ?? (detail ? `${spec.message}: ${detail}` : spec.message), options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "DnsgeoError";
     this.code = code;
     this.http = spec.http;
     this.grpc = spec.grpc;
   }
+}
+
+/**
+ * Whether a shipper should send the same request again: the one place that decides it,
+ * from the table. HTTP answers such a 503 or 429 with `Retry-After`, gRPC with
+ * `grpc-retry-pushback-ms`; anything else is dropped by shippers, so it must be a
+ * request that can never succeed.
+ */
+export function isRetryable(code: ErrorCode): boolean {
+  return ERROR_CODES[code].retryable;
 }

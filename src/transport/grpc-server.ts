@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
+import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
 import { createTokenCheck } from "./auth.js";
@@ -151,8 +151,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const fail = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => {
     const reason = refusalReason(code);
     if (reason) metrics.refused.inc({ transport: "grpc", reason });
-    const retryable = code === "DNSGEO_OVERLOADED" || code === "DNSGEO_SHUTTING_DOWN";
-    return statusOf(code, details, retryable ? retryAfterMs : undefined);
+    return statusOf(code, details, isRetryable(code) ? retryAfterMs : undefined);
   };
 
   const toStatus = (e: unknown): Partial<grpc.StatusObject> => {
@@ -160,8 +159,6 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       refusalLog.log("error", e.code, { code: e.code }, `grpc request refused: ${e.message}`);
       return fail(e.code, e.message);
     }
-    const code = (e as { code?: unknown } | null)?.code;
-    if (typeof code === "string" && code in ERROR_CODES) return fail(code as ErrorCode, (e as Error).message);
     logger.error({ err: e }, "grpc request failed");
     return fail("DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message);
   };

@@ -10,7 +10,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { DnsgeoError, ERROR_CODES, type ErrorCode } from "../errors.js";
+import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
 import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, gzipSizeHint, type Compression } from "../codecs/compression.js";
 import { encodeItems, encodeItemsSliced, splitBody, splitBodySliced } from "../pipeline/framing.js";
 import { SLICED_BODY_BYTES, TimeSlices, type Pause } from "../pipeline/slices.js";
@@ -327,7 +327,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   ): void => {
     const spec = ERROR_CODES[code];
     const httpStatus = status ?? spec.http;
-    if (httpStatus === 503 || httpStatus === 429) headers["retry-after"] = retryAfter;
+    if (isRetryable(code) && (httpStatus === 503 || httpStatus === 429)) headers["retry-after"] = retryAfter;
     headers["content-type"] = "application/json";
     const reason = refusalReason(code);
     if (reason) metrics.refused.inc({ transport: "http", reason });
@@ -339,13 +339,6 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       // A 4xx on a batch route means the shipper drops the batch: say so loudly.
       if (e.http >= 400 && e.http < 500) refusalLog.log("error", e.code, { code: e.code, status: e.http }, `request refused: ${e.message}`);
       sendError(res, e.code, e.message, extra);
-      return;
-    }
-    const code = (e as { code?: unknown } | null)?.code;
-    if (typeof code === "string" && code in ERROR_CODES) {
-      const c = code as ErrorCode;
-      refusalLog.log("error", c, { code: c }, `request refused: ${(e as Error).message}`);
-      sendError(res, c, (e as Error).message, extra);
       return;
     }
     logger.error({ err: e }, "request failed");
