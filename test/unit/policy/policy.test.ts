@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadConfig, type PolicyRule } from "../../../src/config.js";
 import type { Entry, GeoInfo, IpResult } from "../../../src/lookup/lookup.js";
-import { CompiledPolicy, PolicyRuleError, ipv6Number } from "../../../src/policy/compile.js";
+import { CompiledPolicy, PolicyRuleError, ipv4Number, ipv6Number } from "../../../src/policy/compile.js";
 import { readRulesFile, sourceAddress } from "../../../src/policy/engine.js";
 import { formatEcs, formatEcsText } from "../../../src/pipeline/format-ecs.js";
 import { formatQuicksight } from "../../../src/pipeline/format-quicksight.js";
@@ -93,6 +93,9 @@ describe("CompiledPolicy", () => {
     expect(() => new CompiledPolicy([{ name: "x", tag: "t", cidrs: ["nonsense"] }])).toThrow(/not a CIDR/);
     expect(() => new CompiledPolicy([{ name: "x", tag: "t", isps: ["/(/"] }])).toThrow(/regular expression/);
     expect(() => new CompiledPolicy([{ name: "x", tag: "t", asns: [1] }, { name: "x", tag: "u", asns: [2] }])).toThrow(/twice/);
+    expect(ipv4Number("1.2.3.4")).toBe(0x01020304);
+    expect(ipv4Number("255.255.255.255")).toBe(0xffffffff);
+    for (const bad of ["1.2.3", "1.2.3.4.5", "1.2.3.256", "1..2.3", "1.2.3.4.", "1.2.3.0004", "a.b.c.d", ""]) expect(ipv4Number(bad), bad).toBeUndefined();
     expect(ipv6Number("::ffff:1.2.3.4")).toBe(0xffff01020304n);
     expect(ipv6Number("2001:db8::1")).toBe((0x20010db8n << 96n) | 1n);
     expect(ipv6Number("1:2:3:4:5:6:7:8:9")).toBeUndefined();
