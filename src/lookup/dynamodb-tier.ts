@@ -21,6 +21,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { BurstLog } from "./burst-log.js";
 import { fromItem, serveable, toItem } from "./entry-codec.js";
 import { type Clock, type Entry, type GetOptions, type Lookup, nowS, systemClock } from "./lookup.js";
+import { PendingWrites } from "./write-behind.js";
 
 /** BatchGetItem's limit. */
 const GET_CHUNK = 100;
@@ -105,16 +106,16 @@ type Item = Record<string, unknown>;
 /** The DynamoDB tier. */
 export class DynamoDbTier implements Lookup {
   readonly name = "dynamodb";
-  private readonly pending = new Map<string, Entry>();
+  private readonly pending: PendingWrites;
   private readonly clock: Clock;
   private readonly burst: BurstLog;
   private readonly maxRetries: number;
   private readonly backoffBaseMs: number;
   private readonly timer: NodeJS.Timeout;
-  private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: DynamoDbTierOptions) {
+    this.pending = new PendingWrites("dynamodb_write", opts.queueMax, opts.metrics);
     this.clock = opts.clock ?? systemClock;
     this.burst = new BurstLog(opts.logger);
     this.maxRetries = opts.maxRetries ?? 5;
@@ -181,33 +182,15 @@ export class DynamoDbTier implements Lookup {
   /** Queues the entries; they reach the table with the next flush. */
   set(entries: readonly Entry[]): void {
     if (this.closing) return;
-    let dropped = 0;
-    for (const e of entries) {
-      this.pending.delete(e.ip);
-      this.pending.set(e.ip, e);
-      if (this.pending.size > this.opts.queueMax) {
-        this.pending.delete(this.pending.keys().next().value as string);
-        dropped++;
-      }
-    }
-    if (dropped > 0) this.opts.metrics?.queueDropped.inc({ queue: "dynamodb_write" }, dropped);
-    this.opts.metrics?.queueDepth.set({ queue: "dynamodb_write" }, this.pending.size);
+    this.pending.add(entries);
   }
 
   /** Writes everything queued so far (one flush at a time); never rejects. */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.pending.size > 0 ? this.flush() : undefined));
-    if (this.pending.size === 0) return Promise.resolve();
-    this.flushing = this.writeAll().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
+    return this.pending.flush((batch) => this.writeAll(batch));
   }
 
-  private async writeAll(): Promise<void> {
-    const batch = Array.from(this.pending.values());
-    this.pending.clear();
-    this.opts.metrics?.queueDepth.set({ queue: "dynamodb_write" }, 0);
+  private async writeAll(batch: Entry[]): Promise<void> {
     const chunks: Entry[][] = [];
     for (let i = 0; i < batch.length; i += WRITE_CHUNK) chunks.push(batch.slice(i, i + WRITE_CHUNK));
     let next = 0;
@@ -232,7 +215,7 @@ export class DynamoDbTier implements Lookup {
     };
     await Promise.all(Array.from({ length: Math.min(WRITE_PARALLEL, chunks.length) }, worker));
     if (failure !== undefined) {
-      this.opts.metrics?.queueDropped.inc({ queue: "dynamodb_write" }, dropped);
+      this.pending.countDropped(dropped);
       this.burst.warn("write", { table: this.opts.table, err: messageOf(failure), dropped }, "dynamodb write failed; queued items dropped");
     }
   }

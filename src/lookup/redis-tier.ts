@@ -18,6 +18,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { BurstLog } from "./burst-log.js";
 import { fromItem, serveable, toItem } from "./entry-codec.js";
 import { type Clock, type Entry, type GetOptions, type Lookup, nowS, systemClock } from "./lookup.js";
+import { PendingWrites } from "./write-behind.js";
 
 /** Keys per MGET; larger batches are split but still sent in one pipeline (one round trip). */
 const GET_CHUNK = 500;
@@ -89,14 +90,14 @@ export interface RedisTierOptions {
 /** The Redis/Valkey tier. */
 export class RedisTier implements Lookup {
   readonly name = "redis";
-  private readonly pending = new Map<string, Entry>();
+  private readonly pending: PendingWrites;
   private readonly clock: Clock;
   private readonly burst: BurstLog;
   private readonly timer: NodeJS.Timeout;
-  private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: RedisTierOptions) {
+    this.pending = new PendingWrites("redis_write", opts.queueMax, opts.metrics);
     this.clock = opts.clock ?? systemClock;
     this.burst = new BurstLog(opts.logger);
     // Without a listener ioredis prints every connection error; the tier reports through its own warnings.
@@ -162,33 +163,15 @@ export class RedisTier implements Lookup {
   /** Queues the entries; they reach Redis with the next flush. */
   set(entries: readonly Entry[]): void {
     if (this.closing) return;
-    let dropped = 0;
-    for (const e of entries) {
-      this.pending.delete(e.ip);
-      this.pending.set(e.ip, e);
-      if (this.pending.size > this.opts.queueMax) {
-        this.pending.delete(this.pending.keys().next().value as string);
-        dropped++;
-      }
-    }
-    if (dropped > 0) this.opts.metrics?.queueDropped.inc({ queue: "redis_write" }, dropped);
-    this.opts.metrics?.queueDepth.set({ queue: "redis_write" }, this.pending.size);
+    this.pending.add(entries);
   }
 
   /** Writes everything queued so far (one flush at a time); never rejects. */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.pending.size > 0 ? this.flush() : undefined));
-    if (this.pending.size === 0) return Promise.resolve();
-    this.flushing = this.writeAll().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
+    return this.pending.flush((batch) => this.writeAll(batch));
   }
 
-  private async writeAll(): Promise<void> {
-    const batch = Array.from(this.pending.values());
-    this.pending.clear();
-    this.opts.metrics?.queueDepth.set({ queue: "redis_write" }, 0);
+  private async writeAll(batch: Entry[]): Promise<void> {
     const now = nowS(this.clock);
     let dropped = 0;
     for (let i = 0; i < batch.length; i += this.opts.writeBatch) {
@@ -218,7 +201,7 @@ export class RedisTier implements Lookup {
         this.burst.warn("write", { err: messageOf(e), dropped }, "redis write failed; queued items dropped");
       }
     }
-    if (dropped > 0) this.opts.metrics?.queueDropped.inc({ queue: "redis_write" }, dropped);
+    if (dropped > 0) this.pending.countDropped(dropped);
   }
 
   /** The call's promise, rejected when the command timeout or the caller's signal comes first. */

@@ -13,6 +13,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { type Clock, type Entry, type GetOptions, type Lookup, nowS, systemClock } from "./lookup.js";
 import { fromSqliteRow, serveable, SQLITE_COLUMNS, toSqliteRow, type SqliteRow } from "./entry-codec.js";
+import { PendingWrites } from "./write-behind.js";
 
 /** Current schema version, stored in `meta` and part of the table name. */
 export const SQLITE_SCHEMA_VERSION = 1;
@@ -99,8 +100,8 @@ export class SqliteTier implements Lookup {
   private db: Database.Database | undefined;
   private stmts: Stmts | undefined;
   private readonly reads = new Map<number, Database.Statement>();
-  /** Write-behind queue; Map order is insertion order, so the first key is the oldest. */
-  private readonly pending = new Map<string, Entry>();
+  /** Write-behind queue. */
+  private readonly pending: PendingWrites;
   /** IPs served since the last flush; their `last_used` is written with the next flush. */
   private readonly touched = new Set<string>();
   private readonly clock: Clock;
@@ -113,6 +114,7 @@ export class SqliteTier implements Lookup {
 
   private constructor(private readonly opts: SqliteTierOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.pending = new PendingWrites("sqlite_write", opts.queueMax, opts.metrics);
   }
 
   /** Opens (or creates, migrates, rebuilds) the cache file. Never throws for disk problems. */
@@ -294,19 +296,7 @@ export class SqliteTier implements Lookup {
   /** Queues the entries; they reach the file with the next flush. */
   set(entries: readonly Entry[]): void {
     if (this.closed || this.degraded) return;
-    const max = this.opts.queueMax;
-    let dropped = 0;
-    for (const e of entries) {
-      this.pending.delete(e.ip);
-      this.pending.set(e.ip, e);
-      if (this.pending.size > max) {
-        const oldest = this.pending.keys().next().value as string;
-        this.pending.delete(oldest);
-        dropped++;
-      }
-    }
-    if (dropped > 0) this.opts.metrics?.queueDropped.inc({ queue: "sqlite_write" }, dropped);
-    this.opts.metrics?.queueDepth.set({ queue: "sqlite_write" }, this.pending.size);
+    this.pending.add(entries);
     if (this.pending.size >= this.opts.writeBatch) setImmediate(() => this.flush());
   }
 
@@ -319,11 +309,7 @@ export class SqliteTier implements Lookup {
     if (!this.db || this.degraded || (this.pending.size === 0 && this.touched.size === 0)) return 0;
     const stmts = this.stmts as Stmts;
     const now = nowS(this.clock);
-    const batch: Entry[] = [];
-    for (const e of this.pending.values()) {
-      if (batch.length >= this.opts.writeBatch) break;
-      batch.push(e);
-    }
+    const batch = this.pending.peek(this.opts.writeBatch);
     const touched = Array.from(this.touched);
     this.touched.clear();
     try {
@@ -333,8 +319,7 @@ export class SqliteTier implements Lookup {
         }
         for (const ip of touched) stmts.touch.run(now, ip);
       })();
-      for (const e of batch) if (this.pending.get(e.ip) === e) this.pending.delete(e.ip);
-      this.opts.metrics?.queueDepth.set({ queue: "sqlite_write" }, this.pending.size);
+      this.pending.written(batch);
       this.rowsUpperBound += batch.length;
       if (this.rowsUpperBound > this.opts.maxRows) this.prune(now);
     } catch (e) {
@@ -428,8 +413,7 @@ export class SqliteTier implements Lookup {
     const dropped = this.pending.size;
     this.pending.clear();
     this.touched.clear();
-    if (dropped > 0) this.opts.metrics?.queueDropped.inc({ queue: "sqlite_write" }, dropped);
-    this.opts.metrics?.queueDepth.set({ queue: "sqlite_write" }, 0);
+    if (dropped > 0) this.pending.countDropped(dropped);
     this.closeDbQuietly();
     this.opts.logger.warn(
       { path: this.opts.path, code, err: messageOf(e), droppedWrites: dropped },
