@@ -1,6 +1,6 @@
 /**
  * The one table of error codes: code, message, HTTP status, gRPC status.
- * The README's error table is checked against this by a test.
+ * The error table in docs/interface.md is checked against this by a test.
  *
  * Shippers drop a batch on 400/401/403/404/413/422 and retry 408/429/5xx, so a
  * code gets a 4xx only when the same request can never succeed later.

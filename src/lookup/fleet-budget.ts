@@ -1,7 +1,7 @@
 /**
  * The optional fleet budget (`dynamodb.fleet_budget`): processes behind one
  * NAT share ip-api's per-egress-IP limit, so each send also takes one unit
- * from a counter item in the DynamoDB table (README, "ip-api limits").
+ * from a counter item in the DynamoDB table (docs/caching.md, "ip-api limits").
  *
  * The item's key is `#budget#<window start, epoch s>` in the table's `ip`
  * attribute (never a valid IP, so it can't collide with a cached answer);

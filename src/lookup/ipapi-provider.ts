@@ -1,6 +1,6 @@
 /**
  * The ip-api.com provider: `POST {base}/batch?fields=…&lang=…[&key=…]` with a
- * JSON array of at most `batchSize` IPs (README, "ip-api limits"). It only
+ * JSON array of at most `batchSize` IPs (docs/caching.md, "ip-api limits"). It only
  * speaks HTTP and parses; the budget lives in rate-limiter.ts and the
  * batching, coalescing and deadlines in geo-service.ts.
  */

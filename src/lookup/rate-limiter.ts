@@ -1,7 +1,7 @@
 /**
  * The ip-api request budget. ip-api allows a number of batch requests per
  * window per egress IP and bans hosts that keep sending after a 429
- * (README, "ip-api limits"), so every send asks this limiter first and
+ * (docs/caching.md, "ip-api limits"), so every send asks this limiter first and
  * every answer (or failure) is reported back through `update`.
  *
  * Rules, in the order they are checked:

@@ -2,7 +2,7 @@
  * Answer classification: is a raw answer string an IP, what is its canonical
  * text, and may it be looked up (`public`) or not (`skipped` + reason)?
  *
- * Decisions (see also the README, "Extraction and classification"):
+ * Decisions (see also the README, "Inputs"):
  * - Text that is not an IP at all (names such as `www.example.com.`, TXT text,
  *   version strings like `1.2.3.4.5`) gives `undefined` so callers drop it.
  * - IPv4 is accepted only as the four-part decimal dotted quad without leading

@@ -1,5 +1,5 @@
 /**
- * `format` for Elastic: ECS fields added to the original record (README,
+ * `format` for Elastic: ECS fields added to the original record (docs/output-schema.md,
  * "Output schema → ECS"). Pure and on the hot path: objects are built with plain
  * property writes, never spread or JSON round trips.
  *

@@ -1,5 +1,5 @@
 /**
- * `format` for QuickSight / Athena: flat rows of one schema (README, "Output schema →
+ * `format` for QuickSight / Athena: flat rows of one schema (docs/output-schema.md, "Output schema →
  * QuickSight"). Every row carries exactly the columns of `QUICKSIGHT_SCHEMA`
  * (quicksight-schema.ts), in that order, `null` when a value is absent, whatever the
  * record's kind or shape, so one Athena table (examples/quicksight/athena-table.sql)

@@ -5,7 +5,7 @@
  * types; a test checks rows of every input kind and the DDL against this list.
  *
  * To add a column: add it here (name, Athena type, one line of meaning), write it in
- * `format-quicksight.ts`, and add it to the DDL and the README table.
+ * `format-quicksight.ts`, and add it to the DDL and the table in docs/output-schema.md.
  */
 
 /** One column: its name, its Athena/Hive type, and what it holds. */

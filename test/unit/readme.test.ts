@@ -1,10 +1,10 @@
 /**
- * The README is documentation users act on: its tables of config keys, metrics
- * and error codes are checked against the code both ways (nothing missing,
- * nothing invented), and its set-up commands against CI.
+ * The README and the reference in docs/ are documentation users act on: the tables of
+ * config keys, metrics and error codes are checked against the code both ways (nothing
+ * missing, nothing invented), and the README's set-up commands against CI.
  */
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { status as GrpcStatus } from "@grpc/grpc-js";
@@ -15,13 +15,18 @@ import { HTTP_ROUTES } from "../../src/transport/http-server.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
+/** The README and every page of docs/, one text: a section may live in any of them. */
+const DOCS = [README, ...readdirSync(join(ROOT, "docs"))
+  .filter((f) => f.endsWith(".md"))
+  .sort()
+  .map((f) => readFileSync(join(ROOT, "docs", f), "utf8"))].join("\n");
 
-/** The text of a `## title` section, up to the next `## `. */
+/** The text of a `## title` section (README or docs/), up to the next `## ` or `# `. */
 function section(title: string): string {
-  const start = README.indexOf(`\n## ${title}\n`);
-  expect(start, `README has a "## ${title}" section`).toBeGreaterThan(-1);
-  const next = README.indexOf("\n## ", start + 4);
-  return README.slice(start, next < 0 ? undefined : next);
+  const start = DOCS.indexOf(`\n## ${title}\n`);
+  expect(start, `the README or a page of docs/ has a "## ${title}" section`).toBeGreaterThan(-1);
+  const ends = [DOCS.indexOf("\n## ", start + 4), DOCS.indexOf("\n# ", start + 4)].filter((i) => i >= 0);
+  return DOCS.slice(start, ends.length > 0 ? Math.min(...ends) : undefined);
 }
 
 /** Rows of the first markdown table in `text`, cells trimmed, header and rule dropped. */
@@ -114,7 +119,7 @@ describe("README: configuration reference", () => {
     // Prepare
     const known = new Set<string>(["DNSGEO_CONFIG", ...[...leaves.keys()].map(envName), ...Object.keys(ERROR_CODES)]);
     // Act
-    const named = new Set([...README.matchAll(/\bDNSGEO_[A-Z0-9_]+/g)].map((m) => m[0]));
+    const named = new Set([...DOCS.matchAll(/\bDNSGEO_[A-Z0-9_]+/g)].map((m) => m[0]));
     // Assess
     for (const n of named) expect(known.has(n), n).toBe(true);
   });
@@ -142,7 +147,7 @@ describe("README: metrics", () => {
     // Prepare
     const all = createMetrics({ defaultMetrics: true }).registry;
     // Act: names in code spans; `dnsgeo_process_*` style prefixes are allowed when some metric has them.
-    const mentioned = [...README.matchAll(/`(dnsgeo_[a-z0-9_]+)(\*|\{[^`]*\})?`/g)];
+    const mentioned = [...DOCS.matchAll(/`(dnsgeo_[a-z0-9_]+)(\*|\{[^`]*\})?`/g)];
     // Assess
     expect(mentioned.length).toBeGreaterThan(10);
     for (const m of mentioned) {
