@@ -113,6 +113,13 @@ export interface FluentEvent {
   /** Present when the entry was `[[time, metadata], record]` (Fluent Bit's v2 event format); sent on the same way. */
   meta?: unknown;
   record: unknown;
+  /**
+   * The entry's own bytes (a view, not a copy) and the offset in them where the record's
+   * map starts: set for PackedForward entries, so the enriched entry can be the same
+   * bytes with the added keys appended to the map (see `extendEntry`).
+   */
+  bytes?: Buffer;
+  recordAt?: number;
 }
 
 /** One decoded forward message. */
@@ -229,7 +236,12 @@ export function decodeMessage(buf: Buffer, limits: DecodeLimits): FluentMessage 
     while (at < stream.length) {
       const end = valueEnd(stream, at);
       if (end < 0) throw new FluentProtocolError("a PackedForward stream ends inside an entry");
-      events.push(toEvent(unpackr.unpack(stream.subarray(at, end))));
+      const bytes = stream.subarray(at, end);
+      const ev = toEvent(unpackr.unpack(bytes));
+      // [time, record] and [[time, meta], record] are fixarrays of 2: the record follows the first element.
+      // Not enumerable: the event reads and compares as the decoded entry it is.
+      if (bytes[0] === 0x92) Object.defineProperties(ev, { bytes: { value: bytes }, recordAt: { value: valueEnd(bytes, 1) } });
+      events.push(ev);
       at = end;
     }
     return finish({ tag, events, mode }, option);
@@ -260,4 +272,58 @@ export function packEntry(time: unknown, meta: unknown, record: unknown): Buffer
 /** A PackedForward message of already packed entries, with options. */
 export function packPackedForward(tag: string, entries: Buffer, option: Record<string, unknown>): Buffer {
   return packr.pack([tag, entries, option]);
+}
+
+/** Count and body offset of the msgpack map at `at`, or undefined when the value there is no map. */
+function mapHeader(buf: Buffer, at: number): { count: number; body: number } | undefined {
+  const t = buf[at] as number;
+  if (t >= 0x80 && t <= 0x8f) return { count: t & 0x0f, body: at + 1 };
+  if (t === 0xde) return { count: buf.readUInt16BE(at + 1), body: at + 3 };
+  if (t === 0xdf) return { count: buf.readUInt32BE(at + 1), body: at + 5 };
+  return undefined;
+}
+
+/**
+ * The enriched entry as the original entry's bytes with `added` keys appended to its
+ * record's map (the header's count rewritten, every original key and value left as it
+ * came), or undefined when that does not give the enriched record: `out` must be the
+ * record's own keys, in order and with the very same values, followed by the added keys
+ * (what the ECS formatter gives a record holding none of the keys dnsgeo owns). The
+ * caller then packs `out` whole.
+ */
+export function extendEntry(ev: FluentEvent, out: unknown): { head: Buffer; body: Buffer; added: Buffer } | undefined {
+  const { bytes, recordAt, record } = ev;
+  if (bytes === undefined || recordAt === undefined || recordAt <= 0 || out === record) return undefined;
+  if (record === null || typeof record !== "object" || Array.isArray(record) || out === null || typeof out !== "object" || Array.isArray(out)) return undefined;
+  const h = mapHeader(bytes, recordAt);
+  if (h === undefined) return undefined;
+  const orig = record as Record<string, unknown>;
+  const o = out as Record<string, unknown>;
+  const keys = Object.keys(o);
+  // Duplicate or non-string keys in the map: the decoded object has fewer keys than its header says.
+  let n = 0;
+  for (const k in orig) {
+    if (keys[n] !== k || o[k] !== orig[k]) return undefined;
+    n++;
+  }
+  if (n !== h.count || keys.length - n > 15) return undefined;
+  const addObj: Record<string, unknown> = {};
+  for (let i = n; i < keys.length; i++) addObj[keys[i] as string] = o[keys[i] as string];
+  // A fixmap of at most 15 keys: its header is one byte.
+  const added = packr.pack(addObj).subarray(1);
+  const count = keys.length;
+  const head = Buffer.allocUnsafe(recordAt + 5);
+  bytes.copy(head, 0, 0, recordAt);
+  let hl = recordAt;
+  if (count <= 15) head[hl++] = 0x80 | count;
+  else if (count <= 0xffff) {
+    head[hl++] = 0xde;
+    head.writeUInt16BE(count, hl);
+    hl += 2;
+  } else {
+    head[hl++] = 0xdf;
+    head.writeUInt32BE(count, hl);
+    hl += 4;
+  }
+  return { head: head.subarray(0, hl), body: bytes.subarray(h.body), added };
 }

@@ -27,6 +27,18 @@ export function parseHostPort(s: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
 }
 
+/** `entries[lo, hi)` as one buffer: a view when they lie back to back in one buffer (the listener packs them so), else a copy. */
+function joined(entries: readonly Buffer[], lo: number, hi: number, bytes: number): Buffer {
+  const first = entries[lo] as Buffer;
+  let end = first.byteOffset + first.length;
+  for (let i = lo + 1; i < hi; i++) {
+    const e = entries[i] as Buffer;
+    if (e.buffer !== first.buffer || e.byteOffset !== end) return Buffer.concat(entries.slice(lo, hi), bytes);
+    end += e.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, bytes);
+}
+
 /** One pooled connection to the next hop, with the bytes it has answered and not yet read. */
 class HopConnection {
   private pending: Buffer = Buffer.alloc(0);
@@ -125,7 +137,7 @@ export class FluentForwarder {
         // At least one entry per message, however large: in_forward decides about it.
         while (hi < entries.length && (hi === lo || bytes + (entries[hi] as Buffer).length <= max)) bytes += (entries[hi++] as Buffer).length;
         const chunk = randomBytes(16).toString("base64");
-        const msg = packPackedForward(tag, Buffer.concat(entries.slice(lo, hi), bytes), Object.assign({}, option, { chunk, size: hi - lo }));
+        const msg = packPackedForward(tag, joined(entries, lo, hi, bytes), Object.assign({}, option, { chunk, size: hi - lo }));
         for (let attempt = 0; ; attempt++) {
           const left = this.cfg.timeout_ms - (Date.now() - started);
           if (this.closed || left <= 0) return false;

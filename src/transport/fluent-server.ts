@@ -19,7 +19,7 @@ import * as net from "node:net";
 import type { App } from "../app.js";
 import type { OutputItem } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
-import { decodeMessage, FluentProtocolError, packEntry, packr, valueEnd, type FluentMessage } from "./fluent-codec.js";
+import { decodeMessage, extendEntry, FluentProtocolError, packEntry, packr, valueEnd, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
 
 export interface FluentServerDeps {
@@ -83,10 +83,32 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     // One event in, one event out (never exploded), so each keeps its own time and metadata.
     const out = await app.enricher.enrichDecoded({ framing: "ndjson", items }, { explode: false });
     if (out.items.length !== msg.events.length) throw new Error(`enrichment gave ${out.items.length} records for ${msg.events.length} events`);
-    const entries = new Array<Buffer>(out.items.length);
-    for (let i = 0; i < entries.length; i++) {
+    // An enriched record that is its own record plus added keys goes out as the entry's own
+    // bytes with the added keys packed onto its map; any other is packed whole.
+    const parts = new Array<{ head: Buffer; body: Buffer; added: Buffer } | Buffer>(out.items.length);
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) {
       const ev = msg.events[i] as FluentMessage["events"][number];
-      entries[i] = packEntry(ev.time, ev.meta, itemValue(out.items[i] as OutputItem));
+      const it = out.items[i] as OutputItem;
+      const ext = it.kind === "json" ? extendEntry(ev, it.value) : undefined;
+      const p = ext ?? packEntry(ev.time, ev.meta, itemValue(it));
+      parts[i] = p;
+      total += ext ? ext.head.length + ext.body.length + ext.added.length : (p as Buffer).length;
+    }
+    // One buffer for the whole message's entries, the entries views of it.
+    const all = Buffer.allocUnsafe(total);
+    const entries = new Array<Buffer>(parts.length);
+    let at = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i] as { head: Buffer; body: Buffer; added: Buffer } | Buffer;
+      const from = at;
+      if (Buffer.isBuffer(p)) at += p.copy(all, at);
+      else {
+        at += p.head.copy(all, at);
+        at += p.body.copy(all, at);
+        at += p.added.copy(all, at);
+      }
+      entries[i] = all.subarray(from, at);
     }
     return forwarder.send(msg.tag, entries);
   };
