@@ -346,6 +346,15 @@ export const configSchema = z
          * messages. Under Fluent Bit in_forward's default `buffer_max_size` (6M).
          */
         max_send_bytes: positiveInt.default(4 * 1024 * 1024),
+        /**
+         * Shared key of the forward protocol's handshake (HELO/PING/PONG): a client must
+         * prove it knows it before any message is read (Fluent Bit out_forward `shared_key`).
+         */
+        shared_key: z.string().min(1).optional(),
+        /** Hostname dnsgeo gives in the handshake's PONG. */
+        self_hostname: z.string().min(1).default("dnsgeo"),
+        /** TLS of the listener (out_forward `tls on`), as `http.tls`. */
+        tls: tlsSchema,
       })
       .prefault({}),
     policy: z

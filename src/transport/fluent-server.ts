@@ -15,12 +15,58 @@
  * left half-sent for `http.body_timeout_ms` closes the connection with a log line (at
  * most one per 10 s, with a count).
  */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type { App } from "../app.js";
 import type { OutputItem } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
 import { decodeMessage, extendEntry, FluentProtocolError, packEntry, packr, valueEnd, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
+import { httpsOptions, loadTls } from "./tls.js";
+
+/** Hex SHA-512 of the parts, as the forward protocol's handshake digests are written. */
+export function handshakeDigest(...parts: Array<string | Buffer>): string {
+  const h = createHash("sha512");
+  for (const p of parts) h.update(p);
+  return h.digest("hex");
+}
+
+/**
+ * Checks a PING (`["PING", hostname, shared_key_salt, hexdigest, username, password_digest]`)
+ * against the nonce of this connection's HELO; the PONG to answer with and whether it passed.
+ */
+export function answerPing(bytes: Buffer, nonce: Buffer, sharedKey: string, selfHostname: string): { ok: boolean; pong: Buffer; reason: string } {
+  const refuse = (reason: string): { ok: boolean; pong: Buffer; reason: string } => ({ ok: false, reason, pong: packr.pack(["PONG", false, reason, "", ""]) });
+  // The salt is random bytes sent as a str: read as raw bytes, not decoded as UTF-8.
+  const fields: Buffer[] = [];
+  const t = bytes[0] as number;
+  if (t < 0x94 || t > 0x9f) return refuse("the first message is not a PING");
+  let at = 1;
+  for (let i = 0; i < (t & 0x0f); i++) {
+    const end = valueEnd(bytes, at);
+    if (end < 0) return refuse("the first message is not a PING");
+    const raw = strBytes(bytes.subarray(at, end));
+    if (raw === undefined) return refuse("a PING field is not a string");
+    fields.push(raw);
+    at = end;
+  }
+  const [kind, host, salt, got] = fields as [Buffer, Buffer, Buffer, Buffer];
+  if (kind.toString("latin1") !== "PING") return refuse("the first message is not a PING");
+  const want = Buffer.from(handshakeDigest(salt, host, nonce, sharedKey), "utf8");
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return refuse("shared key mismatch");
+  return { ok: true, reason: "", pong: packr.pack(["PONG", true, "", selfHostname, handshakeDigest(salt, selfHostname, nonce, sharedKey)]) };
+}
+
+/** The payload of a msgpack str or bin value, or undefined for another type. */
+function strBytes(v: Buffer): Buffer | undefined {
+  const t = v[0] as number;
+  if (t >= 0xa0 && t <= 0xbf) return v.subarray(1);
+  if (t === 0xc4 || t === 0xd9) return v.subarray(2);
+  if (t === 0xc5 || t === 0xda) return v.subarray(3);
+  if (t === 0xc6 || t === 0xdb) return v.subarray(5);
+  return undefined;
+}
 
 export interface FluentServerDeps {
   app: App;
@@ -120,6 +166,10 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     }
     const state = { busy: false };
     conns.set(socket, state);
+    // With a shared key, a client proves it knows it (PING) before any message is read.
+    const nonce = cfg.shared_key !== undefined ? randomBytes(16) : undefined;
+    let authed = nonce === undefined;
+    if (nonce !== undefined) socket.write(packr.pack(["HELO", { nonce, auth: Buffer.alloc(0), keepalive: true }]));
     const peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`;
     let chunks: Buffer[] = [];
     let total = 0;
@@ -167,6 +217,18 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
         total = rest.length;
         need = 1;
         if (t === 0xc0) continue; // nil: a heartbeat
+        if (!authed) {
+          const res = answerPing(bytes, nonce as Buffer, cfg.shared_key as string, cfg.self_hostname);
+          socket.write(res.pong);
+          if (!res.ok) {
+            warnLimited("auth", { peer, detail: res.reason }, "fluent connection refused");
+            gone = true;
+            socket.end();
+            return;
+          }
+          authed = true;
+          continue;
+        }
         let msg: FluentMessage;
         try {
           msg = decodeMessage(bytes, { maxDecodedBytes: cfg.max_decoded_bytes });
@@ -233,7 +295,10 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     });
   };
 
-  const server = net.createServer({ noDelay: true }, onConnection);
+  const tlsMaterial = loadTls(cfg.tls, "fluent.tls");
+  const server: net.Server = tlsMaterial
+    ? tls.createServer(Object.assign(httpsOptions(tlsMaterial), { noDelay: true }), onConnection)
+    : net.createServer({ noDelay: true }, onConnection);
 
   return {
     listen: async () => {
