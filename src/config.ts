@@ -402,6 +402,12 @@ export const configSchema = z
          * default buffer_max_size (4M): enrichment makes a request 2-4 times larger.
          */
         max_send_bytes: positiveInt.default(3 * 1024 * 1024),
+        /**
+         * Requests to the next hop at once, all shippers together; the rest wait their turn
+         * (within the shipper's own timeout). A Fluent Bit opentelemetry input swamped by many
+         * parallel requests times them out (its 10 s IO timeout).
+         */
+        max_concurrent_requests: positiveInt.default(4),
         /** Also set attributes named after the OpenTelemetry semantic conventions (geo.location.lat, geo.country.iso_code, ...) and dnsgeo.* for AS, ISP and ORG. */
         semconv_attributes: z.boolean().default(false),
       })

@@ -17,6 +17,7 @@ import { Agent, request, type Dispatcher } from "undici";
 import { gzipSync } from "node:zlib";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
+import { Gate } from "./byte-budget.js";
 import { decodeLogsResponse, encodeLogsRequest, int64Value, type ExportLogsRequest } from "./otlp-proto.js";
 
 export type OtlpConfig = Config["otlp"];
@@ -63,6 +64,8 @@ export class OtlpForwarder {
   private readonly url: string;
   private readonly dispatcher: Dispatcher;
   private readonly headers: Record<string, string>;
+  /** Requests to the next hop at once (`otlp.max_concurrent_requests`); the rest wait their turn. */
+  private readonly gate: Gate;
 
   constructor(
     private readonly cfg: OtlpConfig,
@@ -73,6 +76,7 @@ export class OtlpForwarder {
     this.dispatcher =
       deps.dispatcher ??
       new Agent({ connectTimeout: Math.min(cfg.timeout_ms, 10_000), headersTimeout: cfg.timeout_ms, bodyTimeout: cfg.timeout_ms, keepAliveTimeout: 4_000 });
+    this.gate = new Gate(cfg.max_concurrent_requests);
     this.headers = { "content-type": "application/x-protobuf", "user-agent": "dnsgeo" };
     if (cfg.compression === "gzip") this.headers["content-encoding"] = "gzip";
     for (const h of cfg.headers) {
@@ -119,6 +123,19 @@ export class OtlpForwarder {
   }
 
   private async post(bytes: Buffer): Promise<{ kind: "ok"; rejected: number; errorMessage: string } | { kind: "unavailable"; status?: number; detail: string } | { kind: "refused"; status: number; detail: string }> {
+    const release = await this.gate.acquire();
+    try {
+      const first = await this.postOnce(bytes);
+      // A kept-alive connection the next hop closed while it was idle fails at once on
+      // reuse (EPIPE, ECONNRESET, "other side closed"): sent again once, on a new connection.
+      if (first.kind === "unavailable" && first.status === undefined && first.stale) return await this.postOnce(bytes);
+      return first;
+    } finally {
+      release();
+    }
+  }
+
+  private async postOnce(bytes: Buffer): Promise<{ kind: "ok"; rejected: number; errorMessage: string } | { kind: "unavailable"; status?: number; detail: string; stale?: boolean } | { kind: "refused"; status: number; detail: string }> {
     const body = this.cfg.compression === "gzip" ? gzipSync(bytes) : bytes;
     let status: number;
     let answer: Buffer;
@@ -129,7 +146,8 @@ export class OtlpForwarder {
     } catch (e) {
       const err = e as { code?: string; name?: string };
       const timedOut = err.name === "TimeoutError" || err.code === "UND_ERR_HEADERS_TIMEOUT" || err.code === "UND_ERR_BODY_TIMEOUT";
-      return { kind: "unavailable", detail: timedOut ? `next hop did not answer within ${this.cfg.timeout_ms} ms` : `next hop unreachable (${err.code ?? err.name ?? "error"})` };
+      const stale = err.code === "EPIPE" || err.code === "ECONNRESET" || err.code === "UND_ERR_SOCKET";
+      return { kind: "unavailable", stale, detail: timedOut ? `next hop did not answer within ${this.cfg.timeout_ms} ms` : `next hop unreachable (${err.code ?? err.name ?? "error"})` };
     }
     const detail = answer.subarray(0, DETAIL_MAX).toString("utf8").replace(/[^\x20-\x7e]+/g, " ").trim();
     if (status >= 200 && status < 300) {

@@ -54,9 +54,12 @@ interface RunResult {
 const rows: RunResult[] = [];
 
 function sourceConfig(dir: string, dnsgeoPort: number): string {
+  // scheduler.cap: a chunk refused with 503 (dnsgeo overloaded, its next hop down) is retried
+  // within 30 s, not after Fluent Bit's default cap of 2 000 s.
   return `service:
   flush: 1
   log_level: info
+  scheduler.cap: 30
   storage.path: ${join(dir, "source-storage")}
 parsers:
   - name: dns_json
@@ -177,6 +180,8 @@ async function runPipeline(name: string, fault?: { downMs: number }): Promise<Ru
     };
   } finally {
     for (const p of procs.reverse()) await p.stop("SIGKILL");
+    // dnsgeo's own log beside Fluent Bit's, for a run that went wrong.
+    for (const p of procs) if (!(p instanceof FluentBit)) writeFileSync(join(dir, "dnsgeo.log"), p.log());
   }
 }
 

@@ -64,6 +64,25 @@ async function startNextHop(): Promise<NextHop> {
 
 const kv = (key: string, value: AnyValue): KeyValue => ({ key, value });
 
+/** Protobuf bytes of a request whose one log body is an array in an array ... `depth` deep, built as the wire format writes it. */
+function deeplyNested(depth: number): Buffer {
+  const len = (n: number): Buffer => {
+    const out: number[] = [];
+    while (n >= 0x80) {
+      out.push((n & 0x7f) | 0x80);
+      n = Math.floor(n / 128);
+    }
+    out.push(n);
+    return Buffer.from(out);
+  };
+  const field = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), len(body.length), body]);
+  let v = Buffer.alloc(0);
+  // AnyValue.array_value (5) holding ArrayValue.values (1).
+  for (let i = 0; i < depth; i++) v = field(0x2a, field(0x0a, v));
+  // LogRecord.body (5) in ScopeLogs.log_records (2) in ResourceLogs.scope_logs (2) in the request's resource_logs (1).
+  return field(0x0a, field(0x12, field(0x12, field(0x2a, v))));
+}
+
 /** A request of one log record per body. */
 function request(bodies: AnyValue[], attrs: KeyValue[][] = []): ExportLogsRequest {
   return {
@@ -250,6 +269,9 @@ describe("POST /v1/logs", () => {
       const r = await post(`${h.httpUrl}/v1/logs`, Buffer.from(bad), { "content-type": "application/json" });
       expect(r.status, bad).toBe(400);
     }
+    // A body nested 2 000 AnyValues deep (12 kB): refused by the decoder's depth limit, not a stack overflow.
+    expect((await post(`${h.httpUrl}/v1/logs`, deeplyNested(2000), PB)).status).toBe(400);
+    expect((await post(`${h.httpUrl}/v1/logs`, Buffer.from(`{"resourceLogs":${"[".repeat(100_000)}`), { "content-type": "application/json" })).status).toBe(400);
     expect((await post(`${h.httpUrl}/v1/logs`, FLUENT_BIT_CAPTURE, { "content-type": "text/plain" })).status).toBe(400);
     expect((await post(`${h.httpUrl}/v1/logs`, FLUENT_BIT_CAPTURE, PB)).status).toBe(200);
     expect(hop.requests).toHaveLength(1);
