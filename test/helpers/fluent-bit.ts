@@ -356,6 +356,7 @@ export async function startDnsgeo(configFile: string, env: Record<string, string
       resolve(c);
     }),
   );
+  let listening = false;
   const http = await new Promise<string>((resolve, reject) => {
     child.stderr.on("data", (b: Buffer) => {
       stderr += b.toString();
@@ -363,14 +364,19 @@ export async function startDnsgeo(configFile: string, env: Record<string, string
         if (!line.startsWith("{")) continue;
         try {
           const o = JSON.parse(line) as { msg?: string; http?: string };
-          if (o.msg === "listening" && o.http) resolve(o.http);
+          if (o.msg === "listening" && o.http) {
+            listening = true;
+            resolve(o.http);
+          }
         } catch {
           // A line not yet complete.
         }
       }
     });
     void exited.then((c) => reject(new Error(`dnsgeo serve exited ${String(c)} before listening: ${stderr}`)));
+    // Only a start that never gets ready is killed: a run longer than 60 s keeps its dnsgeo.
     setTimeout(() => {
+      if (listening) return;
       child.kill("SIGKILL");
       reject(new Error(`dnsgeo serve did not log "listening" (at log level info) within 60 s: ${stderr}`));
     }, 60_000).unref();
