@@ -441,6 +441,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const opts = parseQuery(qs);
     const decoded = await decodeBody(req, res, expectContinue);
     const firehose = firehoseOf(req, decoded);
+    // A large batch is enriched in slices too, as on /v1/enrich.
+    if (decoded.pause !== undefined) opts.pause = decoded.pause;
     const out = await app.enricher.enrichDecoded(decoded, opts);
     if (out.items.length === 0) {
       // Nothing to pass on (a CloudWatch CONTROL_MESSAGE, an empty body): next hops such as

@@ -29,14 +29,7 @@ export const FLUENT_BIT_SKIP: string = FLUENT_BIT
 
 type Obj = Record<string, unknown>;
 
-/** A TCP port that was free a moment ago on 127.0.0.1 (configs need it before the process binds it). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+export { freePort } from "./ports.js";
 
 /** Resolves once something accepts connections on 127.0.0.1:port, or rejects after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {

@@ -10,6 +10,7 @@ import { createConnection, createServer, type AddressInfo, type Server, type Soc
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "./ports.js";
 
 /** The redis-server binary, or undefined when this machine has none. */
 export function findRedisServer(): string | undefined {
@@ -25,17 +26,7 @@ export function findRedisServer(): string | undefined {
 /** One line for `describe.skipIf` when redis-server is absent. */
 export const NO_REDIS_REASON = "redis-server not found on PATH (Debian package redis-server; test/setup/install-tools.sh installs it when it can)";
 
-/** A free TCP port on 127.0.0.1 (bound then released). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 export interface RedisServer {
   port: number;

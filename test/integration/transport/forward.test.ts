@@ -91,6 +91,23 @@ describe("POST /v1/forward", () => {
     expect(JSON.parse(lines[0] as string)).toHaveProperty("dnsgeo");
   });
 
+  it("passes on every record of a batch large enough to be enriched in slices (1 MiB or more)", async () => {
+    // Arrange: ~2 MiB of NDJSON, each record marked with its own id.
+    const lines: string[] = [];
+    let bytes = 0;
+    for (let i = 0; bytes < 2 * 1024 * 1024; i++) {
+      const line = JSON.stringify(Object.assign(JSON.parse(ROUTE53_LINES[i % ROUTE53_LINES.length] as string) as object, { batch: `big-${i}` }));
+      lines.push(line);
+      bytes += line.length + 1;
+    }
+    // Act
+    const res = await send(h.httpUrl, lines.join("\n") + "\n");
+    // Assess
+    expect(res.status).toBe(200);
+    const missing = lines.map((_, i) => `big-${i}`).filter((id) => !rcv.accepted.has(id));
+    expect(missing).toEqual([]);
+  });
+
   it("shipper view: every batch is acknowledged and at the receiver, or refused with a retryable status", async () => {
     // Prepare: the receiver cycles through up, slow (past forward.timeout_ms), 500
     const modes: Array<Receiver["mode"]> = ["ok", "slow", "500", "ok", "500", "slow", "ok"];
