@@ -12,6 +12,7 @@ import { startDynalite, FAKE_CREDENTIALS, type Dynalite } from "../../helpers/dy
 import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
 import { MAIN, runCli } from "../../helpers/cli.js";
 import { NO_REDIS_REASON, findRedisServer, startRedisServer, type RedisServer } from "../../helpers/redis-server.js";
+import { MmdbProvider } from "../../../src/lookup/mmdb-provider.js";
 
 
 /** A next hop that answers like an HTTP input: 200 to POST, 204 to anything else; it counts methods. */
@@ -53,6 +54,8 @@ let dyn: Dynalite;
 let ipapi: FakeIpApi;
 let hop: NextHop;
 let table: string;
+/** Held open for the file: the offline data is loaded once per process while a provider uses it, not once per check. */
+let offline: MmdbProvider;
 const redisBin = findRedisServer();
 let redis: RedisServer | undefined;
 /** Without redis-server the good setup has no Redis tier and that check is skipped (one line says why). */
@@ -60,10 +63,17 @@ if (!redisBin) console.log(`check tests: redis check against a real server skipp
 const POLICY_RULES = [{ name: "embargo", tag: "embargo", countries: ["KP", "IR"] }];
 
 beforeAll(async () => {
-  [dyn, ipapi, hop, redis] = await Promise.all([startDynalite(), startFakeIpApi(), startNextHop(), redisBin ? startRedisServer(redisBin) : Promise.resolve(undefined)]);
+  [dyn, ipapi, hop, redis, offline] = await Promise.all([
+    startDynalite(),
+    startFakeIpApi(),
+    startNextHop(),
+    redisBin ? startRedisServer(redisBin) : Promise.resolve(undefined),
+    MmdbProvider.open({ ttlS: 3600 }),
+  ]);
   table = await dyn.newTable("dnsgeo-check");
 });
 afterAll(async () => {
+  offline.close();
   await Promise.all([dyn.close(), ipapi.close(), hop.close(), redis?.close()]);
 });
 

@@ -17,20 +17,20 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("dnsgeo enrich", () => {
-  it("enriches a 100k-record NDJSON file with the MMDB provider", async () => {
+  it("enriches a 20 000-record NDJSON file with the MMDB provider", async () => {
     // Prepare
-    const file = join(dir, "100k.ndjson");
-    writeFileSync(file, route53Ndjson(100_000, 5000));
+    const file = join(dir, "20k.ndjson");
+    writeFileSync(file, route53Ndjson(20_000, 5000));
     // Act
     const run = await runCli(["enrich", file], { env: offline, timeoutMs: 300_000 });
     // Assess
-    expect(run.stderr).toMatch(/100000 records/);
+    expect(run.stderr).toMatch(/20000 records/);
     expect(run.code).toBe(0);
     const lines = run.stdout.toString("utf8").split("\n");
     expect(lines.pop()).toBe("");
-    expect(lines.length).toBe(100_000);
+    expect(lines.length).toBe(20_000);
     const statuses = new Map<string, number>();
-    for (const l of [lines[0], lines[49_999], lines[99_999]]) {
+    for (const l of [lines[0], lines[9_999], lines[19_999]]) {
       const rec = JSON.parse(l as string) as { dnsgeo: { status: string; answers: Array<{ source?: string }> }; query_name: string };
       statuses.set(rec.dnsgeo.status, (statuses.get(rec.dnsgeo.status) ?? 0) + 1);
       expect(rec.query_name).toMatch(/example-cdn\.net\.$/);
@@ -63,11 +63,12 @@ describe("dnsgeo enrich", () => {
 
 describe("dnsgeo usage", () => {
   it("prints help on every verb with exit 0", async () => {
-    for (const args of [["--help"], ["enrich", "--help"], ["lookup", "--help"], ["serve", "--help"], ["table", "--help"], ["cache", "--help"]]) {
-      const run = await runCli(args, { env: offline });
-      expect(run.code, args.join(" ")).toBe(0);
+    const verbs = [["--help"], ["enrich", "--help"], ["lookup", "--help"], ["serve", "--help"], ["table", "--help"], ["cache", "--help"]];
+    const runs = await Promise.all(verbs.map((args) => runCli(args, { env: offline })));
+    runs.forEach((run, i) => {
+      expect(run.code, (verbs[i] ?? []).join(" ")).toBe(0);
       expect(run.stdout.toString()).toMatch(/Usage: dnsgeo/);
-    }
+    });
   });
 
   it("exits 2 with one line for a usage error", async () => {
