@@ -11,7 +11,8 @@ import type { Logger } from "../observability/logger.js";
 import { decode, encodeItems } from "./framing.js";
 import { parse } from "./parse.js";
 import { extract, publicIps } from "./extract.js";
-import { formatEcs, formatEcsText, passthroughEcs } from "./format-ecs.js";
+import { formatEcs, formatEcsPacked, formatEcsText, passthroughEcs } from "./format-ecs.js";
+import type { MsgpackWriter } from "../codecs/msgpack-writer.js";
 import { atRisk, mergedText, trimmedSpan } from "./json-text.js";
 import { isPlain } from "./plain-object.js";
 import { formatQuicksight, passthroughQuicksight } from "./format-quicksight.js";
@@ -37,6 +38,18 @@ export interface EnrichOptions {
 
 /** One output item: a JSON value, JSON text already serialized, or an unparsed line passed through as is. */
 export type OutputItem = EncodableItem;
+
+/**
+ * An output item of `enrichPacked`: the keys the ECS formatter adds to a record, as
+ * `count` msgpack key/value pairs in `[from, to)` of the writer's bytes, to be appended
+ * to the record's own msgpack map.
+ */
+export interface PackedAdded {
+  kind: "msgpack";
+  count: number;
+  from: number;
+  to: number;
+}
 
 export type RecordResult = "enriched" | "partial" | "pending" | "skipped" | "error" | "unparsed";
 
@@ -77,7 +90,9 @@ interface FormatRun {
   results: ReadonlyMap<string, IpResult>;
   failed: boolean;
   counts: EnrichCounts;
-  items: OutputItem[];
+  items: Array<OutputItem | PackedAdded>;
+  /** Set by `enrichPacked`: where the added keys of a whole record are written. */
+  packed: MsgpackWriter | undefined;
 }
 
 /** Runs the pipeline for decoded batches; one instance per process. */
@@ -128,6 +143,20 @@ export class Enricher {
 
   /** Enriches decoded items; never rejects because a tier or provider is down. */
   async enrichDecoded(decoded: Decoded, opts: EnrichOptions = {}): Promise<EnrichOutput> {
+    return (await this.run(decoded, opts, undefined)) as EnrichOutput;
+  }
+
+  /**
+   * `enrichDecoded` for items decoded from msgpack (the forward listener): in ECS format,
+   * a record that is an item's whole value and holds none of the keys dnsgeo owns comes
+   * back as a `PackedAdded` (its added keys written into `w` as msgpack), for the caller
+   * to append to the record's own bytes; any other item as `enrichDecoded` gives it.
+   */
+  async enrichPacked(decoded: Decoded, w: MsgpackWriter, opts: EnrichOptions = {}): Promise<Omit<EnrichOutput, "items"> & { items: Array<OutputItem | PackedAdded> }> {
+    return this.run(decoded, opts, w);
+  }
+
+  private async run(decoded: Decoded, opts: EnrichOptions, packed: MsgpackWriter | undefined): Promise<Omit<EnrichOutput, "items"> & { items: Array<OutputItem | PackedAdded> }> {
     const format = opts.format ?? this.cfg.output.format;
     const pause = opts.pause;
     let parsed: ParsedItem[];
@@ -172,8 +201,8 @@ export class Enricher {
     if (pause !== undefined) await pause.due();
     const out = format === "quicksight" ? { ...this.cfg.output, explode: opts.explode ?? this.cfg.output.explode } : this.cfg.output;
     const counts = emptyCounts();
-    const items: OutputItem[] = [];
-    const run: FormatRun = { parsed, extracted, format, out, results, failed, counts, items };
+    const items: Array<OutputItem | PackedAdded> = [];
+    const run: FormatRun = { parsed, extracted, format, out, results, failed, counts, items, packed };
     if (pause === undefined) this.formatRange(run, 0, parsed.length);
     else {
       for (let from = 0; from < parsed.length; from += 256) {
@@ -201,7 +230,7 @@ export class Enricher {
 
   /** Formats `run.parsed[from, to)` into `run.items`, counting results. */
   private formatRange(run: FormatRun, from: number, to: number): void {
-    const { parsed, extracted, format, out, results, failed, counts, items } = run;
+    const { parsed, extracted, format, out, results, failed, counts, items, packed } = run;
     for (let i = from; i < to; i++) {
       const p = parsed[i] as ParsedItem;
       if (p.kind === "unparsed") {
@@ -220,6 +249,15 @@ export class Enricher {
         const st = recordStatus(ex, results, failed, p.rec.kind);
         const rec = p.rec;
         const pol = this.policy?.match(rec, ex.answers, results);
+        if (packed !== undefined && format === "ecs" && rec.whole === true) {
+          const from = packed.off;
+          const count = formatEcsPacked(packed, rec, ex, results, out, failed, st, pol);
+          if (count !== undefined) {
+            items.push({ kind: "msgpack", count, from, to: packed.off });
+            counts[st.status]++;
+            continue;
+          }
+        }
         const fast = format !== "ecs" || rec.text === undefined ? undefined : formatEcsText(rec, ex, results, out, failed, rec.text, st, pol);
         if (fast !== undefined) {
           // The first piece is a prefix of the source text, so (ASCII) its bytes start where the text's do.
@@ -247,7 +285,7 @@ export class Enricher {
     return Object.assign(res, { body: encodeItems(res.framing, res.items) });
   }
 
-  private pushPassthrough(items: OutputItem[], format: OutputFormat, value: unknown, reason: "not_object" | "unparsed", text: string | undefined): void {
+  private pushPassthrough(items: Array<OutputItem | PackedAdded>, format: OutputFormat, value: unknown, reason: "not_object" | "unparsed", text: string | undefined): void {
     if (format === "quicksight") {
       items.push({ kind: "json", value: passthroughQuicksight(value, reason, text) });
       return;
@@ -260,7 +298,7 @@ export class Enricher {
   }
 
   private pushRecord(
-    items: OutputItem[],
+    items: Array<OutputItem | PackedAdded>,
     format: OutputFormat,
     out: Config["output"],
     rec: ParsedRecord,

@@ -33,6 +33,7 @@
 import type { Config } from "../config.js";
 import type { Entry, GeoInfo, IpResult } from "../lookup/lookup.js";
 import { copyOf, isPlain } from "./plain-object.js";
+import { packValue, type MsgpackWriter } from "../codecs/msgpack-writer.js";
 import { addOcsfEnrichment } from "./format-ocsf.js";
 import { answerView, recordStatus, type StatusResult } from "./status.js";
 import type { AnswerIp, Extracted, ParsedRecord } from "./types.js";
@@ -149,22 +150,28 @@ function isIpText(a: AnswerIp): boolean {
   return a.reason !== "not_canonical" && a.reason !== "zone_id";
 }
 
+/** The answer object of a positive entry, up to `source`: all of it for a final, fresh answer with no reason and no `via`. */
+function entryAnswerObject(ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): Obj {
+  const o: Obj = { ip };
+  const geo = buildGeo(g, enc);
+  if (geo) o.geo = geo;
+  const as = asObject(g);
+  if (as) o.as = as;
+  if (str(g.isp)) o.isp = g.isp;
+  if (str(g.org)) o.org = g.org;
+  const source = str(g.source) ? g.source : e.src;
+  if (str(source)) o.source = source;
+  return o;
+}
+
 function answerObject(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): Obj {
-  const o: Obj = { ip: a.ip };
   const view = answerView(a, results, failed);
   const e = view.entry;
+  let o: Obj;
   if (e && e.geo) {
-    const g = e.geo;
-    const geo = buildGeo(g, enc);
-    if (geo) o.geo = geo;
-    const as = asObject(g);
-    if (as) o.as = as;
-    if (str(g.isp)) o.isp = g.isp;
-    if (str(g.org)) o.org = g.org;
-    const source = str(g.source) ? g.source : e.src;
-    if (str(source)) o.source = source;
+    o = entryAnswerObject(a.ip, e, e.geo, enc);
     if (e.stale) o.stale = true;
-  }
+  } else o = { ip: a.ip };
   if (view.reason !== undefined) o.reason = view.reason;
   if (a.via !== undefined) o.via = a.via;
   return o;
@@ -317,6 +324,14 @@ interface EntryTexts {
   headLen?: number;
   /** The destination text without its closing `}`: for a positive entry, a view of `answer`'s bytes (no copy). */
   destination?: Buffer;
+  /**
+   * The same answer as msgpack (a map), for the forward path, and how many of its first
+   * pairs (`ip`, `geo`, `as`) the destination map has and where they end: the destination
+   * is a map header and a view of these bytes.
+   */
+  packed?: Buffer;
+  packedHeadPairs?: number;
+  packedHeadEnd?: number;
 }
 const entryTexts = new WeakMap<object, EntryTexts>();
 
@@ -528,4 +543,131 @@ export function formatEcsText(
   else small += "}}";
   parts.push(small);
   return parts;
+}
+
+/** The msgpack answer map of a positive entry, packed once per entry. */
+function packedAnswerOf(t: EntryTexts, ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): Buffer {
+  if (t.packed === undefined) {
+    const o = entryAnswerObject(ip, e, g, enc);
+    const head: Obj = { ip };
+    if (o.geo !== undefined) head.geo = o.geo;
+    if (o.as !== undefined) head.as = o.as;
+    t.packedHeadPairs = Object.keys(head).length;
+    // Both maps have at most 6 pairs: a one-byte header, then the same pairs in the same order.
+    t.packedHeadEnd = packValue(head).length;
+    t.packed = packValue(o);
+  }
+  return t.packed;
+}
+
+/** `cachedAnswer` as msgpack: the answer map's bytes when they depend on the entry alone. */
+function cachedPackedAnswer(a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint, failed: boolean | undefined): Buffer | undefined {
+  const r = a.class === "public" && !failed ? results.get(a.ip) : undefined;
+  const e = r?.entry;
+  if (e === undefined || !r?.final || !e.geo || e.neg || e.stale || a.via !== undefined) return undefined;
+  return packedAnswerOf(textsFor(e, enc), a.ip, e, e.geo, enc);
+}
+
+/** The `destination` map `addDestination` adds to a record that has none, written into `w`. */
+function writeDestination(w: MsgpackWriter, a: AnswerIp, results: ReadonlyMap<string, IpResult>, enc: GeoPoint): void {
+  const e = results.get(a.ip)?.entry;
+  if (e === undefined || e.neg || e.geo === undefined) {
+    w.mapHeader(1);
+    w.string("ip");
+    w.string(a.ip);
+    return;
+  }
+  const t = textsFor(e, enc);
+  const answer = packedAnswerOf(t, a.ip, e, e.geo, enc);
+  w.mapHeader(t.packedHeadPairs as number);
+  w.copy(answer, 1, t.packedHeadEnd as number);
+}
+
+/**
+ * The keys `formatEcs` adds to a record, as msgpack key/value pairs written into `w`
+ * (no map header): the forward path appends them to the record's own bytes, so a record
+ * costs no object per answer and no packing — a cached entry's answer is a copy of
+ * bytes packed once. Returns how many pairs it wrote, or undefined (nothing written)
+ * when the record holds a key dnsgeo would merge into or move (`dns`, `destination`,
+ * `dnsgeo`, `aws`, `tags` with policy tags), is OCSF or came in an envelope — the caller
+ * then takes the object path. Same keys and values, in the same order, as the keys
+ * `formatEcs` adds (test/unit/pipeline/format-ecs-packed.test.ts).
+ */
+export function formatEcsPacked(
+  w: MsgpackWriter,
+  rec: ParsedRecord,
+  ex: Extracted,
+  results: ReadonlyMap<string, IpResult>,
+  out: Config["output"],
+  failed: boolean | undefined,
+  status?: StatusResult,
+  policy?: RecordPolicy,
+): number | undefined {
+  const r = rec.record;
+  if (policy !== undefined && r.tags !== undefined) return undefined;
+  if (rec.kind === "ocsf" || rec.envelope !== undefined || r.dns !== undefined || r.destination !== undefined || r.dnsgeo !== undefined || r.aws !== undefined) return undefined;
+  const enc = out.geo_point;
+  const answers = ex.answers;
+  let pairs = 0;
+  let ips = 0;
+  for (const a of answers) if (isIpText(a) && a.via === undefined) ips++;
+  if (ips > 0) {
+    w.string("dns");
+    w.mapHeader(1);
+    w.string("resolved_ip");
+    w.arrayHeader(ips);
+    for (const a of answers) if (isIpText(a) && a.via === undefined) w.string(a.ip);
+    pairs++;
+  }
+  if (out.destination) {
+    for (const a of answers) {
+      if (a.class === "public" && a.via === undefined) {
+        w.string("destination");
+        writeDestination(w, a, results, enc);
+        pairs++;
+        break;
+      }
+    }
+  }
+  const st = status ?? recordStatus(ex, results, failed, rec.kind);
+  w.string("dnsgeo");
+  w.mapHeader(1 + (st.reason !== undefined ? 1 : 0) + (answers.length > 0 ? 1 : 0) + (policy !== undefined ? 1 : 0));
+  w.string("status");
+  w.string(st.status);
+  if (st.reason !== undefined) {
+    w.string("reason");
+    w.string(st.reason);
+  }
+  if (answers.length > 0) {
+    w.string("answers");
+    w.arrayHeader(answers.length);
+    for (let i = 0; i < answers.length; i++) {
+      const a = answers[i] as AnswerIp;
+      const c = cachedPackedAnswer(a, results, enc, failed);
+      const t = policy?.answerTags[i];
+      if (c === undefined) {
+        const o = answerObject(a, results, enc, failed);
+        if (t !== undefined) o.tags = t;
+        w.value(o);
+      } else if (t === undefined) w.bytes(c);
+      else {
+        // The cached map (a fixmap of at most 6 pairs) with one pair more: the tags.
+        w.byte((c[0] as number) + 1);
+        w.copy(c, 1, c.length);
+        w.string("tags");
+        w.value(t);
+      }
+    }
+  }
+  if (policy !== undefined) {
+    w.string("policy");
+    w.value(policy.hits);
+  }
+  pairs++;
+  if (policy !== undefined) {
+    w.string("tags");
+    w.value(policy.tags);
+    pairs++;
+  }
+  return pairs;
 }

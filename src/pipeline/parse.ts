@@ -49,11 +49,14 @@ export function parse(item: DecodedItem, opts: ParseOptions): ParsedItem[] {
       return out;
     }
     parseValue(item.value, 0, out, undefined, ctx, item.text);
-    if (item.src !== undefined && out.length === 1) {
+    if (out.length === 1) {
       const only = out[0];
       if (only?.kind === "record" && only.rec.record === item.value) {
-        only.rec.src = item.src;
-        only.rec.at = item.at ?? 0;
+        only.rec.whole = true;
+        if (item.src !== undefined) {
+          only.rec.src = item.src;
+          only.rec.at = item.at ?? 0;
+        }
       }
     }
     return out;

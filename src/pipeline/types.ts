@@ -99,6 +99,8 @@ export interface ParsedRecord {
   text?: string;
   src?: Buffer;
   at?: number;
+  /** True when the record is the decoded item's value itself (no envelope around it, nothing else in the item). */
+  whole?: boolean;
 }
 
 /** Metadata of the envelope a record came in (see `ParsedRecord.envelope`). */

@@ -7,6 +7,7 @@
  */
 import { gunzipSync } from "node:zlib";
 import { addExtension, Packr, Unpackr } from "msgpackr";
+import type { MsgpackWriter } from "../codecs/msgpack-writer.js";
 
 /** Fluentd's EventTime: seconds and nanoseconds, msgpack ext type 0 (fixext 8, both big-endian uint32). */
 export class EventTime {
@@ -122,10 +123,32 @@ export interface FluentEvent {
   recordAt?: number;
 }
 
+/**
+ * A PackedForward entry whose record is not decoded yet: its time and metadata, its own
+ * bytes (a view) and where the record's map starts in them. Records are decoded a slice
+ * at a time as they are enriched (`recordOf`), so a large message's records are never
+ * all alive at once (docs/performance.md).
+ */
+export interface PackedEntry {
+  time: unknown;
+  meta?: unknown;
+  bytes: Buffer;
+  recordAt: number;
+}
+
+/** The event of a PackedForward entry, its record decoded. */
+export function recordOf(e: PackedEntry): FluentEvent {
+  const record = unpackr.unpack(e.bytes.subarray(e.recordAt)) as unknown;
+  return e.meta === undefined ? { time: e.time, record, bytes: e.bytes, recordAt: e.recordAt } : { time: e.time, meta: e.meta, record, bytes: e.bytes, recordAt: e.recordAt };
+}
+
 /** One decoded forward message. */
 export interface FluentMessage {
   tag: string;
+  /** The events; for a PackedForward message read by `readMessage`, those not in `entries`. */
   events: FluentEvent[];
+  /** Set by `readMessage` for a PackedForward message of `[time, record]` entries: its entries, records not decoded. */
+  entries?: PackedEntry[];
   /** The `chunk` option: the sender waits for `{ack: chunk}`. */
   chunk?: string;
   /** Fluent Bit's `fluent_signal` option when not logs (1 metrics, 2 traces): passed on, not enriched. */
@@ -196,9 +219,28 @@ export interface DecodeLimits {
 
 /**
  * Decodes one whole forward message (the exact bytes of one top-level msgpack array) in
- * any mode. Throws FluentProtocolError (or msgpackr's error) on anything else.
+ * any mode, every record decoded. Throws FluentProtocolError (or msgpackr's error) on
+ * anything else.
  */
 export function decodeMessage(buf: Buffer, limits: DecodeLimits): FluentMessage {
+  const m = readMessage(buf, limits);
+  if (m.entries === undefined) return m;
+  m.events = m.entries.map((e) => {
+    const ev = recordOf(e);
+    // Not enumerable: the event reads and compares as the decoded entry it is.
+    const plain: FluentEvent = ev.meta === undefined ? { time: ev.time, record: ev.record } : { time: ev.time, meta: ev.meta, record: ev.record };
+    return Object.defineProperties(plain, { bytes: { value: e.bytes }, recordAt: { value: e.recordAt } });
+  });
+  delete m.entries;
+  return m;
+}
+
+/**
+ * `decodeMessage` with the records of a PackedForward message left as bytes (`entries`):
+ * the message's shape, times and metadata are checked here, a record is decoded when it
+ * is enriched.
+ */
+export function readMessage(buf: Buffer, limits: DecodeLimits): FluentMessage {
   const { count, starts } = arrayElements(buf);
   const el = (i: number): Buffer => buf.subarray(starts[i], starts[i + 1]);
   const tag = unpackr.unpack(el(0)) as unknown;
@@ -232,19 +274,26 @@ export function decodeMessage(buf: Buffer, limits: DecodeLimits): FluentMessage 
     const signal = typeof option.fluent_signal === "number" ? option.fluent_signal : 0;
     if (signal !== 0) return finish({ tag, events: [], mode, signal, raw: Buffer.from(stream) }, option);
     const events: FluentEvent[] = [];
+    const entries: PackedEntry[] = [];
     let at = 0;
     while (at < stream.length) {
       const end = valueEnd(stream, at);
       if (end < 0) throw new FluentProtocolError("a PackedForward stream ends inside an entry");
       const bytes = stream.subarray(at, end);
-      const ev = toEvent(unpackr.unpack(bytes));
-      // [time, record] and [[time, meta], record] are fixarrays of 2: the record follows the first element.
-      // Not enumerable: the event reads and compares as the decoded entry it is.
-      if (bytes[0] === 0x92) Object.defineProperties(ev, { bytes: { value: bytes }, recordAt: { value: valueEnd(bytes, 1) } });
-      events.push(ev);
+      // [time, record] and [[time, meta], record] are fixarrays of 2: the record follows the
+      // first element and is decoded when it is enriched, not here. Other forms are decoded now.
+      if (bytes[0] === 0x92) {
+        const recordAt = valueEnd(bytes, 1);
+        const head = toEvent([unpackr.unpack(bytes.subarray(1, recordAt)), undefined]);
+        entries.push(head.meta === undefined ? { time: head.time, bytes, recordAt } : { time: head.time, meta: head.meta, bytes, recordAt });
+      } else {
+        if (entries.length > 0) events.push(...entries.splice(0).map(recordOf));
+        events.push(toEvent(unpackr.unpack(bytes)));
+      }
       at = end;
     }
-    return finish({ tag, events, mode }, option);
+    if (events.length > 0) events.push(...entries.splice(0).map(recordOf));
+    return finish(events.length > 0 ? { tag, events, mode } : { tag, events, entries, mode }, option);
   }
   // Message mode: [tag, time, record, option?]
   if (count < 3) throw new FluentProtocolError("a Message of 2 elements has no record");
@@ -326,4 +375,34 @@ export function extendEntry(ev: FluentEvent, out: unknown): { head: Buffer; body
     hl += 4;
   }
   return { head: head.subarray(0, hl), body: bytes.subarray(h.body), added };
+}
+
+/** How many keys the decoded map `o` has. */
+function keyCount(o: object): number {
+  let n = 0;
+  for (const _ in o) n++;
+  return n;
+}
+
+/**
+ * Writes `ev`'s entry into `w` with `count` more key/value pairs (`added[from, to)`,
+ * msgpack) appended to its record's map, the map header's count rewritten. The record is
+ * its own bytes, every original key and value as it came, when the entry has them and its
+ * map decodes to the record (no duplicate keys); else it is packed from the decoded
+ * record. `ev.record` must be a map.
+ */
+export function writeExtendedEntry(w: MsgpackWriter, ev: FluentEvent, count: number, added: Buffer, from: number, to: number): void {
+  let bytes = ev.bytes;
+  let at = ev.recordAt ?? 0;
+  let h = bytes !== undefined && at > 0 ? mapHeader(bytes, at) : undefined;
+  if (bytes === undefined || h === undefined || h.count !== keyCount(ev.record as object)) {
+    bytes = packEntry(ev.time, ev.meta, ev.record);
+    at = valueEnd(bytes, 1);
+    h = mapHeader(bytes, at);
+    if (h === undefined) throw new Error("an enriched record is not a map");
+  }
+  w.copy(bytes, 0, at);
+  w.mapHeader(h.count + count);
+  w.copy(bytes, h.body, bytes.length);
+  w.copy(added, from, to);
 }

@@ -19,9 +19,10 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { App } from "../app.js";
-import type { OutputItem } from "../pipeline/enrich.js";
+import { MsgpackWriter } from "../codecs/msgpack-writer.js";
+import type { Enricher, OutputItem, PackedAdded } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
-import { decodeMessage, extendEntry, FluentProtocolError, packEntry, packr, valueEnd, type FluentMessage } from "./fluent-codec.js";
+import { extendEntry, FluentProtocolError, packEntry, packr, readMessage, recordOf, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
 import { httpsOptions, loadTls } from "./tls.js";
 
@@ -87,6 +88,59 @@ function itemValue(it: OutputItem): unknown {
   return { log: it.raw };
 }
 
+/** Events enriched at a time: what is alive at once stays small (the young generation's collections stay cheap). */
+const SLICE = 256;
+
+/**
+ * The enriched entries of `msg`'s events, one each (never exploded, so each keeps its own
+ * time and metadata), written back to back into one buffer, each entry a view of it.
+ * Records are decoded and enriched a slice at a time. A record
+ * the ECS formatter only adds keys to goes out as its own bytes with the added keys
+ * appended to its map, those written as msgpack straight from the lookup entries' cached
+ * bytes (`enrichPacked`); any other is packed whole.
+ */
+export async function enrichEntries(enricher: Enricher, msg: FluentMessage): Promise<Buffer[]> {
+  const packed = msg.entries;
+  const n = packed?.length ?? msg.events.length;
+  let inBytes = 0;
+  if (packed !== undefined) for (const e of packed) inBytes += e.bytes.length;
+  // The output is the input plus the added keys, about as much again.
+  const w = new MsgpackWriter(inBytes * 2 + n * 64);
+  const added = new MsgpackWriter(SLICE * 1024);
+  const ends = new Array<number>(n);
+  for (let from = 0; from < n; from += SLICE) {
+    const to = Math.min(n, from + SLICE);
+    const events = packed === undefined ? msg.events.slice(from, to) : packed.slice(from, to).map(recordOf);
+    const items = events.map((ev): DecodedItem => ({ kind: "json", value: ev.record }));
+    added.off = 0;
+    const out = await enricher.enrichPacked({ framing: "ndjson", items }, added, { explode: false });
+    if (out.items.length !== events.length) throw new Error(`enrichment gave ${out.items.length} records for ${events.length} events`);
+    const addedBytes = added.finish();
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i] as FluentEvent;
+      const it = out.items[i] as OutputItem | PackedAdded;
+      if (it.kind === "msgpack") writeExtendedEntry(w, ev, it.count, addedBytes, it.from, it.to);
+      else {
+        const ext = it.kind === "json" ? extendEntry(ev, it.value) : undefined;
+        if (ext === undefined) w.bytes(packEntry(ev.time, ev.meta, itemValue(it)));
+        else {
+          w.bytes(ext.head);
+          w.bytes(ext.body);
+          w.bytes(ext.added);
+        }
+      }
+      ends[from + i] = w.off;
+    }
+  }
+  const all = w.finish();
+  const entries = new Array<Buffer>(n);
+  for (let i = 0, from = 0; i < n; i++) {
+    entries[i] = all.subarray(from, ends[i]);
+    from = ends[i] as number;
+  }
+  return entries;
+}
+
 /** Creates the listener of `app.config.fluent.listen`. */
 export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   const { app, forwarder } = deps;
@@ -124,39 +178,8 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   /** Enriches the events of `msg` and sends them on; true once the next hop acked them. */
   const deliver = async (msg: FluentMessage): Promise<boolean> => {
     if (msg.signal !== undefined) return forwarder.send(msg.tag, msg.raw ? [msg.raw] : [], { fluent_signal: msg.signal });
-    if (msg.events.length === 0) return true;
-    const items: DecodedItem[] = msg.events.map((e) => ({ kind: "json", value: e.record }));
-    // One event in, one event out (never exploded), so each keeps its own time and metadata.
-    const out = await app.enricher.enrichDecoded({ framing: "ndjson", items }, { explode: false });
-    if (out.items.length !== msg.events.length) throw new Error(`enrichment gave ${out.items.length} records for ${msg.events.length} events`);
-    // An enriched record that is its own record plus added keys goes out as the entry's own
-    // bytes with the added keys packed onto its map; any other is packed whole.
-    const parts = new Array<{ head: Buffer; body: Buffer; added: Buffer } | Buffer>(out.items.length);
-    let total = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const ev = msg.events[i] as FluentMessage["events"][number];
-      const it = out.items[i] as OutputItem;
-      const ext = it.kind === "json" ? extendEntry(ev, it.value) : undefined;
-      const p = ext ?? packEntry(ev.time, ev.meta, itemValue(it));
-      parts[i] = p;
-      total += ext ? ext.head.length + ext.body.length + ext.added.length : (p as Buffer).length;
-    }
-    // One buffer for the whole message's entries, the entries views of it.
-    const all = Buffer.allocUnsafe(total);
-    const entries = new Array<Buffer>(parts.length);
-    let at = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i] as { head: Buffer; body: Buffer; added: Buffer } | Buffer;
-      const from = at;
-      if (Buffer.isBuffer(p)) at += p.copy(all, at);
-      else {
-        at += p.head.copy(all, at);
-        at += p.body.copy(all, at);
-        at += p.added.copy(all, at);
-      }
-      entries[i] = all.subarray(from, at);
-    }
-    return forwarder.send(msg.tag, entries);
+    if (msg.events.length === 0 && (msg.entries?.length ?? 0) === 0) return true;
+    return forwarder.send(msg.tag, await enrichEntries(app.enricher, msg));
   };
 
   const onConnection = (socket: net.Socket): void => {
@@ -231,7 +254,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
         }
         let msg: FluentMessage;
         try {
-          msg = decodeMessage(bytes, { maxDecodedBytes: cfg.max_decoded_bytes });
+          msg = readMessage(bytes, { maxDecodedBytes: cfg.max_decoded_bytes });
         } catch (e) {
           drop(e instanceof FluentProtocolError ? "malformed" : "undecodable", (e as Error).message.slice(0, 200));
           return;
