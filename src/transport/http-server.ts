@@ -156,6 +156,9 @@ function readBody(req: http.IncomingMessage, max: number, timeoutMs: number, lea
  */
 const WORKING_SET_FACTOR = 4;
 
+/** The HTTP statuses an OTLP/HTTP exporter retries (OTLP spec, "Retryable Response Codes"). */
+const OTLP_RETRYABLE_HTTP: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+
 /** Picks a response coding from Accept-Encoding (q-values honoured; snappy and zstd only when named). */
 export function negotiateEncoding(header: string | undefined): Compression {
   if (!header) return "none";
@@ -334,15 +337,21 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     send(res, httpStatus, headers, JSON.stringify(Object.assign({ code, message }, extra)));
   };
 
-  const sendDnsgeoError = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>): void => {
+  /**
+   * `otlp`: the answer goes to an OTLP/HTTP exporter, which retries only 429, 502, 503 and
+   * 504 (OTLP spec; Fluent Bit's opentelemetry output drops the chunk on any other status),
+   * so a retryable error with another status (408 body timeout, 500) is answered 503.
+   */
+  const sendDnsgeoError = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>, otlp = false): void => {
     if (e instanceof DnsgeoError) {
+      const status = otlp && isRetryable(e.code) && !OTLP_RETRYABLE_HTTP.has(e.http) ? 503 : e.http;
       // A 4xx on a batch route means the shipper drops the batch: say so loudly.
-      if (e.http >= 400 && e.http < 500) refusalLog.log("error", e.code, { code: e.code, status: e.http }, `request refused: ${e.message}`);
-      sendError(res, e.code, e.message, extra);
+      if (status >= 400 && status < 500) refusalLog.log("error", e.code, { code: e.code, status }, `request refused: ${e.message}`);
+      sendError(res, e.code, e.message, extra, status);
       return;
     }
     logger.error({ err: e }, "request failed");
-    sendError(res, "DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message, extra);
+    sendError(res, "DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message, extra, otlp ? 503 : undefined);
   };
 
   /**
@@ -637,7 +646,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         // The rest of the body is not read: close the connection after answering.
         res.shouldKeepAlive = false;
       }
-      sendDnsgeoError(res, e);
+      sendDnsgeoError(res, e, undefined, route === "otlp_logs");
     }).finally(() => {
       limiter.release(client);
       settle();

@@ -5,6 +5,7 @@
  * test/integration/fluent-bit/otlp.test.ts), success only after the next hop's success.
  */
 import * as http from "node:http";
+import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
@@ -291,6 +292,31 @@ describe("POST /v1/logs", () => {
     const bodies = Array.from({ length: 20 }, () => ({ stringValue: ROUTE53_LINES[0] as string }));
     const r = await post(`${h.httpUrl}/v1/logs`, encodeLogsRequest(request(bodies)), PB);
     expect(r.status).toBe(413);
+  });
+
+  it("a body trickling past http.body_timeout_ms → 503 + Retry-After, not 408: OTLP exporters retry only 429/502/503/504 (Fluent Bit drops a chunk on 408)", async () => {
+    const { h } = await start({}, { http: { port: 0, overload_turn_ms: 0, body_timeout_ms: 300 } });
+    const answer = (path: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const u = new URL(h.httpUrl);
+        const sock = net.connect(Number(u.port), u.hostname);
+        let text = "";
+        const trickle = setInterval(() => sock.write(" "), 100);
+        sock.on("data", (c: Buffer) => (text += c.toString("latin1")));
+        sock.on("close", () => {
+          clearInterval(trickle);
+          resolve(text);
+        });
+        sock.on("error", () => undefined);
+        sock.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${path === "/v1/logs" ? "application/x-protobuf" : "application/x-ndjson"}\r\nContent-Length: 1000\r\n\r\n{`);
+        setTimeout(() => reject(new Error(`no answer on ${path}`)), 5000).unref();
+      });
+    const logs = await answer("/v1/logs");
+    expect(logs).toMatch(/^HTTP\/1\.1 503 /);
+    expect(logs.toLowerCase()).toContain("retry-after:");
+    expect(logs).toContain("DNSGEO_BODY_TIMEOUT");
+    // The other batch routes keep 408 (Vector and Fluent Bit's out_http retry it).
+    expect(await answer("/v1/enrich")).toMatch(/^HTTP\/1\.1 408 /);
   });
 });
 
