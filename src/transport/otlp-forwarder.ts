@@ -3,7 +3,7 @@
  * whether it took it; `/v1/logs` and `LogsService/Export` answer success only after this.
  *
  * - A request larger than `otlp.max_send_bytes` (encoded) goes out as several, cut
- *   between log records, one after another; so does one the next hop answers 413.
+ *   between log records, one after another; one the next hop answers 413 is cut in two.
  * - 2xx: delivered; the next hop's `partial_success` (rejected records, message) is added
  *   up and handed back, for dnsgeo's own answer to carry.
  * - connection refused/reset, timeout (`otlp.timeout_ms`), 408, 429, any 5xx, 1xx/3xx:
@@ -14,13 +14,17 @@
  *   the request is cut in two to find which.
  */
 import { Agent, request, type Dispatcher } from "undici";
-import { gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import { Gate } from "./byte-budget.js";
-import { decodeLogsResponse, encodeLogsRequest, int64Value, type ExportLogsRequest } from "./otlp-proto.js";
+import { TimeSlices, type Pause } from "../pipeline/slices.js";
+import { decodeLogsResponse, encodeLogsRequestPieces, int64Value, type EncodedLogsRequest, type ExportLogsRequest } from "./otlp-proto.js";
 
 export type OtlpConfig = Config["otlp"];
+
+const gzipAsync = promisify(gzip);
 
 export type OtlpSendResult =
   | { ok: true; rejected: number; errorMessage: string; requests: number }
@@ -34,30 +38,6 @@ export function nextHopUrl(nextHop: string): string {
   const u = new URL(nextHop);
   if (u.pathname === "" || u.pathname === "/") u.pathname = "/v1/logs";
   return u.toString();
-}
-
-/** A request holding the log records `[lo, hi)` of `req` (counted across resource and scope), with their resource and scope. */
-function slice(req: ExportLogsRequest, lo: number, hi: number): ExportLogsRequest {
-  const out: ExportLogsRequest = { resourceLogs: [] };
-  let at = 0;
-  for (const rl of req.resourceLogs ?? []) {
-    const scopes = [];
-    for (const sl of rl.scopeLogs ?? []) {
-      const recs = sl.logRecords ?? [];
-      const from = Math.max(lo - at, 0);
-      const to = Math.min(hi - at, recs.length);
-      at += recs.length;
-      if (from < to) scopes.push(Object.assign({}, sl, { logRecords: recs.slice(from, to) }));
-    }
-    if (scopes.length > 0) out.resourceLogs?.push(Object.assign({}, rl, { scopeLogs: scopes }));
-  }
-  return out;
-}
-
-function count(req: ExportLogsRequest): number {
-  let n = 0;
-  for (const rl of req.resourceLogs ?? []) for (const sl of rl.scopeLogs ?? []) n += sl.logRecords?.length ?? 0;
-  return n;
 }
 
 export class OtlpForwarder {
@@ -85,25 +65,25 @@ export class OtlpForwarder {
     }
   }
 
-  /** Sends `req`, cut as needed; `ok` once every record was delivered or rejected by the next hop. */
-  async send(req: ExportLogsRequest): Promise<OtlpSendResult> {
-    const total = count(req);
+  /**
+   * Sends `req`, cut as needed; `ok` once every record was delivered or rejected by the
+   * next hop. It is encoded record by record (in `pause`'s slices) and cut from those
+   * bytes, so no part is encoded twice and a large request does not hold the event loop.
+   */
+  async send(req: ExportLogsRequest, pause: Pause = new TimeSlices()): Promise<OtlpSendResult> {
+    const enc = await encodeLogsRequestPieces(req, pause);
     const acc = { rejected: 0, errorMessage: "", requests: 0 };
-    const r = await this.sendRange(req, 0, total, acc, undefined);
-    if (r !== undefined) return r;
+    for (const [lo, hi] of enc.cut(this.cfg.max_send_bytes)) {
+      const r = await this.sendRange(enc, lo, hi, acc);
+      if (r !== undefined) return r;
+    }
     return Object.assign({ ok: true as const }, acc);
   }
 
   /** Sends records [lo, hi); undefined when done, else the unavailable result. */
-  private async sendRange(req: ExportLogsRequest, lo: number, hi: number, acc: { rejected: number; errorMessage: string; requests: number }, body?: Buffer): Promise<OtlpSendResult | undefined> {
+  private async sendRange(enc: EncodedLogsRequest, lo: number, hi: number, acc: { rejected: number; errorMessage: string; requests: number }): Promise<OtlpSendResult | undefined> {
     if (hi <= lo) return undefined;
-    const whole = lo === 0 && hi === count(req);
-    const bytes = body ?? encodeLogsRequest(whole ? req : slice(req, lo, hi));
-    if (bytes.length > this.cfg.max_send_bytes && hi - lo > 1) {
-      const mid = lo + Math.floor((hi - lo) / 2);
-      return (await this.sendRange(req, lo, mid, acc)) ?? (await this.sendRange(req, mid, hi, acc));
-    }
-    const res = await this.post(bytes);
+    const res = await this.post(enc.bytes(lo, hi));
     acc.requests++;
     if (res.kind === "ok") {
       acc.rejected += res.rejected;
@@ -111,10 +91,10 @@ export class OtlpForwarder {
       return undefined;
     }
     if (res.kind === "unavailable") return { ok: false, ...(res.status !== undefined ? { status: res.status } : {}), detail: res.detail };
-    // A permanent refusal: find the records it is about.
+    // A permanent refusal (413 included): find the records it is about.
     if (hi - lo > 1) {
       const mid = lo + Math.floor((hi - lo) / 2);
-      return (await this.sendRange(req, lo, mid, acc)) ?? (await this.sendRange(req, mid, hi, acc));
+      return (await this.sendRange(enc, lo, mid, acc)) ?? (await this.sendRange(enc, mid, hi, acc));
     }
     acc.rejected += 1;
     if (!acc.errorMessage) acc.errorMessage = `next hop refused a log record with ${res.status}: ${res.detail}`;
@@ -136,7 +116,7 @@ export class OtlpForwarder {
   }
 
   private async postOnce(bytes: Buffer): Promise<{ kind: "ok"; rejected: number; errorMessage: string } | { kind: "unavailable"; status?: number; detail: string; stale?: boolean } | { kind: "refused"; status: number; detail: string }> {
-    const body = this.cfg.compression === "gzip" ? gzipSync(bytes) : bytes;
+    const body = this.cfg.compression === "gzip" ? await gzipAsync(bytes) : bytes;
     let status: number;
     let answer: Buffer;
     try {

@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import protobuf from "protobufjs";
 import { DnsgeoError } from "../errors.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
+import type { Pause } from "../pipeline/slices.js";
 
 /** Full name of the service, as gRPC paths and reflection know it. */
 export const LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService";
@@ -84,6 +85,9 @@ export function otlpProtoRoot(): string {
 interface Types {
   request: protobuf.Type;
   response: protobuf.Type;
+  resourceLogs: protobuf.Type;
+  scopeLogs: protobuf.Type;
+  logRecord: protobuf.Type;
 }
 
 let types: Types | undefined;
@@ -99,6 +103,9 @@ function load(): Types {
   types = {
     request: root.lookupType("opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest"),
     response: root.lookupType("opentelemetry.proto.collector.logs.v1.ExportLogsServiceResponse"),
+    resourceLogs: root.lookupType("opentelemetry.proto.logs.v1.ResourceLogs"),
+    scopeLogs: root.lookupType("opentelemetry.proto.logs.v1.ScopeLogs"),
+    logRecord: root.lookupType("opentelemetry.proto.logs.v1.LogRecord"),
   };
   return types;
 }
@@ -127,6 +134,150 @@ export function decodeLogsRequest(bytes: Uint8Array): ExportLogsRequest {
 export function encodeLogsRequest(req: ExportLogsRequest): Buffer {
   const u8 = load().request.encode(req).finish();
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/** Protobuf wire-format key of a length-delimited field: `ExportLogsServiceRequest.resource_logs` (1) and `ResourceLogs.resource`, ... */
+const LEN_FIELD_1 = 0x0a;
+/** ... `ResourceLogs.scope_logs` (2), `ScopeLogs.log_records` (2). */
+const LEN_FIELD_2 = 0x12;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/** Writes a field key and a varint length at `at`; returns where the field's bytes start. */
+function writeHeader(buf: Buffer, at: number, key: number, len: number): number {
+  buf[at++] = key;
+  while (len >= 0x80) {
+    buf[at++] = (len & 0x7f) | 0x80;
+    len = Math.floor(len / 128);
+  }
+  buf[at++] = len;
+  return at;
+}
+
+/**
+ * An `ExportLogsServiceRequest` encoded log record by log record: each record, each
+ * ResourceLogs' and ScopeLogs' own fields once, so any run of records goes out as a
+ * request of its own (with its resource and scope) by copying bytes, never by encoding
+ * again. Encoding the whole message at once makes protobufjs hold an operation object
+ * per field until the end: ~750 ms and most of a second of garbage collection for 5 000
+ * enriched Route 53 records (4.8 MB), in one turn of the event loop.
+ */
+export class EncodedLogsRequest {
+  /** The encoded log records, in request order. */
+  readonly records: Buffer[] = [];
+  /** Per record, the index in `scopes` of the ScopeLogs it is in. */
+  readonly scopeOf: number[] = [];
+  /** Per ScopeLogs: its fields but `log_records`, and the index in `resources` of its ResourceLogs. */
+  readonly scopes: Array<{ head: Buffer; resource: number }> = [];
+  /** Per ResourceLogs: its fields but `scope_logs`. */
+  readonly resources: Buffer[] = [];
+
+  get count(): number {
+    return this.records.length;
+  }
+
+  /**
+   * Records `[0, count)` cut into runs whose requests are at most `maxBytes` (a record
+   * larger than that goes alone), in order.
+   */
+  cut(maxBytes: number): Array<[number, number]> {
+    const runs: Array<[number, number]> = [];
+    let lo = 0;
+    let size = 0;
+    for (let i = 0; i < this.records.length; i++) {
+      const s = this.scopeOf[i] as number;
+      const scope = this.scopes[s] as { head: Buffer; resource: number };
+      const rec = (this.records[i] as Buffer).length + 6;
+      const heads = i === lo || s !== this.scopeOf[i - 1] ? scope.head.length + (this.resources[scope.resource] as Buffer).length + 12 : 0;
+      if (i > lo && size + rec + heads > maxBytes) {
+        runs.push([lo, i]);
+        lo = i;
+        size = scope.head.length + (this.resources[scope.resource] as Buffer).length + 12 + rec;
+        continue;
+      }
+      size += rec + heads;
+    }
+    if (lo < this.records.length) runs.push([lo, this.records.length]);
+    return runs;
+  }
+
+  /** The protobuf bytes of a request holding records `[lo, hi)`, each under its own ResourceLogs and ScopeLogs. */
+  bytes(lo: number, hi: number): Buffer {
+    // Pass 1: the length of every ScopeLogs and ResourceLogs run; pass 2 writes them.
+    const scopeLens: number[] = [];
+    const resourceLens: number[] = [];
+    let i = lo;
+    let total = 0;
+    while (i < hi) {
+      const r = (this.scopes[this.scopeOf[i] as number] as { resource: number }).resource;
+      let rl = (this.resources[r] as Buffer).length;
+      while (i < hi && (this.scopes[this.scopeOf[i] as number] as { resource: number }).resource === r) {
+        const s = this.scopeOf[i] as number;
+        let sl = (this.scopes[s] as { head: Buffer }).head.length;
+        for (; i < hi && this.scopeOf[i] === s; i++) {
+          const n = (this.records[i] as Buffer).length;
+          sl += 1 + varintSize(n) + n;
+        }
+        scopeLens.push(sl);
+        rl += 1 + varintSize(sl) + sl;
+      }
+      resourceLens.push(rl);
+      total += 1 + varintSize(rl) + rl;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let at = 0;
+    let si = 0;
+    let ri = 0;
+    i = lo;
+    while (i < hi) {
+      const r = (this.scopes[this.scopeOf[i] as number] as { resource: number }).resource;
+      at = writeHeader(out, at, LEN_FIELD_1, resourceLens[ri++] as number);
+      at += (this.resources[r] as Buffer).copy(out, at);
+      while (i < hi && (this.scopes[this.scopeOf[i] as number] as { resource: number }).resource === r) {
+        const s = this.scopeOf[i] as number;
+        at = writeHeader(out, at, LEN_FIELD_2, scopeLens[si++] as number);
+        at += (this.scopes[s] as { head: Buffer }).head.copy(out, at);
+        for (; i < hi && this.scopeOf[i] === s; i++) {
+          const rec = this.records[i] as Buffer;
+          at = writeHeader(out, at, LEN_FIELD_2, rec.length);
+          at += rec.copy(out, at);
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function finished(w: protobuf.Writer): Buffer {
+  const u8 = w.finish();
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/** Encodes `req` record by record (see EncodedLogsRequest), in `pause`'s slices when given. */
+export async function encodeLogsRequestPieces(req: ExportLogsRequest, pause?: Pause): Promise<EncodedLogsRequest> {
+  const t = load();
+  const enc = new EncodedLogsRequest();
+  for (const rl of req.resourceLogs ?? []) {
+    const r = enc.resources.length;
+    enc.resources.push(finished(t.resourceLogs.encode(Object.assign({}, rl, { scopeLogs: [] }))));
+    for (const sl of rl.scopeLogs ?? []) {
+      const s = enc.scopes.length;
+      enc.scopes.push({ head: finished(t.scopeLogs.encode(Object.assign({}, sl, { logRecords: [] }))), resource: r });
+      for (const lr of sl.logRecords ?? []) {
+        enc.records.push(finished(t.logRecord.encode(lr)));
+        enc.scopeOf.push(s);
+        if (pause?.isDue()) await pause.due();
+      }
+    }
+  }
+  return enc;
 }
 
 /** Encodes an `ExportLogsServiceResponse` as protobuf bytes. */

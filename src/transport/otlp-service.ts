@@ -43,7 +43,7 @@ export function createOtlpService(app: TransportApp, forwarder: OtlpForwarder | 
     if (n > maxRecords) throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${n} log records, limits.max_records_per_request is ${maxRecords}`);
     if (n === 0) return {};
     await enrichLogsRequest(app.enricher, req, pause ? { semconv, pause } : { semconv });
-    const sent = await forwarder.send(req);
+    const sent = await forwarder.send(req, pause);
     if (!sent.ok) throw new DnsgeoError("DNSGEO_NEXT_HOP_UNAVAILABLE", sent.detail);
     if (sent.rejected > 0 || sent.errorMessage) return { partialSuccess: { rejectedLogRecords: sent.rejected, errorMessage: sent.errorMessage } };
     return {};
