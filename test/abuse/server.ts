@@ -4,17 +4,15 @@
  * a process of its own (so the attack clients' work in the test process does not
  * delay its clock), and the results table.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { startServe } from "../helpers/cli.js";
 
 /** `DNSGEO_ABUSE_SCALE=full` (npm run test:abuse) or small (npm test). */
 export const FULL = process.env.DNSGEO_ABUSE_SCALE === "full";
 
-const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The token every authorised client (the shipper, most attackers) sends. */
 export const TOKEN = "abuse-suite-token-0123456789";
@@ -45,54 +43,38 @@ function rssMiB(pid: number): number {
 
 /** Starts `dnsgeo serve` with a token, offline data only, on free ports; `env` adds or overrides DNSGEO_* variables. */
 export async function startServer(env: Record<string, string> = {}): Promise<Server> {
-  const full: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) full[k] = v;
-  Object.assign(
-    full,
-    {
-      DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-abuse-")),
-      DNSGEO_HTTP_PORT: "0",
-      DNSGEO_GRPC_PORT: "0",
-      DNSGEO_IPAPI_ENABLED: "false",
-      DNSGEO_AUTH_TOKEN: TOKEN,
-      DNSGEO_LOG_LEVEL: "info",
-    },
-    env,
-  );
-  const child: ChildProcess = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env: full, stdio: ["ignore", "ignore", "pipe"] });
-  let exited = false;
-  const done = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
-  const lines: string[] = [];
-  let partial = "";
   let peak = 0;
-  const sampler = setInterval(() => {
-    if (child.pid !== undefined && !exited) peak = Math.max(peak, rssMiB(child.pid));
-  }, 50);
-  const addrs = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
-    child.stderr?.on("data", (b: Buffer) => {
-      partial += b.toString("utf8");
-      const parts = partial.split("\n");
-      partial = parts.pop() ?? "";
-      for (const line of parts) {
-        lines.push(line);
-        if (!line.startsWith("{")) continue;
-        const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string };
-        if (o.msg === "listening" && o.http && o.grpc) resolve({ http: o.http, grpc: o.grpc });
-      }
-    });
-    void done.then(() => reject(new Error(`serve exited before listening: ${lines.join("\n")}`)));
-  });
+  let sampler: NodeJS.Timeout | undefined;
+  const serve = await startServe(
+    Object.assign(
+      {
+        DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-abuse-")),
+        DNSGEO_HTTP_PORT: "0",
+        DNSGEO_GRPC_PORT: "0",
+        DNSGEO_IPAPI_ENABLED: "false",
+        DNSGEO_AUTH_TOKEN: TOKEN,
+      },
+      env,
+    ),
+    {
+      onSpawn: (child) => {
+        sampler = setInterval(() => {
+          if (child.pid !== undefined && child.exitCode === null) peak = Math.max(peak, rssMiB(child.pid));
+        }, 50);
+      },
+    },
+  );
+  const alive = (): boolean => serve.child.exitCode === null && serve.child.signalCode === null;
   return {
-    http: `http://${addrs.http}`,
-    grpc: addrs.grpc,
+    http: `http://${serve.http}`,
+    grpc: serve.grpc ?? "",
     peakRssMiB: () => peak,
-    alive: () => !exited,
-    logLines: () => lines,
+    alive,
+    logLines: () => serve.log().split("\n").filter((l) => l !== ""),
     async stop() {
       clearInterval(sampler);
-      if (!exited) child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await done;
+      const killer = setTimeout(() => serve.child.kill("SIGKILL"), 15_000);
+      await serve.stop();
       clearTimeout(killer);
     },
   };

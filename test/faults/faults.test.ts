@@ -6,12 +6,10 @@
  * IP nor more batches per window than its limit, and accepted requests were answered
  * within a bound. `DNSGEO_FAULTS_SCALE=full` (npm run test:faults) runs full counts.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
 import { createApp, type App } from "../../src/app.js";
@@ -20,6 +18,7 @@ import { LookupChain } from "../../src/lookup/lookup-chain.js";
 import { MemoryTier } from "../../src/lookup/memory-tier.js";
 import { SqliteTier } from "../../src/lookup/sqlite-tier.js";
 import { Enricher } from "../../src/pipeline/enrich.js";
+import { startServe } from "../helpers/cli.js";
 import { startFakeIpApi } from "../helpers/fake-ipapi.js";
 import { quantile, route53Record, runShipper, type ShipperOptions, type ShipperResult } from "../helpers/shipper.js";
 import { closeSharedDynalite, DEADLINE_MS, FULL, LOAD, noteSkip, recordRow, startStack, writeTable, type Stack, type StackOptions } from "./stack.js";
@@ -236,31 +235,6 @@ describe("fault suite", { timeout: FULL ? 600_000 : 60_000 }, () => {
   });
 });
 
-const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-/** Spawns `dnsgeo serve`; resolves with the child and its HTTP address once it logs "listening". */
-async function spawnServe(env: Record<string, string>): Promise<{ child: ChildProcess; http: string; exited: Promise<number | null> }> {
-  const full: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) full[k] = v;
-  Object.assign(full, env);
-  const child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env: full, stdio: ["ignore", "ignore", "pipe"] });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  let stderr = "";
-  const http = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on("data", (b: Buffer) => {
-      stderr += b.toString();
-      for (const line of stderr.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        const o = JSON.parse(line) as { msg?: string; http?: string };
-        if (o.msg === "listening" && o.http) resolve(o.http);
-      }
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${stderr}`)));
-  });
-  return { child, http, exited };
-}
-
 describe("fault suite: SIGTERM under load (the built CLI)", { timeout: FULL ? 600_000 : 60_000 }, () => {
   it("a SIGTERM mid-run loses nothing: accepted batches are answered, the rest are retried against the restarted server", async () => {
     // Prepare
@@ -273,7 +247,7 @@ describe("fault suite: SIGTERM under load (the built CLI)", { timeout: FULL ? 60
       DNSGEO_LOG_LEVEL: "info",
       DNSGEO_SHUTDOWN_TIMEOUT_MS: "3000",
     };
-    let current = await spawnServe(env);
+    let current = await startServe(env);
     let url = `http://${current.http}`;
     let code: number | null = null;
     let restarted: Promise<void> | undefined;
@@ -296,7 +270,7 @@ describe("fault suite: SIGTERM under load (the built CLI)", { timeout: FULL ? 60
         old.child.kill("SIGTERM");
         restarted = (async () => {
           code = await old.exited;
-          current = await spawnServe(env);
+          current = await startServe(env);
           url = `http://${current.http}`;
         })();
       },

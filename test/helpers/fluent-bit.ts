@@ -11,10 +11,10 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ROOT, cleanEnv, startServe } from "./cli.js";
 
 /** Repository root. */
-export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
+export { ROOT };
 
 /** Path of the Fluent Bit binary, or undefined when there is none. */
 export const FLUENT_BIT: string | undefined = (() => {
@@ -58,13 +58,6 @@ process.on("exit", () => {
 function track(child: ChildProcess): void {
   LIVE.add(child);
   child.on("exit", () => LIVE.delete(child));
-}
-
-/** A clean environment: the test runner's, minus DNSGEO_ variables, plus `extra`. */
-function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
-  return Object.assign(env, extra);
 }
 
 export interface FluentBitOptions {
@@ -335,53 +328,8 @@ export interface DnsgeoChild {
  * top of a DNSGEO-free environment; resolves once it logs "listening".
  */
 export async function startDnsgeo(configFile: string, env: Record<string, string> = {}): Promise<DnsgeoChild> {
-  const child = spawn(process.execPath, [MAIN, "serve"], {
-    cwd: ROOT,
-    env: cleanEnv(Object.assign({ DNSGEO_CONFIG: configFile, DNSGEO_LOG_LEVEL: "info" }, env)),
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  track(child);
-  let stderr = "";
-  let code: number | null | undefined;
-  const exited = new Promise<number | null>((resolve) =>
-    child.on("exit", (c) => {
-      code = c;
-      resolve(c);
-    }),
-  );
-  let listening = false;
-  const http = await new Promise<string>((resolve, reject) => {
-    child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
-      for (const line of stderr.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        try {
-          const o = JSON.parse(line) as { msg?: string; http?: string };
-          if (o.msg === "listening" && o.http) {
-            listening = true;
-            resolve(o.http);
-          }
-        } catch {
-          // A line not yet complete.
-        }
-      }
-    });
-    void exited.then((c) => reject(new Error(`dnsgeo serve exited ${String(c)} before listening: ${stderr}`)));
-    // Only a start that never gets ready is killed: a run longer than 60 s keeps its dnsgeo.
-    setTimeout(() => {
-      if (listening) return;
-      child.kill("SIGKILL");
-      reject(new Error(`dnsgeo serve did not log "listening" (at log level info) within 60 s: ${stderr}`));
-    }, 60_000).unref();
-  });
-  return {
-    http,
-    log: () => stderr,
-    stop: async (signal = "SIGTERM") => {
-      if (code === undefined) child.kill(signal);
-      return exited;
-    },
-  };
+  const s = await startServe(Object.assign({ DNSGEO_CONFIG: configFile }, env), { onSpawn: track });
+  return { http: s.http, log: s.log, stop: s.stop };
 }
 
 /** Waits until `check()` is true, polling every `everyMs`; throws with `what` after `timeoutMs`. */

@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
-import { MAIN, ROOT, runCli } from "../../helpers/cli.js";
+import { ROOT, runCli, startServe } from "../../helpers/cli.js";
 import { buildInfo } from "../../../src/version.js";
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -23,31 +22,15 @@ describe("which build runs", () => {
 
   it("dnsgeo serve logs its version on the start-up line and exports dnsgeo_build_info = 1 on /metrics", async () => {
     // Prepare
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
-    Object.assign(env, {
+    const serve = await startServe({
       DNSGEO_HTTP_PORT: "0",
       DNSGEO_GRPC_ENABLED: "false",
       DNSGEO_CACHE_SQLITE_ENABLED: "false",
       DNSGEO_IPAPI_ENABLED: "false",
       DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-version-")),
-      DNSGEO_LOG_LEVEL: "info",
     });
-    const child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    let stderr = "";
     try {
-      const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        child.stderr.on("data", (b: Buffer) => {
-          stderr += b.toString();
-          for (const l of stderr.split("\n")) {
-            if (!l.startsWith("{")) continue;
-            const o = JSON.parse(l) as Record<string, unknown>;
-            if (o.msg === "listening") resolve(o);
-          }
-        });
-        void exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${stderr}`)));
-      });
+      const line = serve.listening;
       // Act
       const res = await request(`http://${String(line.http)}/metrics`);
       const text = await res.body.text();
@@ -62,8 +45,7 @@ describe("which build runs", () => {
       const labels = Object.fromEntries([...(m?.[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
       expect(labels).toEqual(Object.assign({ version: VERSION, node: process.versions.node }, expected.commit ? { commit: expected.commit } : {}));
     } finally {
-      child.kill("SIGTERM");
-      await exited;
+      await serve.stop();
     }
   }, 60_000);
 });

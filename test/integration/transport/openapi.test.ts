@@ -6,7 +6,6 @@
  * operation gets a status the document lists for it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,46 +13,27 @@ import { request } from "undici";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { HTTP_ROUTES } from "../../../src/transport/http-server.js";
 import { openApiDocument } from "../../../src/transport/openapi.js";
-import { MAIN, ROOT } from "../../helpers/cli.js";
+import { startServe, type ServeChild } from "../../helpers/cli.js";
 
 type Operation = { operationId: string; responses: Record<string, unknown> };
 type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>> };
 
-let child: ChildProcess;
+let serve: ServeChild;
 let base: string;
 
 beforeAll(async () => {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
-  Object.assign(env, {
+  serve = await startServe({
     DNSGEO_HTTP_PORT: "0",
     DNSGEO_GRPC_ENABLED: "false",
     DNSGEO_CACHE_SQLITE_ENABLED: "false",
     DNSGEO_IPAPI_ENABLED: "false",
     DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-openapi-")),
-    DNSGEO_LOG_LEVEL: "info",
   });
-  child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  base = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on("data", (b: Buffer) => {
-      stderr += b.toString();
-      for (const l of stderr.split("\n")) {
-        if (!l.startsWith("{")) continue;
-        const o = JSON.parse(l) as { msg?: string; http?: string };
-        if (o.msg === "listening" && o.http) resolve(`http://${o.http}`);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+  base = `http://${serve.http}`;
 }, 60_000);
 
 afterAll(async () => {
-  if (child.exitCode === null) {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    await exited;
-  }
+  await serve?.stop();
 });
 
 async function served(): Promise<Doc> {

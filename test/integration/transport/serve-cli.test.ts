@@ -1,16 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { request } from "undici";
 import { ROUTE53_LINES } from "./harness.js";
+import { startServe } from "../../helpers/cli.js";
 
 // `.ci/run` builds dist/ (npm ci → prepare) before the tests run.
-const MAIN = fileURLToPath(new URL("../../../dist/src/main.js", import.meta.url));
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 /** Errors that mean the request never reached the application (the listener was already closed). */
 const NOT_ACCEPTED = new Set(["ECONNREFUSED", "ECONNRESET", "UND_ERR_SOCKET"]);
@@ -18,34 +15,17 @@ const NOT_ACCEPTED = new Set(["ECONNREFUSED", "ECONNRESET", "UND_ERR_SOCKET"]);
 describe("dnsgeo serve (the built CLI)", () => {
   it("on SIGTERM during load answers every accepted request, finishes a request still uploading, and exits 0", async () => {
     // Prepare
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
-    Object.assign(env, {
+    const serve = await startServe({
       DNSGEO_HTTP_PORT: "0",
       DNSGEO_GRPC_PORT: "0",
       DNSGEO_CACHE_SQLITE_ENABLED: "false",
       DNSGEO_IPAPI_ENABLED: "false",
       DNSGEO_DATA_DIR: mkdtempSync(join(tmpdir(), "dnsgeo-serve-")),
-      DNSGEO_LOG_LEVEL: "info",
       DNSGEO_SHUTDOWN_TIMEOUT_MS: "10000",
       // This test is about shutdown; overload refusals are covered elsewhere.
       DNSGEO_HTTP_OVERLOAD_TURN_MS: "0",
     });
-    const child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    const listening = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
-      child.stderr.on("data", (b: Buffer) => {
-        stderr += b.toString();
-        for (const line of stderr.split("\n")) {
-          if (!line.startsWith("{")) continue;
-          const o = JSON.parse(line) as { msg?: string; http?: string; grpc?: string };
-          if (o.msg === "listening" && o.http && o.grpc) resolve({ http: o.http, grpc: o.grpc });
-        }
-      });
-      void exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${stderr}`)));
-    });
-    const base = `http://${listening.http}`;
+    const base = `http://${serve.http}`;
     const body = Array.from({ length: 400 }, (_, i) => ROUTE53_LINES[i % ROUTE53_LINES.length]).join("\n") + "\n";
     const outcomes: Array<number | string> = [];
     let stop = false;
@@ -78,13 +58,13 @@ describe("dnsgeo serve (the built CLI)", () => {
     await new Promise((r) => setTimeout(r, 300));
 
     // Act
-    child.kill("SIGTERM");
+    serve.child.kill("SIGTERM");
     // The rest of the body goes out only once the server has begun shutting down.
-    while (!stderr.includes('"msg":"shutting down"')) await new Promise((r) => setTimeout(r, 10));
+    while (!serve.log().includes('"msg":"shutting down"')) await new Promise((r) => setTimeout(r, 10));
     sock.write(line.subarray(20));
     await Promise.all(workers);
     await sockClosed;
-    const code = await exited;
+    const code = await serve.exited;
 
     // Assess
     expect(code).toBe(0);

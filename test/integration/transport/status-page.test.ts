@@ -6,14 +6,13 @@
  * downloaded) renders it and writes a screenshot to the test's temp dir.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { request } from "undici";
 import { chromium } from "playwright-core";
 import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
-import { MAIN, ROOT } from "../../helpers/cli.js";
+import { startServe, type ServeChild } from "../../helpers/cli.js";
 import type { StatusSnapshot } from "../../../src/observability/status.js";
 
 /** Chromium from CHROMIUM, else `chromium` on PATH (Debian's package). */
@@ -35,36 +34,21 @@ const CHROMIUM = findChromium();
 const IPS = ["8.8.8.8", "1.1.1.1", "9.9.9.9", "208.67.222.222", "185.60.216.35", "133.242.0.3", "200.147.67.142", "41.203.18.1", "151.101.1.69", "104.16.132.229", "13.107.21.200", "17.253.144.10"];
 
 let fake: FakeIpApi;
-let child: ChildProcess;
+let serve: ServeChild;
 let base: string;
 let dir: string;
 
 beforeAll(async () => {
   fake = await startFakeIpApi();
   dir = mkdtempSync(join(tmpdir(), "dnsgeo-status-"));
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("DNSGEO_")) env[k] = v;
-  Object.assign(env, {
+  serve = await startServe({
     DNSGEO_HTTP_PORT: "0",
     DNSGEO_GRPC_ENABLED: "false",
     DNSGEO_CACHE_SQLITE_ENABLED: "false",
     DNSGEO_IPAPI_URL: fake.url,
     DNSGEO_DATA_DIR: dir,
-    DNSGEO_LOG_LEVEL: "info",
   });
-  child = spawn(process.execPath, [MAIN, "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  base = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on("data", (b: Buffer) => {
-      stderr += b.toString();
-      for (const l of stderr.split("\n")) {
-        if (!l.startsWith("{")) continue;
-        const o = JSON.parse(l) as { msg?: string; http?: string };
-        if (o.msg === "listening" && o.http) resolve(`http://${o.http}`);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+  base = `http://${serve.http}`;
   // The provider answers in the background; ask until every IP has its final answer.
   for (let i = 0; i < 50; i++) {
     const res = await request(`${base}/v1/lookup`, { method: "POST", body: JSON.stringify(IPS), headers: { "content-type": "application/json" } });
@@ -80,11 +64,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    await exited;
-  }
+  await serve?.stop();
   await fake?.close();
 });
 
