@@ -133,6 +133,12 @@ export const configSchema = z
         idle_timeout_ms: positiveInt.default(120_000),
         /** Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); clients queue the rest. */
         max_concurrent_streams: positiveInt.default(32),
+        /** gRPC calls (and stream messages) handled at once, all connections together; past it → RESOURCE_EXHAUSTED with retry pushback. HTTP has its own (`http.max_inflight_requests`). */
+        max_inflight_requests: positiveInt.default(64),
+        /** Of those, most one client address (an IPv6 /64) may hold. */
+        max_inflight_per_client: positiveInt.default(32),
+        /** Seconds sent as `grpc-retry-pushback-ms` (in milliseconds) with a retryable refusal. */
+        retry_after_s: positiveInt.default(1),
         /**
          * Answer bytes handed to HTTP/2 and not yet written to their clients, all gRPC calls
          * together. Past it new calls get RESOURCE_EXHAUSTED at once; a stream reads its next

@@ -39,7 +39,9 @@ export async function startServe(app: App): Promise<ServeHandle> {
   const cfg = app.config;
   const fdWarning = connectionCapWarning({ http: cfg.http.enabled ? cfg.http.max_connections : 0, grpc: cfg.grpc.enabled ? cfg.grpc.max_connections : 0 }, fileDescriptorLimit());
   if (fdWarning) app.logger.warn({ fd_limit: fileDescriptorLimit() }, fdWarning);
-  const limiter = new InflightLimiter(cfg.http.max_inflight_requests, cfg.http.max_inflight_per_client);
+  // Each listener has its own pool of in-flight slots, as each source of a shipper has its own limits.
+  const httpLimiter = new InflightLimiter(cfg.http.max_inflight_requests, cfg.http.max_inflight_per_client);
+  const grpcLimiter = new InflightLimiter(cfg.grpc.max_inflight_requests, cfg.grpc.max_inflight_per_client);
   const guard = new LoopTurnGuard(cfg.http.overload_turn_ms);
   const forwarder = cfg.forward.url
     ? new Forwarder(cfg.forward, { logger: app.logger, metrics: app.metrics, deadLetter: new DeadLetterFile(deadLetterPath(cfg), cfg.forward.dead_letter.max_bytes) })
@@ -76,12 +78,12 @@ export async function startServe(app: App): Promise<ServeHandle> {
   try {
     if (cfg.http.enabled) {
       const tls = loadTls(cfg.http.tls, "http.tls");
-      http = createHttpServer(Object.assign({ app, limiter, guard, otlp }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
+      http = createHttpServer(Object.assign({ app, limiter: httpLimiter, guard, otlp }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
       handle.httpAddress = await http.listen();
     }
     if (cfg.grpc.enabled) {
       const tls = loadTls(cfg.grpc.tls, "grpc.tls");
-      grpc = createGrpcServer(Object.assign({ app, limiter, guard, otlp }, tls ? { tls } : {}));
+      grpc = createGrpcServer(Object.assign({ app, limiter: grpcLimiter, guard, otlp }, tls ? { tls } : {}));
       handle.grpcAddress = await grpc.listen();
     }
     if (fluentForwarder) {

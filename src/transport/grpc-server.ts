@@ -123,7 +123,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   // Refusals a client can repeat in a loop (401s, overload) are logged first and then counted,
   // one line per code per 10 s, so a loop of calls cannot flood the log.
   const refusalLog = new BurstLog(logger);
-  const retryAfterMs = app.config.http.retry_after_s * 1000;
+  const retryAfterMs = app.config.grpc.retry_after_s * 1000;
   const tokenCheck = app.config.auth.token ? createTokenCheck(app.config.auth.token) : undefined;
   const protectOps = app.config.auth.protect_ops;
 

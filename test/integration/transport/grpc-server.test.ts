@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as net from "node:net";
 import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
+import { startFakeIpApi } from "../../helpers/fake-ipapi.js";
 import { enrichmentClient, healthClient, reflectionClient, unary, type AnyClient, type EnrichResponse } from "./grpc-client.js";
 
 describe("gRPC transport", () => {
@@ -159,10 +160,33 @@ describe("gRPC bearer token", () => {
   });
 });
 
-describe("gRPC overload (budget shared with HTTP)", () => {
-  it("answers RESOURCE_EXHAUSTED with retry pushback while the only slot is held by an HTTP request", async () => {
+describe("gRPC overload (its own slots, not HTTP's)", () => {
+  it("answers RESOURCE_EXHAUSTED with grpc.retry_after_s as retry pushback while its only slot is held by another call", async () => {
+    // Prepare: no offline data and an ip-api that never answers, so a call with a new IP
+    // holds its slot until the lookup deadline.
+    const ipapi = await startFakeIpApi();
+    await ipapi.setMode("hang");
+    const h = await startHarness({ grpc: { max_inflight_requests: 1, retry_after_s: 3 }, mmdb: { enabled: false }, ipapi: { enabled: true, url: ipapi.url, timeout_ms: 1000 }, lookup: { deadline_ms: 1500 } });
+    const client = enrichmentClient(h.grpcAddress);
+    try {
+      const holding = unary(client, "Enrich", { records: [ROUTE53_LINES[0]] });
+      await new Promise((r) => setTimeout(r, 200));
+      // Act
+      const err = await unary(client, "Enrich", { records: [ROUTE53_LINES[1]] }).catch((e: grpc.ServiceError) => e);
+      // Assess
+      expect((err as grpc.ServiceError).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect((err as grpc.ServiceError).metadata.get("grpc-retry-pushback-ms")[0]).toBe("3000");
+      expect((await holding).records).toHaveLength(1);
+    } finally {
+      client.close();
+      await h.close();
+      await ipapi.close();
+    }
+  });
+
+  it("keeps answering gRPC while an HTTP client holds every HTTP slot", async () => {
     // Prepare
-    const h = await startHarness({ http: { max_inflight_requests: 1, retry_after_s: 3 } });
+    const h = await startHarness({ http: { max_inflight_requests: 1 } });
     const client = enrichmentClient(h.grpcAddress);
     const u = new URL(h.httpUrl);
     const sock = net.connect(Number(u.port), u.hostname);
@@ -171,10 +195,9 @@ describe("gRPC overload (budget shared with HTTP)", () => {
     await new Promise((r) => setTimeout(r, 100));
     try {
       // Act
-      const err = await unary(client, "Enrich", { records: [ROUTE53_LINES[0]] }).catch((e: grpc.ServiceError) => e);
+      const res = await unary(client, "Enrich", { records: [ROUTE53_LINES[0]] });
       // Assess
-      expect((err as grpc.ServiceError).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-      expect((err as grpc.ServiceError).metadata.get("grpc-retry-pushback-ms")[0]).toBe("3000");
+      expect(res.records).toHaveLength(1);
     } finally {
       sock.destroy();
       client.close();
