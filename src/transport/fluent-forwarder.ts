@@ -77,9 +77,12 @@ class HopConnection {
       const left = until - Date.now();
       if (left <= 0) throw new Error(`no ack from the next hop within ${timeoutMs} ms`);
       await new Promise<void>((resolve, reject) => {
+        // After the loop was blocked (a long enrichment, a collection), timers run before
+        // sockets are read: an ack already received would count as missing and the message
+        // be sent twice. setImmediate runs after the sockets were read.
         const timer = setTimeout(() => {
           this.waiter = undefined;
-          resolve();
+          setImmediate(resolve);
         }, left);
         this.waiter = (err) => {
           clearTimeout(timer);

@@ -94,7 +94,8 @@ const SLICE = 256;
 /**
  * The enriched entries of `msg`'s events, one each (never exploded, so each keeps its own
  * time and metadata), written back to back into one buffer, each entry a view of it.
- * Records are decoded and enriched a slice at a time. A record
+ * Records are decoded and enriched a slice at a time, the event loop served between
+ * slices. A record
  * the ECS formatter only adds keys to goes out as its own bytes with the added keys
  * appended to its map, those written as msgpack straight from the lookup entries' cached
  * bytes (`enrichPacked`); any other is packed whole.
@@ -131,6 +132,10 @@ export async function enrichEntries(enricher: Enricher, msg: FluentMessage): Pro
       }
       ends[from + i] = w.off;
     }
+    // Back to the event loop between slices: a message of thousands of records would
+    // otherwise hold it for hundreds of milliseconds, and the next hop's acks, other
+    // connections' messages and pending writes would wait that long.
+    if (to < n) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   const all = w.finish();
   const entries = new Array<Buffer>(n);

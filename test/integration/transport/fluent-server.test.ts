@@ -7,13 +7,14 @@
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { pack } from "msgpackr";
+import { pack, unpack } from "msgpackr";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp } from "../../../src/app.js";
 import { startServe } from "../../../src/cli/serve.js";
 import { ConfigError, loadConfig } from "../../../src/config.js";
+import { FluentForwarder } from "../../../src/transport/fluent-forwarder.js";
 import { startHarness, type Harness } from "./harness.js";
 
 /** A next hop that accepts connections and reads, but never answers (a hung in_forward). */
@@ -152,6 +153,36 @@ describe("Fluent forward listener", () => {
       await expect(startServe(app)).rejects.toBeInstanceOf(ConfigError);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe("Fluent next hop", () => {
+  it("takes an ack that arrived while the event loop was blocked past fluent.timeout_ms, and does not send again", async () => {
+    // Prepare: a next hop that acks each message, then blocks this process for longer than the timeout.
+    const messages: Buffer[] = [];
+    const srv = net.createServer((s) => {
+      s.on("data", (b) => {
+        messages.push(b);
+        const chunk = (unpack(b) as [string, Buffer, { chunk: string }])[2].chunk;
+        s.write(pack({ ack: chunk }));
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+      });
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const cfg = loadConfig({ overrides: { fluent: { next_hop: `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, timeout_ms: 200 } } }).fluent;
+    const fwd = new FluentForwarder(cfg);
+    try {
+      // Act
+      const ok = await fwd.send("dns.raw", [pack([1_700_000_000, { a: 1 }])]);
+      // Assess
+      expect(ok).toBe(true);
+      expect(messages.length).toBe(1);
+    } finally {
+      await fwd.close();
+      await new Promise<void>((r) => srv.close(() => r()));
     }
   });
 });
