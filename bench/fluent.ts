@@ -19,10 +19,11 @@
  * Skipped with one line when there is no Fluent Bit binary (env FLUENT_BIT, or
  * ../shared/tools/fluent-bit/bin/fluent-bit beside the repository).
  *
- * Env: DNSGEO_BENCH_FLUENT_RECORDS (default 200000), DNSGEO_BENCH_FLUENT_ROUNDS (5).
+ * Env: DNSGEO_BENCH_FLUENT_RECORDS (default 200000), DNSGEO_BENCH_FLUENT_ROUNDS (5),
+ * DNSGEO_BENCH_FLUENT_CPU=1 (each process's CPU use per run).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, readFileSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
@@ -139,6 +140,10 @@ class Fb {
     }
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   stop(): void {
     this.child?.kill("SIGKILL");
   }
@@ -172,9 +177,26 @@ function appendCorpus(corpusFile: string, target: string): Promise<void> {
   });
 }
 
-/** Appends the corpus to the chain's file and waits until its counter has counted every record; records/s. */
+/** CPU seconds (user + system) a process used so far, from /proc (0 where there is none). */
+function cpuSeconds(pid: number | "self" | undefined): number {
+  try {
+    const st = readFileSync(`/proc/${pid ?? "self"}/stat`, "utf8");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Appends the corpus to the chain's file and waits until its counter has counted every
+ * record; records/s. With DNSGEO_BENCH_FLUENT_CPU=1 a line per run gives each process's
+ * CPU use (this process is dnsgeo's) and the load average.
+ */
 async function runOnce(chain: Chain, corpusFile: string): Promise<number> {
   const want = chain.sink.records + RECORDS;
+  const pids: Array<number | "self" | undefined> = ["self", ...chain.procs.map((p) => p.pid)];
+  const cpu0 = pids.map(cpuSeconds);
   const t0 = performance.now();
   await appendCorpus(corpusFile, chain.file);
   const until = Date.now() + RUN_TIMEOUT_MS;
@@ -183,6 +205,10 @@ async function runOnce(chain: Chain, corpusFile: string): Promise<number> {
     await new Promise((r) => setTimeout(r, 10));
   }
   const s = (performance.now() - t0) / 1000;
+  if (process.env.DNSGEO_BENCH_FLUENT_CPU === "1") {
+    const use = pids.map((p, i) => `${i === 0 ? "self" : (chain.procs[i - 1] as Fb).name} ${Math.round(((cpuSeconds(p) - (cpu0[i] ?? 0)) / s) * 100)}%`);
+    process.stderr.write(`bench fluent: ${chain.name} ${s.toFixed(1)} s, CPU of a core: ${use.join(", ")}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}\n`);
+  }
   if (chain.sink.records !== want) throw new Error(`${chain.name}: counted ${chain.sink.records - want + RECORDS} records of ${RECORDS}`);
   return RECORDS / s;
 }
