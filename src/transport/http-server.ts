@@ -485,7 +485,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     const decodeOpts = { contentEncoding: req.headers["content-encoding"] ?? "identity", maxDecodedBytes: cfg.max_decoded_bytes };
     const raw = body.length >= SLICED_BODY_BYTES / 16 ? await decompressAsync(body, decodeOpts) : decompress(body, decodeOpts);
     if (!bytes.resize(body.length + raw.length * WORKING_SET_FACTOR)) throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
-    const out = await deps.otlp.exportHttp(raw, req.headers["content-type"], raw.length >= SLICED_BODY_BYTES ? new TimeSlices() : undefined);
+    const out = await deps.otlp.exportHttp(raw, req.headers["content-type"], raw.length >= SLICED_BODY_BYTES ? new TimeSlices() : undefined, req.headers["user-agent"]);
     bytes.hold(out.body.length);
     send(res, 200, { "content-type": out.contentType }, out.body);
   };

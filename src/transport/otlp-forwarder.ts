@@ -7,8 +7,10 @@
  * - 2xx: delivered; the next hop's `partial_success` (rejected records, message) is added
  *   up and handed back, for dnsgeo's own answer to carry.
  * - connection refused/reset, timeout (`otlp.timeout_ms`), 408, 429, any 5xx, 1xx/3xx:
- *   `unavailable`, the shipper gets 503 / UNAVAILABLE and sends the request again. Parts
- *   sent before then are sent twice: at-least-once, as forward mode.
+ *   `unavailable`, the shipper gets 503 / UNAVAILABLE and sends the request again. When
+ *   earlier parts of the request were delivered, the failed part is first tried again for
+ *   up to `otlp.timeout_ms`, since the shipper would send those parts twice; past that
+ *   they are (at-least-once, as forward mode).
  * - any other 4xx on one record: that record is counted rejected (a permanent error in
  *   OTLP terms, which the shipper would get from the next hop itself); on more records
  *   the request is cut in two to find which.
@@ -16,6 +18,7 @@
 import { Agent, request, type Dispatcher } from "undici";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
+import { performance } from "node:perf_hooks";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import { Gate } from "./byte-budget.js";
@@ -29,6 +32,10 @@ const gzipAsync = promisify(gzip);
 export type OtlpSendResult =
   | { ok: true; rejected: number; errorMessage: string; requests: number }
   | { ok: false; status?: number; detail: string };
+
+/** First and longest pause between tries of a part whose earlier parts were delivered. */
+const PART_RETRY_FIRST_MS = 250;
+const PART_RETRY_MAX_MS = 2000;
 
 /** Longest piece of a next hop's error body kept for logs and the shipper's error message. */
 const DETAIL_MAX = 512;
@@ -73,9 +80,21 @@ export class OtlpForwarder {
   async send(req: ExportLogsRequest, pause: Pause = new TimeSlices()): Promise<OtlpSendResult> {
     const enc = await encodeLogsRequestPieces(req, pause);
     const acc = { rejected: 0, errorMessage: "", requests: 0 };
+    let delivered = false;
     for (const [lo, hi] of enc.cut(this.cfg.max_send_bytes)) {
-      const r = await this.sendRange(enc, lo, hi, acc);
+      let r = await this.sendRange(enc, lo, hi, acc);
+      if (r !== undefined && delivered) {
+        // Parts before this one were delivered, and a 503 now would have the shipper send
+        // them again: this part is tried again for up to otlp.timeout_ms (a next hop
+        // restarting) before the shipper hears of it.
+        const until = performance.now() + this.cfg.timeout_ms;
+        for (let wait = PART_RETRY_FIRST_MS; r !== undefined && performance.now() + wait < until; wait = Math.min(wait * 2, PART_RETRY_MAX_MS)) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          r = await this.sendRange(enc, lo, hi, acc);
+        }
+      }
       if (r !== undefined) return r;
+      delivered = true;
     }
     return Object.assign({ ok: true as const }, acc);
   }

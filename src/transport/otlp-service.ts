@@ -20,7 +20,7 @@ import { countLogRecords, decodeLogsRequest, decodeLogsRequestJson, encodeLogsRe
 
 export interface OtlpService {
   /** `POST /v1/logs` with its (decompressed) body; resolves to the answer body and its type. */
-  exportHttp(body: Buffer, contentType: string | undefined, pause?: Pause): Promise<{ contentType: string; body: Buffer }>;
+  exportHttp(body: Buffer, contentType: string | undefined, pause?: Pause, userAgent?: string): Promise<{ contentType: string; body: Buffer }>;
   /** A decoded request (gRPC). */
   exportRequest(req: ExportLogsRequest, pause?: Pause): Promise<ExportLogsResponse>;
 }
@@ -33,9 +33,18 @@ export function otlpEncoding(contentType: string | undefined): "protobuf" | "jso
   return undefined;
 }
 
+/**
+ * Fluent Bit's opentelemetry output's default `batch_size`. It sends a chunk as requests of
+ * that many records and judges the chunk by the last one's answer only, so a 503 to an
+ * earlier one loses its records: a request of exactly this many records from Fluent Bit
+ * most likely means the default is in use (docs/reliability.md, OTLP with the real Fluent Bit).
+ */
+const FLUENT_BIT_DEFAULT_BATCH = 1000;
+
 export function createOtlpService(app: TransportApp, forwarder: OtlpForwarder | undefined): OtlpService {
   const maxRecords = app.config.limits.max_records_per_request;
   const semconv = app.config.otlp.semconv_attributes;
+  let warnedBatch = false;
 
   const exportRequest = async (req: ExportLogsRequest, pause?: Pause): Promise<ExportLogsResponse> => {
     if (!forwarder) throw new DnsgeoError("DNSGEO_OTLP_NOT_CONFIGURED");
@@ -51,12 +60,19 @@ export function createOtlpService(app: TransportApp, forwarder: OtlpForwarder | 
 
   return {
     exportRequest,
-    async exportHttp(body, contentType, pause) {
+    async exportHttp(body, contentType, pause, userAgent) {
       // Refused before anything is read: the same request succeeds once otlp.next_hop is set.
       if (!forwarder) throw new DnsgeoError("DNSGEO_OTLP_NOT_CONFIGURED");
       const enc = otlpEncoding(contentType);
       if (!enc) throw new DnsgeoError("DNSGEO_BAD_REQUEST", `Content-Type must be application/x-protobuf or application/json for /v1/logs, got "${(contentType ?? "").slice(0, 60)}"`);
       const req = enc === "protobuf" ? decodeLogsRequest(body) : decodeLogsRequestJson(body.toString("utf8"));
+      if (!warnedBatch && userAgent?.startsWith("Fluent-Bit") && countLogRecords(req) === FLUENT_BIT_DEFAULT_BATCH) {
+        warnedBatch = true;
+        app.logger.warn(
+          { records: FLUENT_BIT_DEFAULT_BATCH },
+          "Fluent Bit sent 1000 log records, its opentelemetry output's default batch_size: it judges a chunk by its last request's answer only, so a 503 to an earlier one loses those records; set batch_size 20000 on the output (one request per chunk, see examples/fluent-bit/otlp.yaml)",
+        );
+      }
       const res = await exportRequest(req, pause);
       return enc === "protobuf" ? { contentType: "application/x-protobuf", body: encodeLogsResponse(res) } : { contentType: "application/json", body: Buffer.from(logsResponseJson(res)) };
     },

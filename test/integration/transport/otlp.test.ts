@@ -6,9 +6,10 @@
  */
 import * as http from "node:http";
 import * as net from "node:net";
+import { performance } from "node:perf_hooks";
 import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { decodeLogsRequest, decodeLogsResponse, encodeLogsRequest, encodeLogsResponse, LOGS_EXPORT_PATH, type AnyValue, type ExportLogsRequest, type ExportLogsResponse, type KeyValue } from "../../../src/transport/otlp-proto.js";
 import { anyToJs, jsToAny, kvToObject } from "../../../src/transport/otlp-logs.js";
 import { startHarness, ROUTE53_LINES, type Harness } from "./harness.js";
@@ -30,6 +31,8 @@ interface NextHop {
   url: string;
   requests: ExportLogsRequest[];
   mode: "ok" | "503" | "partial" | "400";
+  /** Answers for the next requests, before `mode` applies again. */
+  queue: Array<"ok" | "503">;
   close(): Promise<void>;
 }
 
@@ -38,23 +41,25 @@ async function startNextHop(): Promise<NextHop> {
     url: "",
     requests: [],
     mode: "ok",
+    queue: [],
     close: () => new Promise<void>((r) => srv.close(() => r())),
   };
   const srv = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      if (hop.mode === "503") {
+      const mode = hop.queue.shift() ?? hop.mode;
+      if (mode === "503") {
         res.writeHead(503).end("busy");
         return;
       }
-      if (hop.mode === "400") {
+      if (mode === "400") {
         res.writeHead(400).end("bad record");
         return;
       }
       expect(req.headers["content-type"]).toBe("application/x-protobuf");
       hop.requests.push(decodeLogsRequest(Buffer.concat(chunks)));
-      const answer: ExportLogsResponse = hop.mode === "partial" ? { partialSuccess: { rejectedLogRecords: 1, errorMessage: "one was too old" } } : {};
+      const answer: ExportLogsResponse = mode === "partial" ? { partialSuccess: { rejectedLogRecords: 1, errorMessage: "one was too old" } } : {};
       res.writeHead(200, { "content-type": "application/x-protobuf" }).end(encodeLogsResponse(answer));
     });
   });
@@ -258,6 +263,40 @@ describe("POST /v1/logs", () => {
     expect(hop.requests.length).toBeGreaterThan(3);
     const rids = received(hop).map((r) => (r.body as Obj).rid);
     expect(rids).toEqual(bodies.map((_, i) => `r${i}`));
+  });
+
+  it("warns once when Fluent Bit sends exactly 1000 log records: its default batch_size loses the records of a batch answered 503 mid-chunk", async () => {
+    const { h, hop } = await start();
+    const warn = vi.spyOn(h.app.logger, "warn");
+    const warned = (): number => warn.mock.calls.filter((c) => String(c[1]).includes("batch_size")).length;
+    const body = encodeLogsRequest(request(Array.from({ length: 1000 }, (_, i) => ({ stringValue: ROUTE53_LINES[i % ROUTE53_LINES.length] as string }))));
+    expect((await post(`${h.httpUrl}/v1/logs`, body, Object.assign({ "user-agent": "otel-collector" }, PB))).status).toBe(200);
+    expect(warned()).toBe(0);
+    for (let k = 0; k < 2; k++) expect((await post(`${h.httpUrl}/v1/logs`, body, Object.assign({ "user-agent": "Fluent-Bit" }, PB))).status).toBe(200);
+    expect(warned()).toBe(1);
+    expect(received(hop).length).toBe(3000);
+  });
+
+  it("a later part the next hop refuses for a while is tried again (the parts before it are not sent twice); past otlp.timeout_ms the shipper gets 503", async () => {
+    const { h, hop } = await start({ max_send_bytes: 4096, timeout_ms: 2000 });
+    const bodies = Array.from({ length: 30 }, (_, i) => jsToAny(Object.assign(JSON.parse(ROUTE53_LINES[i % ROUTE53_LINES.length] as string) as Obj, { rid: `r${i}` })));
+    const body = encodeLogsRequest(request(bodies));
+    hop.queue = ["ok", "503", "503"];
+    const res = await post(`${h.httpUrl}/v1/logs`, body, PB);
+    expect(res.status).toBe(200);
+    expect(hop.requests.length).toBeGreaterThan(2);
+    expect(received(hop).map((r) => (r.body as Obj).rid)).toEqual(bodies.map((_, i) => `r${i}`));
+    // The first part fails: nothing was delivered, 503 at once.
+    hop.mode = "503";
+    let t0 = performance.now();
+    expect((await post(`${h.httpUrl}/v1/logs`, body, PB)).status).toBe(503);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    // A later part fails for longer than otlp.timeout_ms: 503 after about that long.
+    hop.queue = ["ok"];
+    t0 = performance.now();
+    expect((await post(`${h.httpUrl}/v1/logs`, body, PB)).status).toBe(503);
+    expect(performance.now() - t0).toBeGreaterThan(1000);
+    expect(performance.now() - t0).toBeLessThan(6000);
   });
 
   it("garbage → 400, never a crash; wrong Content-Type → 400; the server still serves afterwards", async () => {
