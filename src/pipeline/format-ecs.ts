@@ -89,9 +89,24 @@ export function geoPoint(lat: number | undefined, lon: number | undefined, enc: 
 }
 
 /**
- * A fresh ECS geo object for `g`, or undefined when it would be empty. Named
- * property writes on a fresh object keep V8 on its fast path.
+ * The ECS `geo` fields dnsgeo writes from a GeoInfo's strings, in output order (after
+ * `location`): the one table both the object builder and the JSON text writer read,
+ * so a new field is added here once. `text` is the member's JSON start.
  */
+const GEO_FIELDS: ReadonlyArray<{ from: keyof GeoInfo; ecs: string; text: string }> = (
+  [
+    ["countryCode", "country_iso_code"],
+    ["country", "country_name"],
+    ["regionCode", "region_iso_code"],
+    ["regionName", "region_name"],
+    ["city", "city_name"],
+    ["postalCode", "postal_code"],
+    ["timezone", "timezone"],
+    ["continentCode", "continent_code"],
+  ] as const
+).map(([from, ecs]) => ({ from, ecs, text: `,${JSON.stringify(ecs)}:` }));
+
+/** A fresh ECS geo object for `g`, or undefined when it would be empty. */
 function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
   const geo: Obj = {};
   let any = false;
@@ -100,37 +115,12 @@ function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
     geo.location = loc;
     any = true;
   }
-  if (str(g.countryCode)) {
-    geo.country_iso_code = g.countryCode;
-    any = true;
-  }
-  if (str(g.country)) {
-    geo.country_name = g.country;
-    any = true;
-  }
-  if (str(g.regionCode)) {
-    geo.region_iso_code = g.regionCode;
-    any = true;
-  }
-  if (str(g.regionName)) {
-    geo.region_name = g.regionName;
-    any = true;
-  }
-  if (str(g.city)) {
-    geo.city_name = g.city;
-    any = true;
-  }
-  if (str(g.postalCode)) {
-    geo.postal_code = g.postalCode;
-    any = true;
-  }
-  if (str(g.timezone)) {
-    geo.timezone = g.timezone;
-    any = true;
-  }
-  if (str(g.continentCode)) {
-    geo.continent_code = g.continentCode;
-    any = true;
+  for (const f of GEO_FIELDS) {
+    const v = g[f.from];
+    if (typeof v === "string" && v !== "") {
+      geo[f.ecs] = v;
+      any = true;
+    }
   }
   return any ? geo : undefined;
 }
@@ -374,14 +364,10 @@ function geoText(g: GeoInfo, enc: GeoPoint): string | undefined {
   let s = "";
   const loc = geoPointText(g.lat, g.lon, enc);
   if (loc !== undefined) s += `,"location":${loc}`;
-  if (str(g.countryCode)) s += `,"country_iso_code":${JSON.stringify(g.countryCode)}`;
-  if (str(g.country)) s += `,"country_name":${JSON.stringify(g.country)}`;
-  if (str(g.regionCode)) s += `,"region_iso_code":${JSON.stringify(g.regionCode)}`;
-  if (str(g.regionName)) s += `,"region_name":${JSON.stringify(g.regionName)}`;
-  if (str(g.city)) s += `,"city_name":${JSON.stringify(g.city)}`;
-  if (str(g.postalCode)) s += `,"postal_code":${JSON.stringify(g.postalCode)}`;
-  if (str(g.timezone)) s += `,"timezone":${JSON.stringify(g.timezone)}`;
-  if (str(g.continentCode)) s += `,"continent_code":${JSON.stringify(g.continentCode)}`;
+  for (const f of GEO_FIELDS) {
+    const v = g[f.from];
+    if (typeof v === "string" && v !== "") s += f.text + JSON.stringify(v);
+  }
   return s === "" ? undefined : `{${s.slice(1)}}`;
 }
 
