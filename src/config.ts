@@ -396,7 +396,10 @@ export const configSchema = z
          * LogsService/Export are refused with 503 / UNAVAILABLE (DNSGEO_OTLP_NOT_CONFIGURED).
          */
         next_hop: z.string().regex(/^https?:\/\/\S+$/i, "expected an http:// or https:// URL").optional(),
-        /** Longest wait for the next hop's answer to one request, milliseconds; past it the shipper gets 503 / UNAVAILABLE and sends again. */
+        /**
+         * Longest wait for the next hop's answer to one request, milliseconds; past it the shipper gets 503 / UNAVAILABLE and sends again.
+         * Also how long a later part of a request that failed is tried again, once earlier parts were delivered.
+         */
         timeout_ms: positiveInt.default(10_000),
         /** Content-Encoding of what is sent to the next hop. */
         compression: z.enum(["none", "gzip"]).default("none"),
