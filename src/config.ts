@@ -13,6 +13,8 @@ import { DnsgeoError } from "./errors.js";
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().min(0);
+/** An extra HTTP header for a next hop or webhook, as "Name: value". */
+const headerLine = z.string().regex(/^[^:\s][^:]*:/, 'expected "Name: value"');
 /** `host:port`, e.g. `127.0.0.1:24224` or `[::1]:24224` (port 0: any free port). */
 const hostPort = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):\d{1,5}$/, "expected host:port");
 
@@ -318,7 +320,7 @@ export const configSchema = z
         compression: z.enum(["none", "gzip", "deflate", "zstd", "snappy"]).default("none"),
         timeout_ms: positiveInt.default(10_000),
         /** Extra headers as "Name: value" strings. */
-        headers: z.array(z.string().min(1)).default([]),
+        headers: z.array(headerLine).default([]),
         /**
          * Largest body sent to the next hop, counted before compression (so also after the
          * next hop decompresses it); larger batches go out in several requests. The default
@@ -382,7 +384,7 @@ export const configSchema = z
             /** Attempts after the first, with backoff. */
             retries: nonNegInt.default(3),
             /** Extra headers as "Name: value" strings. */
-            headers: z.array(z.string().min(1)).default([]),
+            headers: z.array(headerLine).default([]),
           })
           .prefault({}),
       })
@@ -404,7 +406,7 @@ export const configSchema = z
         /** Content-Encoding of what is sent to the next hop. */
         compression: z.enum(["none", "gzip"]).default("none"),
         /** Extra headers sent to the next hop, as "Name: value" strings (its own token, say). */
-        headers: z.array(z.string().min(1)).default([]),
+        headers: z.array(headerLine).default([]),
         /**
          * Largest request sent to the next hop (protobuf, before compression); larger ones go
          * out as several, cut between log records. Under Fluent Bit's opentelemetry input's
@@ -445,6 +447,16 @@ export class ConfigError extends DnsgeoError {
     super("DNSGEO_CONFIG_INVALID", undefined, { message });
     this.name = "ConfigError";
   }
+}
+
+/** `"Name: value"` header lines (checked by the schema) as a header object, names in lower case. */
+export function headerObject(lines: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return out;
 }
 
 /** `json`: a list of objects (`policy.rules`), given in the environment as JSON text. */

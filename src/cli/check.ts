@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { GetCommand, type DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { request } from "undici";
 import { limiterStatePath } from "../app.js";
-import { ConfigError, deadLetterPath, sqlitePath, type Config } from "../config.js";
+import { ConfigError, deadLetterPath, headerObject, sqlitePath, type Config } from "../config.js";
 import { createDynamoClient, describeTable } from "../lookup/dynamodb-tier.js";
 import { DynamoFleetBudget } from "../lookup/fleet-budget.js";
 import { fileLimiterStore } from "../lookup/limiter-store.js";
@@ -114,16 +114,6 @@ async function checkOfflineData(cfg: Readonly<Config>): Promise<[CheckStatus, st
   } finally {
     p.close();
   }
-}
-
-/** `forward.headers` lines ("Name: value") as a header object; the config check at start rejects malformed ones. */
-function headerObject(lines: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of lines) {
-    const i = l.indexOf(":");
-    if (i > 0) out[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-  }
-  return out;
 }
 
 /**

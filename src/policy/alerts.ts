@@ -5,7 +5,7 @@
  * a failed POST (no answer, 429, 5xx) is retried with backoff, other answers are final.
  */
 import { request } from "undici";
-import type { Config } from "../config.js";
+import { headerObject, type Config } from "../config.js";
 import { BurstLog } from "../lookup/burst-log.js";
 import { systemClock, type Clock } from "../lookup/lookup.js";
 import type { Logger } from "../observability/logger.js";
@@ -33,15 +33,6 @@ export interface AlertSenderOptions {
   logger?: Logger;
   metrics?: Metrics;
   clock?: Clock;
-}
-
-function headerObject(lines: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of lines) {
-    const i = l.indexOf(":");
-    if (i > 0) out[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-  }
-  return out;
 }
 
 export class AlertSender {

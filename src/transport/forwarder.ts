@@ -19,8 +19,7 @@
  * dead-letter file that is full or cannot be written makes it `unavailable`.
  */
 import { Agent, request, type Dispatcher } from "undici";
-import type { Config } from "../config.js";
-import { ConfigError } from "../config.js";
+import { ConfigError, headerObject, type Config } from "../config.js";
 import { performance } from "node:perf_hooks";
 import { canCompressZstd, compress } from "../codecs/compression.js";
 import { encodeItems } from "../pipeline/framing.js";
@@ -119,16 +118,6 @@ const DEFAULT_CONTENT_TYPE: Record<Framing, string> = {
 /** Longest piece of a next hop's error body kept for the shipper's error message. */
 const DETAIL_MAX = 512;
 
-function parseHeaders(lines: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of lines) {
-    const i = line.indexOf(":");
-    if (i <= 0) throw new ConfigError(`forward.headers: expected "Name: value", got a line without a colon`);
-    out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-  }
-  return out;
-}
-
 type PostResult =
   | { kind: "ok"; status: number }
   | { kind: "refused"; status: number; detail: string }
@@ -162,7 +151,7 @@ export class Forwarder {
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.deadLetter = deps.deadLetter;
-    this.headers = parseHeaders(cfg.headers);
+    this.headers = headerObject(cfg.headers);
     this.ownDispatcher = deps.dispatcher === undefined;
     this.dispatcher =
       deps.dispatcher ??

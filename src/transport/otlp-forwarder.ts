@@ -19,7 +19,7 @@ import { Agent, request, type Dispatcher } from "undici";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import { performance } from "node:perf_hooks";
-import type { Config } from "../config.js";
+import { headerObject, type Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import { Gate } from "./byte-budget.js";
 import { TimeSlices, type Pause } from "../pipeline/slices.js";
@@ -66,10 +66,7 @@ export class OtlpForwarder {
     this.gate = new Gate(cfg.max_concurrent_requests);
     this.headers = { "content-type": "application/x-protobuf", "user-agent": "dnsgeo" };
     if (cfg.compression === "gzip") this.headers["content-encoding"] = "gzip";
-    for (const h of cfg.headers) {
-      const i = h.indexOf(":");
-      if (i > 0) this.headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-    }
+    Object.assign(this.headers, headerObject(cfg.headers));
   }
 
   /**

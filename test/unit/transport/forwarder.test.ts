@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { ConfigError, loadConfig } from "../../../src/config.js";
+import { ConfigError, headerObject, loadConfig } from "../../../src/config.js";
 import { createLogger, silentLogger } from "../../../src/observability/logger.js";
 import { canCompressZstd } from "../../../src/codecs/compression.js";
 import { randomBytes } from "node:crypto";
@@ -16,6 +16,17 @@ import { DeadLetterFile, readDeadLetters } from "../../../src/transport/dead-let
 import { Forwarder } from "../../../src/transport/forwarder.js";
 
 describe("Forwarder settings", () => {
+  it("refuses a header line without a name and a colon, naming the key, for every next hop and the alert webhook", () => {
+    for (const overrides of [{ forward: { headers: ["X-Token abc"] } }, { otlp: { headers: [": no name"] } }, { policy: { alert: { url: "http://127.0.0.1:9/a", headers: ["nocolon"] } } }]) {
+      expect(() => loadConfig({ overrides }), JSON.stringify(overrides)).toThrow(ConfigError);
+      expect(() => loadConfig({ overrides }), JSON.stringify(overrides)).toThrow(/headers.*expected "Name: value"/);
+    }
+  });
+
+  it("sends the configured headers with their names in lower case and values trimmed", () => {
+    expect(headerObject(["X-Token: abc ", "Authorization:Bearer a:b"])).toEqual({ "x-token": "abc", authorization: "Bearer a:b" });
+  });
+
   it.runIf(!canCompressZstd)("refuses zstd compression on a Node.js that cannot compress zstd", () => {
     const cfg = loadConfig({ overrides: { forward: { url: "http://127.0.0.1:9/in", compression: "zstd" } } });
     expect(() => new Forwarder(cfg.forward, { logger: silentLogger() })).toThrow(ConfigError);
