@@ -8,10 +8,10 @@ import { Unpackr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { MsgpackWriter, packValue } from "../../../src/codecs/msgpack-writer.js";
 import { loadConfig } from "../../../src/config.js";
-import type { Entry, GeoInfo, IpResult } from "../../../src/lookup/lookup.js";
 import { formatEcs, formatEcsPacked } from "../../../src/pipeline/format-ecs.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
+import { IPS, recordArb, resultsArb } from "../../helpers/ecs-arbitraries.js";
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
@@ -25,61 +25,6 @@ function appended(record: Record<string, unknown>, count: number, added: Buffer)
   w.bytes(added);
   return unpackr.unpack(w.finish());
 }
-
-const IPS = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "10.0.0.1", "::ffff:8.8.4.4", "127.1", "fe80::1%eth0", "www.example.com."];
-const PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "8.8.4.4"];
-
-const optStr = fc.option(fc.constantFrom("", "US", "Zürich", 'quo"te', "a\\b"), { nil: undefined });
-const optNum = fc.option(fc.oneof(fc.double({ min: -180, max: 180, noNaN: true }), fc.integer()), { nil: undefined });
-const geoArb = (ip: string): fc.Arbitrary<GeoInfo> =>
-  fc.record({
-    ip: fc.constant(ip),
-    countryCode: optStr,
-    country: optStr,
-    regionCode: optStr,
-    regionName: optStr,
-    city: optStr,
-    postalCode: optStr,
-    lat: optNum,
-    lon: optNum,
-    timezone: optStr,
-    continentCode: optStr,
-    asn: fc.option(fc.integer({ min: 0, max: 400000 }), { nil: undefined }),
-    asOrg: optStr,
-    org: optStr,
-    isp: optStr,
-    source: fc.constantFrom("ip-api", "mmdb", ""),
-    fetchedAt: fc.constant(1_790_000_000),
-  }, { requiredKeys: ["ip", "source", "fetchedAt"] });
-
-const resultArb = (ip: string): fc.Arbitrary<IpResult | undefined> =>
-  fc.option(
-    fc.record({
-      final: fc.boolean(),
-      entry: fc.option(
-        fc.record({
-          ip: fc.constant(ip),
-          geo: fc.option(geoArb(ip), { nil: undefined }),
-          neg: fc.option(fc.boolean(), { nil: undefined }),
-          stale: fc.option(fc.boolean(), { nil: undefined }),
-          src: fc.constantFrom("ip-api", "mmdb"),
-          fetchedAt: fc.constant(1_790_000_000),
-          expiresAt: fc.constant(1_800_000_000),
-        }, { requiredKeys: ["ip", "src", "fetchedAt", "expiresAt"] }) as fc.Arbitrary<Entry>,
-        { nil: undefined },
-      ),
-    }, { requiredKeys: ["final"] }),
-    { nil: undefined },
-  );
-
-const resultsArb = fc.tuple(...PUBLIC.map(resultArb)).map((rs) => {
-  const m = new Map<string, IpResult>();
-  rs.forEach((r, i) => r && m.set(PUBLIC[i] as string, r));
-  return m;
-});
-
-const key = fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom("dns", "destination", "dnsgeo", "aws", "__proto__", "query_name"));
-const recordArb = fc.dictionary(key, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 });
 
 const policyArb = fc.option(
   fc.record({
