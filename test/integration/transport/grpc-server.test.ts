@@ -80,7 +80,7 @@ describe("gRPC transport", () => {
     const call = rc.ServerReflectionInfo() as grpc.ClientDuplexStream<unknown, { list_services_response?: { service: Array<{ name: string }> } }>;
     // Act
     const names = await new Promise<string[]>((resolve, reject) => {
-      call.on("data", (r) => resolve((r.list_services_response?.service ?? []).map((s) => s.name)));
+      call.on("data", (r) => resolve((r.list_services_response?.service ?? []).map((s: { name: string }) => s.name)));
       call.on("error", reject);
       call.write({ list_services: "" });
     });
@@ -176,7 +176,7 @@ describe("gRPC overload (its own slots, not HTTP's)", () => {
       // Assess
       expect((err as grpc.ServiceError).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
       expect((err as grpc.ServiceError).metadata.get("grpc-retry-pushback-ms")[0]).toBe("3000");
-      expect((await holding).records).toHaveLength(1);
+      expect((await holding as EnrichResponse).records).toHaveLength(1);
     } finally {
       client.close();
       await h.close();
@@ -195,7 +195,7 @@ describe("gRPC overload (its own slots, not HTTP's)", () => {
     await new Promise((r) => setTimeout(r, 100));
     try {
       // Act
-      const res = await unary(client, "Enrich", { records: [ROUTE53_LINES[0]] });
+      const res = await unary<EnrichResponse>(client, "Enrich", { records: [ROUTE53_LINES[0]] });
       // Assess
       expect(res.records).toHaveLength(1);
     } finally {

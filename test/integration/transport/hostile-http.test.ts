@@ -102,12 +102,13 @@ describe("hostile HTTP clients", () => {
     }
     // The third slow request from the same address is refused at once; the first two wait for their bodies.
     const third = await answers[2];
+    if (third === undefined) throw new Error("no third answer");
     expect(third.text).toMatch(/^HTTP\/1\.1 503 /);
     expect(third.text.toLowerCase()).toContain("retry-after: 1");
     // Another address still gets both of the remaining slots.
     const [a, b] = await Promise.all([enrich(h.httpUrl, ndjson(3), "127.0.0.1"), enrich(h.httpUrl, ndjson(3), "127.0.0.1")]);
     expect([a, b]).toEqual([200, 200]);
-    expect((await answers[0]).text).toBe("");
+    expect((await answers[0])?.text).toBe("");
     for (const s of slow) s.destroy();
   });
 

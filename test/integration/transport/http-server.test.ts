@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
+import { Readable } from "node:stream";
 import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import { Agent, request } from "undici";
@@ -136,7 +137,7 @@ describe("HTTP transport", () => {
       for (let i = 0; i < 20; i++) yield Buffer.alloc(8 * 1024, 0x20);
     }
     // Act
-    const res = await request(`${h.httpUrl}/v1/enrich`, { method: "POST", body: chunks(), headers: { "content-type": "application/x-ndjson" }, dispatcher: agent }).then(
+    const res = await request(`${h.httpUrl}/v1/enrich`, { method: "POST", body: Readable.from(chunks()), headers: { "content-type": "application/x-ndjson" }, dispatcher: agent }).then(
       async (r) => ({ status: r.statusCode, text: await r.body.text() }),
       (e: Error) => ({ status: -1, text: e.message }),
     );

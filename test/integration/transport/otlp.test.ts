@@ -82,7 +82,7 @@ function deeplyNested(depth: number): Buffer {
     return Buffer.from(out);
   };
   const field = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), len(body.length), body]);
-  let v = Buffer.alloc(0);
+  let v: Buffer = Buffer.alloc(0);
   // AnyValue.array_value (5) holding ArrayValue.values (1).
   for (let i = 0; i < depth; i++) v = field(0x2a, field(0x0a, v));
   // LogRecord.body (5) in ScopeLogs.log_records (2) in ResourceLogs.scope_logs (2) in the request's resource_logs (1).

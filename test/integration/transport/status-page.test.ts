@@ -143,7 +143,8 @@ describe("status page", () => {
         }),
       );
       const land = await page.$eval("path.land", (p) => {
-        const b = (p as unknown as SVGGraphicsElement).getBBox();
+        // Runs in the browser; this file is type-checked without the DOM library.
+        const b = (p as unknown as { getBBox(): { width: number; height: number } }).getBBox();
         return { width: b.width, height: b.height };
       });
       const enriched = await page.$eval('#records td[data-key="enriched"]', (td) => td.textContent);

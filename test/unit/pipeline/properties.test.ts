@@ -164,8 +164,7 @@ function oracleLookupable(ip: string): boolean {
   }
   // Canonical text only: what was asked must be the address's own canonical form.
   if (addr.kind() === "ipv4") return ip === addr.toString() && ipaddr.IPv4.isValidFourPartDecimal(ip);
-  addr = addr;
-  return ip === (addr).toRFC5952String();
+  return ip === (addr as ipaddr.IPv6).toRFC5952String();
 }
 
 const octet = fc.integer({ min: 0, max: 255 });
