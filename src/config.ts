@@ -148,6 +148,8 @@ export const configSchema = z
          * holds up its own stream only.
          */
         max_unsent_answer_bytes: positiveInt.default(128 * 1024 * 1024),
+        /** The same, for the calls of one connection: past it that connection's new calls get RESOURCE_EXHAUSTED, the others' are served. */
+        max_unsent_answer_bytes_per_connection: positiveInt.default(32 * 1024 * 1024),
         /** Open health Watch streams at most, whatever `auth.protect_ops` says; past it Watch gets RESOURCE_EXHAUSTED. */
         max_watch_streams: positiveInt.default(64),
         /** An answer still not written to its client after this long closes the client's connection (it stopped reading), milliseconds. */

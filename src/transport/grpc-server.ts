@@ -4,13 +4,14 @@
  * (with Watch) and server reflection.
  *
  * Every failure leaves with an explicit status from the error table (never UNKNOWN).
- * The in-flight budget is shared with HTTP; one stream message takes one slot while
- * it is processed.
+ * The in-flight slots are gRPC's own (`grpc.max_inflight_requests`); one stream message
+ * takes one slot while it is processed.
  *
  * A client that does not read holds up its own calls, not the process: a stream reads
  * its next request only once its last answer was written, answers waiting to be
- * written count against `grpc.max_unsent_answer_bytes` (new calls past it are refused
- * at once), and a connection whose answers wait longer than `grpc.send_timeout_ms` is
+ * written count against `grpc.max_unsent_answer_bytes` and, per connection,
+ * `grpc.max_unsent_answer_bytes_per_connection` (new calls past either are refused at
+ * once), and a connection whose answers wait longer than `grpc.send_timeout_ms` is
  * closed. dnsgeo owns the listening socket (grpc-js gets the accepted connections) so
  * it can cap connections and close silent ones.
  */
@@ -143,9 +144,14 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   });
   /** Answer bytes handed to grpc-js and not yet written (see GuardedCall). */
   let unsent = 0;
-  const addUnsent = (n: number): void => {
+  /** The same by connection (grpc-js's peer text, address and port). */
+  const unsentByPeer = new Map<string, number>();
+  const addUnsent = (n: number, peer: string): void => {
     unsent += n;
     metrics.grpcUnsentAnswerBytes.set(unsent);
+    const left = (unsentByPeer.get(peer) ?? 0) + n;
+    if (left > 0) unsentByPeer.set(peer, left);
+    else unsentByPeer.delete(peer);
   };
 
   const fail = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => {
@@ -193,9 +199,9 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
 
   let active = 0;
   let idleWaiters: Array<() => void> = [];
-  const admit = (): ErrorCode | undefined => {
+  const admit = (peer: string): ErrorCode | undefined => {
     if (closing) return "DNSGEO_SHUTTING_DOWN";
-    if (unsent >= cfg.max_unsent_answer_bytes) {
+    if (unsent >= cfg.max_unsent_answer_bytes || (unsentByPeer.get(peer) ?? 0) >= cfg.max_unsent_answer_bytes_per_connection) {
       metrics.refused.inc({ transport: "grpc", reason: "unsent_answers" });
       return "DNSGEO_OVERLOADED";
     }
@@ -227,7 +233,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         callback(fail("DNSGEO_BAD_REQUEST", req.reason));
         return;
       }
-      const refused = admit();
+      const refused = admit(call.getPeer());
       if (refused) {
         callback(refuse(refused));
         return;
@@ -270,7 +276,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
           return;
         }
         const start = performance.now();
-        const refused = admit();
+        const refused = admit(call.getPeer());
         if (refused) {
           finish(refuse(refused));
           return;
@@ -325,7 +331,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         callback(fail("DNSGEO_BAD_REQUEST", req.reason));
         return;
       }
-      const refused = admit();
+      const refused = admit(call.getPeer());
       if (refused) {
         callback(refuse(refused));
         return;
@@ -410,7 +416,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         onCancel: () => {
           // Called once the call is over, answered or not: what was never written is given back.
           if (this.held > 0) {
-            addUnsent(-this.held);
+            addUnsent(-this.held, this.getPeer());
             this.held = 0;
           }
           listener.onCancel();
@@ -421,7 +427,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     override sendMessage(message: unknown, callback: () => void): void {
       const n = answerSizeHint(message);
       this.held += n;
-      addUnsent(n);
+      addUnsent(n, this.getPeer());
       let written = false;
       const timer = setTimeout(() => {
         if (written) return;
@@ -434,7 +440,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         clearTimeout(timer);
         const give = Math.min(n, this.held);
         this.held -= give;
-        addUnsent(-give);
+        addUnsent(-give, this.getPeer());
         this.written++;
         if (this.readWaiting && this.received <= this.written) {
           this.readWaiting = false;
@@ -546,7 +552,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         callback(fail("DNSGEO_OTLP_NOT_CONFIGURED", ERROR_CODES.DNSGEO_OTLP_NOT_CONFIGURED.message));
         return;
       }
-      const refused = admit();
+      const refused = admit(call.getPeer());
       if (refused) {
         // OTLP exporters retry RESOURCE_EXHAUSTED only with RetryInfo details: overload is UNAVAILABLE here.
         const st = refuse(refused);

@@ -119,6 +119,33 @@ describe("gRPC backpressure", () => {
     expect(served.records).toHaveLength(1);
   });
 
+  it("a connection past grpc.max_unsent_answer_bytes_per_connection gets RESOURCE_EXHAUSTED for its new calls; other connections are served", async () => {
+    // Prepare: a per-connection cap below one answer, the total cap left at its default.
+    h = await startHarness({ grpc: { max_unsent_answer_bytes_per_connection: 64 * 1024 } });
+    const other = enrichmentClient(h.grpcAddress);
+    clients.push(other);
+    const { session, stream } = unreadStream(h.grpcAddress, 20);
+    await until(async () => (await metric(h as Harness, "dnsgeo_grpc_unsent_answer_bytes")) >= 64 * 1024);
+    await sleep(300);
+    // Act: one more call on the connection that does not read, one on another connection.
+    const s = session.request({ ":method": "POST", ":path": "/dnsgeo.v1.Enrichment/Enrich", "content-type": "application/grpc", te: "trailers" });
+    const sameConnection = new Promise<string | undefined>((resolve) => {
+      s.on("response", (hd) => (hd["grpc-status"] !== undefined ? resolve(String(hd["grpc-status"])) : undefined));
+      s.on("trailers", (t) => resolve(String(t["grpc-status"])));
+      s.on("error", () => resolve(undefined));
+      s.on("close", () => resolve(undefined));
+    });
+    s.resume();
+    s.end(frameEnrichRequest(records(1)));
+    const status = await sameConnection;
+    const served = await unary<EnrichResponse>(other, "Enrich", { records: [ROUTE53_LINES[0]] });
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    session.close();
+    // Assess
+    expect(status).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    expect(served.records).toHaveLength(1);
+  });
+
   it("unread unary answers on one connection are bounded by grpc.max_concurrent_streams, and a connection that stops reading is closed after grpc.send_timeout_ms", async () => {
     // Prepare
     h = await startHarness({ grpc: { max_concurrent_streams: 4, send_timeout_ms: 400 } });
