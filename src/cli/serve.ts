@@ -51,7 +51,7 @@ export async function startServe(app: App): Promise<ServeHandle> {
   let fluent: FluentTransport | undefined;
   // A forward listener with nowhere to send could only hold or drop what it receives.
   if (cfg.fluent.listen && !cfg.fluent.next_hop) throw new ConfigError("config key fluent.listen (env DNSGEO_FLUENT_LISTEN): set, but fluent.next_hop (env DNSGEO_FLUENT_NEXT_HOP) is not; the forward listener needs an in_forward to send the enriched events to");
-  const fluentForwarder = cfg.fluent.listen ? new FluentForwarder(cfg.fluent, { logger: app.logger }) : undefined;
+  const fluentForwarder = cfg.fluent.listen ? new FluentForwarder(cfg.fluent, { logger: app.logger, metrics: app.metrics }) : undefined;
   // OTLP logs are on the HTTP and gRPC ports; without otlp.next_hop they are refused (503 / UNAVAILABLE).
   const otlpForwarder = cfg.otlp.next_hop ? new OtlpForwarder(cfg.otlp, { logger: app.logger }) : undefined;
   const otlp = createOtlpService(app, otlpForwarder);

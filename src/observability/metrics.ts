@@ -57,6 +57,14 @@ export interface Metrics {
   policyRules: Gauge;
   /** Always 1; the labels say which build runs (version, node, commit when known). */
   buildInfo: Gauge<"version" | "node" | "commit">;
+  /** Fluent forward listener, messages by result: delivered | next_hop_unavailable | malformed | undecodable | too_large | failed | unauthorized (connection refused at the handshake). */
+  fluentMessages: Counter<"result">;
+  /** Fluent forward listener, records (events) of the messages delivered to the next hop. */
+  fluentRecords: Counter;
+  /** Fluent forward next hop, messages sent by result: acked | failed (no ack in time, connection lost or refused; sent again within fluent.timeout_ms). */
+  fluentNextHopMessages: Counter<"result">;
+  /** Fluent forward next hop, time from sending a message to its ack. */
+  fluentNextHopDuration: Histogram;
 }
 
 /** Creates the metrics on a fresh registry (one per app, so tests don't collide). */
@@ -86,6 +94,15 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     connectionsClosed: new Counter({ name: "dnsgeo_connections_closed_total", help: "Connections closed by the connection limits (refused at the cap, idle one closed to make room, no first byte in time)", labelNames: ["transport", "reason"], registers }),
     grpcUnsentAnswerBytes: new Gauge({ name: "dnsgeo_grpc_unsent_answer_bytes", help: "gRPC answer bytes not yet written to their clients", registers }),
     grpcWatchStreams: new Gauge({ name: "dnsgeo_grpc_watch_streams", help: "Open gRPC health Watch streams", registers }),
+    fluentMessages: new Counter({ name: "dnsgeo_fluent_messages_total", help: "Fluent forward messages received, by result", labelNames: ["result"], registers }),
+    fluentRecords: new Counter({ name: "dnsgeo_fluent_records_total", help: "Records of the Fluent forward messages delivered to the next hop", registers }),
+    fluentNextHopMessages: new Counter({ name: "dnsgeo_fluent_next_hop_messages_total", help: "Messages sent to the Fluent forward next hop, by result", labelNames: ["result"], registers }),
+    fluentNextHopDuration: new Histogram({
+      name: "dnsgeo_fluent_next_hop_ack_seconds",
+      help: "Time from sending a message to the Fluent forward next hop until its ack",
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
     forwardRequests: new Counter({ name: "dnsgeo_forward_requests_total", help: "Requests to the forward next hop, by answer class (error: no answer)", labelNames: ["class"], registers }),
     forwardDuration: new Histogram({
       name: "dnsgeo_forward_request_duration_seconds",

@@ -16,6 +16,7 @@ import * as net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
 import { FluentProtocolError, packPackedForward, unpackr, valueEnd } from "./fluent-codec.js";
 
 export type FluentConfig = Config["fluent"];
@@ -102,6 +103,7 @@ class HopConnection {
 
 export interface FluentForwarderDeps {
   logger?: Logger;
+  metrics?: Metrics;
 }
 
 /** Sends batches of packed entries to `fluent.next_hop`. */
@@ -146,9 +148,13 @@ export class FluentForwarder {
           if (this.closed || left <= 0) return false;
           try {
             conn ??= await this.take(left);
+            const sent = performance.now();
             await conn.exchange(msg, chunk, left);
+            this.deps.metrics?.fluentNextHopMessages.inc({ result: "acked" });
+            this.deps.metrics?.fluentNextHopDuration.observe((performance.now() - sent) / 1000);
             break;
           } catch (e) {
+            this.deps.metrics?.fluentNextHopMessages.inc({ result: "failed" });
             conn?.destroy();
             if (conn) this.busy.delete(conn);
             conn = undefined;

@@ -152,6 +152,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   const cfg = app.config.fluent;
   const partialTimeoutMs = app.config.http.body_timeout_ms;
   const logger = app.logger;
+  const metrics = app.metrics;
   const conns = new Map<net.Socket, { busy: boolean }>();
   let closing = false;
   let idleWaiters: Array<() => void> = [];
@@ -208,6 +209,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     const drop = (kind: string, detail: string): void => {
       if (gone) return;
       gone = true;
+      metrics.fluentMessages.inc({ result: kind });
       warnLimited(kind, { peer, detail }, "fluent connection closed");
       socket.destroy();
     };
@@ -249,6 +251,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
           const res = answerPing(bytes, nonce as Buffer, cfg.shared_key as string, cfg.self_hostname);
           socket.write(res.pong);
           if (!res.ok) {
+            metrics.fluentMessages.inc({ result: "unauthorized" });
             warnLimited("auth", { peer, detail: res.reason }, "fluent connection refused");
             gone = true;
             socket.end();
@@ -269,8 +272,13 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
         socket.pause();
         deliver(msg).then(
           (ok) => {
-            if (!ok) drop("next_hop_unavailable", `next hop ${cfg.next_hop ?? ""} did not ack within fluent.timeout_ms; no ack sent, the shipper sends again`);
-            else if (msg.chunk !== undefined && !gone) socket.write(packr.pack({ ack: msg.chunk }));
+            if (!ok) {
+              drop("next_hop_unavailable", `next hop ${cfg.next_hop ?? ""} did not ack within fluent.timeout_ms; no ack sent, the shipper sends again`);
+              return;
+            }
+            metrics.fluentMessages.inc({ result: "delivered" });
+            metrics.fluentRecords.inc(msg.entries?.length ?? msg.events.length);
+            if (msg.chunk !== undefined && !gone) socket.write(packr.pack({ ack: msg.chunk }));
           },
           (e: unknown) => {
             logger.error({ err: e, transport: "fluent" }, "fluent message failed; no ack sent");

@@ -126,6 +126,12 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`forward protocol modes into a real Flue
       expect(r.date, String(r.rid)).toBeCloseTo(T + i + 0.5, 3);
     }
     expect(fb.output).not.toMatch(/\[error\]/);
+    const m = h.app.metrics;
+    const value = async (c: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> }, result?: string): Promise<number> =>
+      (await c.get()).values.filter((v) => result === undefined || v.labels.result === result).reduce((a, v) => a + v.value, 0);
+    expect(await value(m.fluentMessages, "delivered")).toBe(4);
+    expect(await value(m.fluentRecords)).toBe(6);
+    expect(await value(m.fluentNextHopMessages, "acked")).toBe(4);
   }, 90_000);
 });
 

@@ -82,6 +82,9 @@ describe("Fluent forward listener", () => {
     expect(r.closed).toBe(true);
     expect(r.closedAfterMs).toBeGreaterThanOrEqual(700);
     expect(hop.received()).toBeGreaterThan(0);
+    const messages = (await h.app.metrics.fluentMessages.get()).values;
+    expect(messages.map((v) => [v.labels.result, v.value])).toEqual([["next_hop_unavailable", 1]]);
+    expect((await h.app.metrics.fluentNextHopMessages.get()).values.find((v) => v.labels.result === "failed")?.value).toBeGreaterThan(0);
   });
 
   it("closes a connection that sends garbage, and keeps serving others (fast-check)", async () => {
