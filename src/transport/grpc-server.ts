@@ -593,7 +593,16 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       const tcp = net.createServer((socket) => {
         // Errors of an accepted socket end it; grpc-js sees the session close.
         socket.on("error", () => undefined);
-        if (connections.accept(socket)) injector.injectConnection(socket);
+        if (!connections.accept(socket)) return;
+        // grpc-js sets up an HTTP/2 session (its state, a SETTINGS frame) for a connection
+        // as soon as it is handed one: a burst of silent connections cost that many sessions
+        // (most of the CPU in the abuse suite's idle-connections row). It gets the connection
+        // at its first byte (the HTTP/2 preface or a TLS hello), put back in front of the stream.
+        socket.once("data", (first: Buffer) => {
+          socket.pause();
+          socket.unshift(first);
+          injector.injectConnection(socket);
+        });
       });
       listener = tcp;
       return new Promise((resolve, reject) => {
