@@ -75,6 +75,24 @@ describe("sliced decode, enrichment and encoding", () => {
     );
   });
 
+  it("a batch of several parts (20 000 records, junk and repeated IPs among them) gives the same bytes, counts and IPs looked up as in one run", async () => {
+    const config = loadConfig({ env: {} });
+    const enricher = new Enricher({ geo: new FixtureGeoService(), config });
+    const ips = ["8.8.8.8", "1.1.1.1", "10.0.0.1", "2606:4700:4700::1111", "9.9.9.9"];
+    const lines = Array.from({ length: 20_000 }, (_, i) =>
+      i % 997 === 0 ? "not json" : JSON.stringify({ query_name: `h${i}.`, answers: [{ Rdata: ips[i % ips.length], Type: "A" }, { Rdata: ips[(i * 7) % ips.length], Type: "A" }] }),
+    );
+    const raw = Buffer.from(lines.join("\n") + "\n");
+    for (const format of ["ecs", "quicksight"] as const) {
+      const whole = await enricher.enrichDecoded(decode(raw, { contentType: "application/x-ndjson" }), { format });
+      const p = everyBoundary();
+      const parts = await enricher.enrichDecoded(await splitBodySliced(raw, "application/x-ndjson", p), { format, pause: p });
+      expect(parts.counts).toEqual(whole.counts);
+      expect(parts.lookedUp).toBe(whole.lookedUp);
+      expect((await encodeItemsSliced(parts.framing, parts.items, p)).equals(encodeItems(whole.framing, whole.items))).toBe(true);
+    }
+  });
+
   it("a large batch yields many times", async () => {
     const lines = Array.from({ length: 5000 }, (_, i) => JSON.stringify({ query_name: `h${i}.`, answers: [{ Rdata: "8.8.8.8" }] }));
     const raw = Buffer.from(lines.join("\n") + "\n");
