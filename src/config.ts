@@ -365,6 +365,26 @@ export const configSchema = z
         self_hostname: z.string().min(1).default("dnsgeo"),
         /** TLS of the listener (out_forward `tls on`), as `http.tls`. */
         tls: tlsSchema,
+        /**
+         * Shared key the next hop's in_forward expects (its `shared_key`): dnsgeo answers its
+         * HELO with a PING (hostname `self_hostname`) and checks that the PONG proves the key too.
+         */
+        next_hop_shared_key: z.string().min(1).optional(),
+        /** TLS to the next hop (in_forward `tls on`). */
+        next_hop_tls: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** CA bundle that signed the next hop's certificate; Node's bundled CAs when unset. */
+            ca_file: z.string().optional(),
+            /** Client certificate and key, for a next hop that asks for one. */
+            cert_file: z.string().optional(),
+            key_file: z.string().optional(),
+            /** Check the next hop's certificate and name; turn off only for a throwaway setup. */
+            verify: z.boolean().default(true),
+            /** Name the certificate must carry (and SNI); the next hop's host when unset. */
+            server_name: z.string().optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
     policy: z

@@ -5,6 +5,7 @@
  * PackedForward payload is taken as bytes, not copied), and the decoding of one message
  * in each mode into events.
  */
+import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { addExtension, Packr, Unpackr } from "msgpackr";
 import type { MsgpackWriter } from "../codecs/msgpack-writer.js";
@@ -405,4 +406,21 @@ export function writeExtendedEntry(w: MsgpackWriter, ev: FluentEvent, count: num
   w.mapHeader(h.count + count);
   w.copy(bytes, h.body, bytes.length);
   w.copy(added, from, to);
+}
+
+/** Hex SHA-512 of the parts, as the forward protocol's handshake digests are written. */
+export function handshakeDigest(...parts: Array<string | Buffer>): string {
+  const h = createHash("sha512");
+  for (const p of parts) h.update(p);
+  return h.digest("hex");
+}
+
+/** The payload of a msgpack str or bin value, or undefined for another type. */
+export function strBytes(v: Buffer): Buffer | undefined {
+  const t = v[0] as number;
+  if (t >= 0xa0 && t <= 0xbf) return v.subarray(1);
+  if (t === 0xc4 || t === 0xd9) return v.subarray(2);
+  if (t === 0xc5 || t === 0xda) return v.subarray(3);
+  if (t === 0xc6 || t === 0xdb) return v.subarray(5);
+  return undefined;
 }

@@ -13,11 +13,13 @@
  * `in_forward` has no per-record refusal, so there is nothing to dead-letter.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { randomBytes } from "node:crypto";
-import type { Config } from "../config.js";
+import { readFileSync } from "node:fs";
+import { ConfigError, type Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { FluentProtocolError, packPackedForward, unpackr, valueEnd } from "./fluent-codec.js";
+import { FluentProtocolError, handshakeDigest, packPackedForward, packr, strBytes, unpackr, valueEnd } from "./fluent-codec.js";
 
 export type FluentConfig = Config["fluent"];
 
@@ -40,13 +42,35 @@ function joined(entries: readonly Buffer[], lo: number, hi: number, bytes: numbe
   return Buffer.from(first.buffer, first.byteOffset, bytes);
 }
 
+/** The nonce of a HELO (`["HELO", {nonce, auth, keepalive}]`) as raw bytes, or undefined when `b` is no HELO. */
+function heloNonce(b: Buffer): Buffer | undefined {
+  if (b[0] !== 0x92) return undefined;
+  const kindEnd = valueEnd(b, 1);
+  if (kindEnd < 0 || strBytes(b.subarray(1, kindEnd))?.toString("latin1") !== "HELO") return undefined;
+  const t = b[kindEnd] as number;
+  let pairs: number;
+  let at: number;
+  if (t >= 0x80 && t <= 0x8f) [pairs, at] = [t & 0x0f, kindEnd + 1];
+  else if (t === 0xde) [pairs, at] = [b.readUInt16BE(kindEnd + 1), kindEnd + 3];
+  else return undefined;
+  for (let i = 0; i < pairs; i++) {
+    const keyEnd = valueEnd(b, at);
+    if (keyEnd < 0) return undefined;
+    const valEnd = valueEnd(b, keyEnd);
+    if (valEnd < 0) return undefined;
+    if (strBytes(b.subarray(at, keyEnd))?.toString("latin1") === "nonce") return strBytes(b.subarray(keyEnd, valEnd));
+    at = valEnd;
+  }
+  return undefined;
+}
+
 /** One pooled connection to the next hop, with the bytes it has answered and not yet read. */
 class HopConnection {
   private pending: Buffer = Buffer.alloc(0);
   private waiter: ((err: Error | undefined) => void) | undefined;
   dead = false;
 
-  constructor(readonly socket: net.Socket) {
+  constructor(readonly socket: net.Socket | tls.TLSSocket) {
     socket.setNoDelay(true);
     socket.on("data", (b: Buffer) => {
       this.pending = this.pending.length === 0 ? b : Buffer.concat([this.pending, b]);
@@ -64,19 +88,41 @@ class HopConnection {
   async exchange(msg: Buffer, chunk: string, timeoutMs: number): Promise<void> {
     if (this.dead) throw new Error("connection closed");
     this.socket.write(msg);
+    const answer = unpackr.unpack(await this.nextValue(timeoutMs, "its ack")) as unknown;
+    const ack = answer !== null && typeof answer === "object" ? (answer as Record<string, unknown>).ack : undefined;
+    if (ack === chunk) return;
+    throw new FluentProtocolError(`the next hop answered ${JSON.stringify(answer)?.slice(0, 80)} (want ack ${chunk})`);
+  }
+
+  /**
+   * The forward protocol's handshake as a client: the next hop's HELO carries a nonce;
+   * dnsgeo answers PING with the digest of salt, its hostname, the nonce and the shared
+   * key, and the PONG must accept it and prove the next hop knows the key as well.
+   */
+  async handshake(sharedKey: string, selfHostname: string, timeoutMs: number): Promise<void> {
+    const nonce = heloNonce(await this.nextValue(timeoutMs, "its HELO"));
+    if (nonce === undefined) throw new FluentProtocolError("the next hop's first message is not a HELO with a nonce (is its shared_key set?)");
+    const salt = randomBytes(16).toString("hex");
+    this.socket.write(packr.pack(["PING", selfHostname, salt, handshakeDigest(salt, selfHostname, nonce, sharedKey), "", ""]));
+    const pong = unpackr.unpack(await this.nextValue(timeoutMs, "its PONG")) as unknown;
+    if (!Array.isArray(pong) || pong[0] !== "PONG") throw new FluentProtocolError("the next hop did not answer the PING with a PONG");
+    if (pong[1] !== true) throw new FluentProtocolError(`the next hop refused the shared key: ${String(pong[2]).slice(0, 120)}`);
+    if (pong[4] !== handshakeDigest(salt, String(pong[3]), nonce, sharedKey)) throw new FluentProtocolError("the next hop's PONG does not prove it knows the shared key");
+  }
+
+  /** The bytes of the next msgpack value the next hop sends, waiting up to `timeoutMs`. */
+  private async nextValue(timeoutMs: number, what: string): Promise<Buffer> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const end = this.pending.length > 0 ? valueEnd(this.pending, 0) : -1;
       if (end > 0) {
-        const answer = unpackr.unpack(this.pending.subarray(0, end)) as unknown;
+        const value = this.pending.subarray(0, end);
         this.pending = this.pending.subarray(end);
-        const ack = answer !== null && typeof answer === "object" ? (answer as Record<string, unknown>).ack : undefined;
-        if (ack === chunk) return;
-        throw new FluentProtocolError(`the next hop answered ${JSON.stringify(answer)?.slice(0, 80)} (want ack ${chunk})`);
+        return value;
       }
-      if (this.dead) throw new Error("the next hop closed the connection before its ack");
+      if (this.dead) throw new Error(`the next hop closed the connection before ${what}`);
       const left = until - Date.now();
-      if (left <= 0) throw new Error(`no ack from the next hop within ${timeoutMs} ms`);
+      if (left <= 0) throw new Error(`no ${what.replace(/^its /, "")} from the next hop within ${timeoutMs} ms`);
       await new Promise<void>((resolve, reject) => {
         // After the loop was blocked (a long enrichment, a collection), timers run before
         // sockets are read: an ack already received would count as missing and the message
@@ -115,6 +161,8 @@ export class FluentForwarder {
   private closed = false;
   private lastFailureLog = 0;
   private failuresSinceLog = 0;
+  /** Options of `tls.connect` when `fluent.next_hop_tls.enabled`. */
+  private readonly tlsOptions: tls.ConnectionOptions | undefined;
 
   constructor(
     private readonly cfg: FluentConfig,
@@ -124,6 +172,27 @@ export class FluentForwarder {
     const hp = parseHostPort(cfg.next_hop);
     this.host = hp.host;
     this.port = hp.port;
+    const t = cfg.next_hop_tls;
+    if (t.enabled) {
+      // Read once at start: a file that cannot be read stops dnsgeo with the key named.
+      const read = (file: string | undefined, key: string): Buffer | undefined => {
+        if (file === undefined) return undefined;
+        try {
+          return readFileSync(file);
+        } catch (e) {
+          throw new ConfigError(`fluent.next_hop_tls.${key}: cannot read ${file}: ${(e as Error).message}`);
+        }
+      };
+      this.tlsOptions = { host: this.host, port: this.port, rejectUnauthorized: t.verify, servername: t.server_name ?? (net.isIP(this.host) ? undefined : this.host) };
+      const ca = read(t.ca_file, "ca_file");
+      const cert = read(t.cert_file, "cert_file");
+      const key = read(t.key_file, "key_file");
+      if (ca) this.tlsOptions.ca = ca;
+      if (cert) this.tlsOptions.cert = cert;
+      if (key) this.tlsOptions.key = key;
+      // A certificate for an IP address is checked against the address itself.
+      if (t.server_name !== undefined && net.isIP(this.host)) this.tlsOptions.checkServerIdentity = (_h, c) => tls.checkServerIdentity(t.server_name as string, c);
+    }
   }
 
   /**
@@ -184,11 +253,14 @@ export class FluentForwarder {
         return c;
       }
     }
-    const socket = net.connect({ host: this.host, port: this.port });
+    const started = Date.now();
+    const socket = this.tlsOptions ? tls.connect(this.tlsOptions) : net.connect({ host: this.host, port: this.port });
     const conn = new HopConnection(socket);
     this.busy.add(conn);
     try {
       await this.connected(socket, timeoutMs);
+      const key = this.cfg.next_hop_shared_key;
+      if (key !== undefined) await conn.handshake(key, this.cfg.self_hostname, Math.max(1, timeoutMs - (Date.now() - started)));
     } catch (e) {
       conn.destroy();
       this.busy.delete(conn);
@@ -200,7 +272,8 @@ export class FluentForwarder {
   private connected(socket: net.Socket, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`connecting to the next hop took over ${timeoutMs} ms`)), timeoutMs);
-      socket.once("connect", () => {
+      // Over TLS the connection is ready once the TLS handshake is done (and the certificate checked).
+      socket.once(socket instanceof tls.TLSSocket ? "secureConnect" : "connect", () => {
         clearTimeout(timer);
         resolve();
       });

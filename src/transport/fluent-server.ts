@@ -15,23 +15,16 @@
  * left half-sent for `http.body_timeout_ms` closes the connection with a log line (at
  * most one per 10 s, with a count).
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { App } from "../app.js";
 import { MsgpackWriter } from "../codecs/msgpack-writer.js";
 import type { Enricher, OutputItem, PackedAdded } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
-import { extendEntry, FluentProtocolError, packEntry, packr, readMessage, recordOf, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
+import { extendEntry, FluentProtocolError, handshakeDigest, packEntry, packr, readMessage, recordOf, strBytes, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
 import { httpsOptions, loadTls } from "./tls.js";
-
-/** Hex SHA-512 of the parts, as the forward protocol's handshake digests are written. */
-export function handshakeDigest(...parts: Array<string | Buffer>): string {
-  const h = createHash("sha512");
-  for (const p of parts) h.update(p);
-  return h.digest("hex");
-}
 
 /**
  * Checks a PING (`["PING", hostname, shared_key_salt, hexdigest, username, password_digest]`)
@@ -57,16 +50,6 @@ export function answerPing(bytes: Buffer, nonce: Buffer, sharedKey: string, self
   const want = Buffer.from(handshakeDigest(salt, host, nonce, sharedKey), "utf8");
   if (got.length !== want.length || !timingSafeEqual(got, want)) return refuse("shared key mismatch");
   return { ok: true, reason: "", pong: packr.pack(["PONG", true, "", selfHostname, handshakeDigest(salt, selfHostname, nonce, sharedKey)]) };
-}
-
-/** The payload of a msgpack str or bin value, or undefined for another type. */
-function strBytes(v: Buffer): Buffer | undefined {
-  const t = v[0] as number;
-  if (t >= 0xa0 && t <= 0xbf) return v.subarray(1);
-  if (t === 0xc4 || t === 0xd9) return v.subarray(2);
-  if (t === 0xc5 || t === 0xda) return v.subarray(3);
-  if (t === 0xc6 || t === 0xdb) return v.subarray(5);
-  return undefined;
 }
 
 export interface FluentServerDeps {

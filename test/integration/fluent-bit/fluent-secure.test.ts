@@ -94,4 +94,46 @@ describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent B
     }
     expect(good.output).not.toMatch(/\[error\]/);
   }, 90_000);
+
+  it("sends to a next hop whose in_forward wants a shared key and TLS (fluent.next_hop_shared_key, fluent.next_hop_tls); a wrong key delivers nothing", async () => {
+    // Prepare: the next hop is an in_forward with shared_key and TLS on (the test CA's server certificate).
+    const certs = makeTestCerts();
+    const sinkPort = await freePort();
+    const sink = await startFluentBit({
+      format: "yaml",
+      config: `service:\n  flush: 0.5\npipeline:\n  inputs:\n    - name: forward\n      listen: 127.0.0.1\n      port: ${sinkPort}\n      shared_key: hop-key\n      self_hostname: sink\n      tls: on\n      tls.verify: off\n      tls.crt_file: ${certs.serverCertFile}\n      tls.key_file: ${certs.serverKeyFile}\n  outputs:\n    - name: stdout\n      match: "*"\n      format: json_lines\n`,
+      readyPorts: [sinkPort],
+    });
+    fbs.push(sink);
+    const hopTls = { enabled: true, ca_file: certs.caFile };
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${sinkPort}`, next_hop_shared_key: "hop-key", next_hop_tls: hopTls, timeout_ms: 3000 } });
+    const wrong = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${sinkPort}`, next_hop_shared_key: "not-the-key", next_hop_tls: hopTls, timeout_ms: 3000 } });
+    const portOf = (x: Harness): number => Number((x.serve.fluentAddress ?? "").split(":").pop());
+    const lines = (prefix: string): string => Array.from({ length: N }, (_, i) => route53Record(`${prefix}-${i}`, [publicIp(i * 31 + 7)])).join("\n") + "\n";
+    const rightFile = join(certs.dir, "right.ndjson");
+    const wrongFile = join(certs.dir, "wrong.ndjson");
+    writeFileSync(rightFile, lines("right"));
+    writeFileSync(wrongFile, lines("wrong"));
+    const plainSource = (file: string, port: number): string =>
+      `service:\n  flush: 0.5\nparsers:\n  - name: dns_json\n    format: json\npipeline:\n  inputs:\n    - name: tail\n      path: ${file}\n      parser: dns_json\n      read_from_head: true\n  outputs:\n    - name: forward\n      match: "*"\n      host: 127.0.0.1\n      port: ${port}\n      require_ack_response: true\n`;
+    try {
+      // Act
+      fbs.push(await startFluentBit({ format: "yaml", config: plainSource(rightFile, portOf(h)) }));
+      fbs.push(await startFluentBit({ format: "yaml", config: plainSource(wrongFile, portOf(wrong)) }));
+      const ids = (): Map<string, number> => countIds(sink.jsonLines());
+      await waitUntil(() => [...ids().keys()].filter((k) => k.startsWith("right-")).length >= N, 30_000, `${N} records through the right key`);
+      const failed = async (): Promise<number> => (await wrong.app.metrics.fluentNextHopMessages.get()).values.find((v) => v.labels.result === "failed")?.value ?? 0;
+      const until = Date.now() + 15_000;
+      while ((await failed()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+      // Assess
+      expect([...ids().keys()].filter((k) => k.startsWith("right-")).length).toBe(N);
+      expect([...ids().keys()].filter((k) => k.startsWith("wrong-"))).toEqual([]);
+      expect(await failed()).toBeGreaterThan(0);
+      for (const r of sink.jsonLines().filter((x: Obj) => String(x.rid).startsWith("right-"))) {
+        expect((r.dnsgeo as Obj | undefined)?.status, String(r.rid)).toMatch(/^(enriched|partial)$/);
+      }
+    } finally {
+      await wrong.close();
+    }
+  }, 90_000);
 });
