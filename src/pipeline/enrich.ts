@@ -169,8 +169,8 @@ export class Enricher {
     if (opts.pause === undefined) lookedUp = (await this.runPart(all, 0, all.length, opts, { format, out, counts, items, packed })).length;
     else {
       // A large batch is enriched a part at a time (parse, look up, format), so only one
-      // part's record objects are alive at once: the garbage collector then marks one
-      // part, not the whole batch (a 60 MB batch kept ~300 MB of objects alive to the end).
+      // part's record objects are alive at once and the garbage collector marks one part,
+      // not the whole batch. One lookup per part; IPs are counted once across parts.
       const seen = new Set<string>();
       for (let from = 0; from < all.length; from += LARGE_BATCH_PART) {
         for (const ip of await this.runPart(all, from, Math.min(all.length, from + LARGE_BATCH_PART), opts, { format, out, counts, items, packed })) seen.add(ip);
@@ -196,10 +196,9 @@ export class Enricher {
     run: Pick<FormatRun, "format" | "out" | "counts" | "items" | "packed">,
   ): Promise<readonly string[]> {
     const pause = opts.pause;
-    let parsed: ParsedItem[];
-    if (pause === undefined) parsed = from === 0 && to === all.length ? this.parseItems(all) : this.parseItems(all.slice(from, to));
+    const parsed: ParsedItem[] = [];
+    if (pause === undefined) this.parseRange(all, from, to, parsed);
     else {
-      parsed = [];
       for (let i = from; i < to; i += 256) {
         this.parseRange(all, i, Math.min(to, i + 256), parsed);
         if (pause.isDue()) await pause.due();

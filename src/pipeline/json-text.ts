@@ -281,8 +281,8 @@ const CANDIDATE = /\d[.eE][\d+-]|\d{16}|-0/g;
  * A record without either comes back the same through `JSON.parse` + `JSON.stringify`,
  * so it can take the object path; one with either takes `mergedText`. Native `indexOf`
  * for the escapes and one regular expression for where a number could be spelled
- * otherwise (a loop over the characters in JavaScript cost as much as `JSON.parse` of
- * the record, counted with valgrind; the expression under half of it). A match counts
+ * otherwise, rather than a loop over the characters (docs/performance.md has the
+ * counts). A match counts
  * only inside a number where JSON puts a value (after `:`, `,`, `[` or at the start),
  * and that number is then checked. Conservative: text in a string that looks like such
  * a number only sends the record down the lossless path.

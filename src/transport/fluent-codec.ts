@@ -202,8 +202,8 @@ function arrayElements(buf: Buffer): { count: number; starts: number[] } {
   return { count, starts };
 }
 
-/** The payload bytes of the bin or str value `v` (a PackedForward stream), or undefined when it is another type. */
-function rawBytes(v: Buffer): Buffer | undefined {
+/** The payload bytes of the bin or str value `v` (a PackedForward stream, a handshake field), or undefined when it is another type. */
+export function rawBytes(v: Buffer): Buffer | undefined {
   const t = v[0] as number;
   if (t >= 0xa0 && t <= 0xbf) return v.subarray(1);
   if (t === 0xc4 || t === 0xd9) return v.subarray(2);
@@ -413,14 +413,4 @@ export function handshakeDigest(...parts: Array<string | Buffer>): string {
   const h = createHash("sha512");
   for (const p of parts) h.update(p);
   return h.digest("hex");
-}
-
-/** The payload of a msgpack str or bin value, or undefined for another type. */
-export function strBytes(v: Buffer): Buffer | undefined {
-  const t = v[0] as number;
-  if (t >= 0xa0 && t <= 0xbf) return v.subarray(1);
-  if (t === 0xc4 || t === 0xd9) return v.subarray(2);
-  if (t === 0xc5 || t === 0xda) return v.subarray(3);
-  if (t === 0xc6 || t === 0xdb) return v.subarray(5);
-  return undefined;
 }

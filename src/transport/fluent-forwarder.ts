@@ -19,7 +19,7 @@ import { readFileSync } from "node:fs";
 import { ConfigError, type Config } from "../config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { FluentProtocolError, handshakeDigest, packPackedForward, packr, strBytes, unpackr, valueEnd } from "./fluent-codec.js";
+import { FluentProtocolError, handshakeDigest, packPackedForward, packr, rawBytes, unpackr, valueEnd } from "./fluent-codec.js";
 
 export type FluentConfig = Config["fluent"];
 
@@ -46,7 +46,7 @@ function joined(entries: readonly Buffer[], lo: number, hi: number, bytes: numbe
 function heloNonce(b: Buffer): Buffer | undefined {
   if (b[0] !== 0x92) return undefined;
   const kindEnd = valueEnd(b, 1);
-  if (kindEnd < 0 || strBytes(b.subarray(1, kindEnd))?.toString("latin1") !== "HELO") return undefined;
+  if (kindEnd < 0 || rawBytes(b.subarray(1, kindEnd))?.toString("latin1") !== "HELO") return undefined;
   const t = b[kindEnd] as number;
   let pairs: number;
   let at: number;
@@ -58,7 +58,7 @@ function heloNonce(b: Buffer): Buffer | undefined {
     if (keyEnd < 0) return undefined;
     const valEnd = valueEnd(b, keyEnd);
     if (valEnd < 0) return undefined;
-    if (strBytes(b.subarray(at, keyEnd))?.toString("latin1") === "nonce") return strBytes(b.subarray(keyEnd, valEnd));
+    if (rawBytes(b.subarray(at, keyEnd))?.toString("latin1") === "nonce") return rawBytes(b.subarray(keyEnd, valEnd));
     at = valEnd;
   }
   return undefined;

@@ -22,7 +22,7 @@ import type { App } from "../app.js";
 import { MsgpackWriter } from "../codecs/msgpack-writer.js";
 import type { Enricher, OutputItem, PackedAdded } from "../pipeline/enrich.js";
 import type { DecodedItem } from "../pipeline/types.js";
-import { extendEntry, FluentProtocolError, handshakeDigest, packEntry, packr, readMessage, recordOf, strBytes, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
+import { extendEntry, FluentProtocolError, handshakeDigest, packEntry, packr, readMessage, recordOf, rawBytes, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
 import { httpsOptions, loadTls } from "./tls.js";
 
@@ -40,7 +40,7 @@ export function answerPing(bytes: Buffer, nonce: Buffer, sharedKey: string, self
   for (let i = 0; i < (t & 0x0f); i++) {
     const end = valueEnd(bytes, at);
     if (end < 0) return refuse("the first message is not a PING");
-    const raw = strBytes(bytes.subarray(at, end));
+    const raw = rawBytes(bytes.subarray(at, end));
     if (raw === undefined) return refuse("a PING field is not a string");
     fields.push(raw);
     at = end;

@@ -594,10 +594,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         // Errors of an accepted socket end it; grpc-js sees the session close.
         socket.on("error", () => undefined);
         if (!connections.accept(socket)) return;
-        // grpc-js sets up an HTTP/2 session (its state, a SETTINGS frame) for a connection
-        // as soon as it is handed one: a burst of silent connections cost that many sessions
-        // (most of the CPU in the abuse suite's idle-connections row). It gets the connection
-        // at its first byte (the HTTP/2 preface or a TLS hello), put back in front of the stream.
+        // grpc-js sets up an HTTP/2 session (its state, a SETTINGS frame) for a connection as
+        // soon as it is handed one, so a connection that never speaks would cost a session.
+        // It gets the connection at its first byte (the HTTP/2 preface or a TLS hello), put
+        // back in front of the stream; silent ones stay with the connection limiter.
         socket.once("data", (first: Buffer) => {
           socket.pause();
           socket.unshift(first);

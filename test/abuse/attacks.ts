@@ -9,6 +9,7 @@ import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import { route53Record, publicIp } from "../helpers/shipper.js";
 import { TOKEN } from "./server.js";
+import { enrichRequest, grpcFrame, varint } from "../helpers/grpc-wire.js";
 
 export const ATTACKER = "127.0.0.2";
 
@@ -35,35 +36,6 @@ function connect(url: string): net.Socket {
   return s;
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-
-/** A gRPC frame around `msg`. */
-function frame(msg: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(msg.length, 1);
-  return Buffer.concat([head, msg]);
-}
-
-/** An EnrichRequest (field 1: records; field 4: id) encoded by hand. */
-function enrichRequest(recs: readonly string[], id: string): Buffer {
-  const parts: Buffer[] = [];
-  for (const r of recs) {
-    const b = Buffer.from(r, "utf8");
-    parts.push(Buffer.from([0x0a]), varint(b.length), b);
-  }
-  const idb = Buffer.from(id, "utf8");
-  parts.push(Buffer.from([0x22]), varint(idb.length), idb);
-  return Buffer.concat(parts);
-}
-
 /** Records of about `kb` KB of NDJSON text. */
 function recordsOfKb(kb: number, tag: string): string[] {
   const out: string[] = [];
@@ -84,7 +56,7 @@ function h2session(grpc: string): http2.ClientHttp2Session {
 
 /** Row 1: one EnrichStream sending `streamed` requests of 130 KB and never reading; `unary` unread Enrich calls on one connection. */
 export function grpcUnread(t: Target, streamed: number, unary: number): Attack {
-  const batch = frame(enrichRequest(recordsOfKb(130, "g"), "x"));
+  const batch = grpcFrame(enrichRequest(recordsOfKb(130, "g"), "x"));
   const a = h2session(t.grpc);
   const stream = a.request({ ":method": "POST", ":path": "/dnsgeo.v1.Enrichment/EnrichStream", "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${TOKEN}` });
   stream.on("error", () => undefined);
@@ -133,7 +105,7 @@ export function watchFlood(t: Target, total: number, perSession: number): Attack
   const statuses: Record<string, number> = {};
   let opened = 0;
   let stopped = false;
-  const watchReq = frame(Buffer.alloc(0));
+  const watchReq = grpcFrame(Buffer.alloc(0));
   const run = async (): Promise<void> => {
     while (!stopped && opened < total) {
       const s = h2session(t.grpc);
@@ -297,7 +269,7 @@ export function malformedProtobuf(t: Target): Attack {
         s.on("error", () => resolve());
         s.on("close", () => resolve());
         s.resume();
-        s.end(frame(bad[i % bad.length] as Buffer));
+        s.end(grpcFrame(bad[i % bad.length] as Buffer));
       });
       await sleep(5);
     }

@@ -9,6 +9,7 @@ import * as http2 from "node:http2";
 import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
 import { enrichmentClient, healthClient, unary, type AnyClient, type EnrichResponse } from "./grpc-client.js";
 import { loadEnrichmentDefinition } from "../../../src/transport/grpc-server.js";
+import { enrichRequest, grpcFrame } from "../../helpers/grpc-wire.js";
 
 /** A request of about `kb` KB: Route 53 sample lines repeated. */
 function records(kb: number): string[] {
@@ -207,21 +208,9 @@ async function countServed(h: Harness): Promise<number> {
   return values.filter((v) => (v as { metricName?: string }).metricName === "dnsgeo_request_duration_seconds_count" && (v.labels as Record<string, unknown>).route === "enrich_stream").reduce((a, v) => a + v.value, 0);
 }
 
-/** An EnrichRequest in a gRPC frame (records, and the id when given), encoded by hand. */
+/** An EnrichRequest in a gRPC frame (records, and the id when given). */
 function frameEnrichRequest(recs: string[], id?: string): Buffer {
-  const parts: Buffer[] = [];
-  for (const r of recs) {
-    const b = Buffer.from(r, "utf8");
-    parts.push(Buffer.from([0x0a]), varint(b.length), b);
-  }
-  if (id !== undefined) {
-    const b = Buffer.from(id, "utf8");
-    parts.push(Buffer.from([0x22]), varint(b.length), b);
-  }
-  const msg = Buffer.concat(parts);
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(msg.length, 1);
-  return Buffer.concat([head, msg]);
+  return grpcFrame(enrichRequest(recs, id));
 }
 
 const decodeResponse = (loadEnrichmentDefinition()["dnsgeo.v1.Enrichment"] as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>).EnrichStream?.responseDeserialize as (b: Buffer) => unknown;
@@ -244,15 +233,6 @@ function readMessages(s: http2.ClientHttp2Stream): Promise<Buffer[]> {
   });
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
 
 describe("gRPC health Watch cap", () => {
   let h: Harness | undefined;

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { decodeLogsRequest, decodeLogsResponse, encodeLogsRequest, encodeLogsResponse, LOGS_EXPORT_PATH, type AnyValue, type ExportLogsRequest, type ExportLogsResponse, type KeyValue } from "../../../src/transport/otlp-proto.js";
 import { anyToJs, jsToAny, kvToObject } from "../../../src/transport/otlp-logs.js";
 import { startHarness, ROUTE53_LINES, type Harness } from "./harness.js";
+import { lenField } from "../../helpers/grpc-wire.js";
 
 type Obj = Record<string, unknown>;
 
@@ -72,21 +73,11 @@ const kv = (key: string, value: AnyValue): KeyValue => ({ key, value });
 
 /** Protobuf bytes of a request whose one log body is an array in an array ... `depth` deep, built as the wire format writes it. */
 function deeplyNested(depth: number): Buffer {
-  const len = (n: number): Buffer => {
-    const out: number[] = [];
-    while (n >= 0x80) {
-      out.push((n & 0x7f) | 0x80);
-      n = Math.floor(n / 128);
-    }
-    out.push(n);
-    return Buffer.from(out);
-  };
-  const field = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), len(body.length), body]);
   let v: Buffer = Buffer.alloc(0);
   // AnyValue.array_value (5) holding ArrayValue.values (1).
-  for (let i = 0; i < depth; i++) v = field(0x2a, field(0x0a, v));
+  for (let i = 0; i < depth; i++) v = lenField(0x2a, lenField(0x0a, v));
   // LogRecord.body (5) in ScopeLogs.log_records (2) in ResourceLogs.scope_logs (2) in the request's resource_logs (1).
-  return field(0x0a, field(0x12, field(0x12, field(0x2a, v))));
+  return lenField(0x0a, lenField(0x12, lenField(0x12, lenField(0x2a, v))));
 }
 
 /** A request of one log record per body. */

@@ -11,7 +11,6 @@ import type { JsonText, ParsedRecord } from "../../../src/pipeline/types.js";
 import { encodeItems } from "../../../src/pipeline/framing.js";
 import { IPS, PUBLIC, recordArb, resultsArb } from "../../helpers/ecs-arbitraries.js";
 
-
 describe("formatEcsText", () => {
   it("equals JSON.stringify(formatEcs(…)) or declines, for any input", () => {
     fc.assert(
