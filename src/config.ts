@@ -356,6 +356,20 @@ export const configSchema = z
          * messages. Under Fluent Bit in_forward's default `buffer_max_size` (6M).
          */
         max_send_bytes: positiveInt.default(4 * 1024 * 1024),
+        /** Open connections at most; at the cap the one idle longest (no message in work) is closed to make room, as on the HTTP port. */
+        max_connections: positiveInt.default(1024),
+        /** A connection that has sent no byte this long after it opened is closed, milliseconds; 0: never. */
+        first_byte_timeout_ms: nonNegInt.default(10_000),
+        /** Longest wait for the rest of a message once its first bytes came, milliseconds; past it the connection is closed, nothing acked. */
+        message_timeout_ms: positiveInt.default(30_000),
+        /** Messages enriched and sent on at once, all connections together; past it a message's connection is closed without an ack and the shipper sends it again. */
+        max_inflight_messages: positiveInt.default(64),
+        /**
+         * Bytes of received messages (whole or in part) held at once, all connections
+         * together; one client address may hold half. A connection that needs more is
+         * closed without an ack, and the shipper sends again.
+         */
+        max_buffered_bytes: positiveInt.default(256 * 1024 * 1024),
         /**
          * Shared key of the forward protocol's handshake (HELO/PING/PONG): a client must
          * prove it knows it before any message is read (Fluent Bit out_forward `shared_key`).

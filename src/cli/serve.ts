@@ -37,7 +37,10 @@ export interface ServeHandle {
 /** Starts the transports enabled in `app.config`; on a bind failure everything started is closed again. */
 export async function startServe(app: App): Promise<ServeHandle> {
   const cfg = app.config;
-  const fdWarning = connectionCapWarning({ http: cfg.http.enabled ? cfg.http.max_connections : 0, grpc: cfg.grpc.enabled ? cfg.grpc.max_connections : 0 }, fileDescriptorLimit());
+  const fdWarning = connectionCapWarning(
+    { http: cfg.http.enabled ? cfg.http.max_connections : 0, grpc: cfg.grpc.enabled ? cfg.grpc.max_connections : 0, fluent: cfg.fluent.listen ? cfg.fluent.max_connections : 0 },
+    fileDescriptorLimit(),
+  );
   if (fdWarning) app.logger.warn({ fd_limit: fileDescriptorLimit() }, fdWarning);
   // Each listener has its own pool of in-flight slots, as each source of a shipper has its own limits.
   const httpLimiter = new InflightLimiter(cfg.http.max_inflight_requests, cfg.http.max_inflight_per_client);

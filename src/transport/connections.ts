@@ -18,8 +18,8 @@ import type { Metrics } from "../observability/metrics.js";
 import type { Logger } from "../observability/logger.js";
 
 export interface ConnectionLimitOptions {
-  transport: "http" | "grpc";
-  /** Open connections at most (`http.max_connections` / `grpc.max_connections`). */
+  transport: "http" | "grpc" | "fluent";
+  /** Open connections at most (`http.max_connections`, `grpc.max_connections`, `fluent.max_connections`). */
   maxConnections: number;
   /** A connection that has sent no byte this long after it opened is closed, milliseconds. */
   firstByteTimeoutMs: number;
@@ -206,9 +206,10 @@ export function fileDescriptorLimit(limitsText?: string): number | undefined {
 export const CONNECTION_SHARE_OF_FD_LIMIT = 0.75;
 
 /** A warning text when the caps leave too few descriptors, else undefined. */
-export function connectionCapWarning(caps: { http?: number; grpc?: number }, fdLimit: number | undefined): string | undefined {
+export function connectionCapWarning(caps: { http?: number; grpc?: number; fluent?: number }, fdLimit: number | undefined): string | undefined {
   if (fdLimit === undefined || !Number.isFinite(fdLimit)) return undefined;
-  const sum = (caps.http ?? 0) + (caps.grpc ?? 0);
+  const sum = (caps.http ?? 0) + (caps.grpc ?? 0) + (caps.fluent ?? 0);
   if (sum <= fdLimit * CONNECTION_SHARE_OF_FD_LIMIT) return undefined;
-  return `http.max_connections + grpc.max_connections is ${sum}, above ${Math.round(CONNECTION_SHARE_OF_FD_LIMIT * 100)}% of the process's open-file limit (${fdLimit}): at the cap the process can run out of file descriptors; lower the caps or raise the limit (ulimit -n)`;
+  const named = Object.keys(caps).filter((k) => (caps[k as keyof typeof caps] ?? 0) > 0).map((k) => `${k}.max_connections`).join(" + ");
+  return `${named} is ${sum}, above ${Math.round(CONNECTION_SHARE_OF_FD_LIMIT * 100)}% of the process's open-file limit (${fdLimit}): at the cap the process can run out of file descriptors; lower the caps or raise the limit (ulimit -n)`;
 }

@@ -12,8 +12,15 @@
  * Messages on one connection are handled one at a time, in order; the socket is not read
  * while one is in work, so a client cannot queue more than one message and a packet.
  * Input that is not the protocol, a message over `fluent.max_message_bytes`, or a message
- * left half-sent for `http.body_timeout_ms` closes the connection with a log line (at
+ * left half-sent for `fluent.message_timeout_ms` closes the connection with a log line (at
  * most one per 10 s, with a count).
+ *
+ * Every message goes through the request path HTTP and gRPC use (request-path.ts): it is
+ * admitted to one of `fluent.max_inflight_messages` slots, refused while shutting down,
+ * and drained on close. The forward protocol has no way to say "retry later", so a refusal
+ * closes the connection without an ack, and the shipper sends the chunk again. Open
+ * connections are capped and silent ones closed as on the other ports (connections.ts),
+ * and received bytes count against `fluent.max_buffered_bytes`.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as net from "node:net";
@@ -25,6 +32,10 @@ import type { DecodedItem } from "../pipeline/types.js";
 import { extendEntry, FluentProtocolError, handshakeDigest, packEntry, packr, readMessage, recordOf, rawBytes, valueEnd, writeExtendedEntry, type FluentEvent, type FluentMessage } from "./fluent-codec.js";
 import { parseHostPort, type FluentForwarder } from "./fluent-forwarder.js";
 import { httpsOptions, loadTls } from "./tls.js";
+import { ByteBudget, clientKey } from "./byte-budget.js";
+import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
+import { InflightLimiter } from "./limits.js";
+import { RequestPath } from "./request-path.js";
 
 /**
  * Checks a PING (`["PING", hostname, shared_key_salt, hexdigest, username, password_digest]`)
@@ -133,12 +144,33 @@ export async function enrichEntries(enricher: Enricher, msg: FluentMessage): Pro
 export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   const { app, forwarder } = deps;
   const cfg = app.config.fluent;
-  const partialTimeoutMs = app.config.http.body_timeout_ms;
+  const partialTimeoutMs = cfg.message_timeout_ms;
   const logger = app.logger;
   const metrics = app.metrics;
+  const requestPath = new RequestPath({
+    transport: "fluent",
+    limiter: new InflightLimiter(cfg.max_inflight_messages),
+    // Not applied to a message: the forward protocol could only refuse it by not acking, and the
+    // shipper would send it again forever. A message is bounded by fluent.max_message_bytes
+    // and enriched in slices instead.
+    maxRecords: app.config.limits.max_records_per_request,
+    // The forward protocol has no retry-after: a refused chunk comes back on the shipper's own retry schedule.
+    retryAfterS: 0,
+    metrics,
+    logger,
+  });
+  const connections = new ConnectionLimiter({
+    transport: "fluent",
+    maxConnections: cfg.max_connections,
+    firstByteTimeoutMs: cfg.first_byte_timeout_ms,
+    reserved: 0,
+    evict: "request",
+    metrics,
+    logger,
+  });
+  // One address may hold half of the byte budget: the other half stays for everyone else.
+  const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
   const conns = new Map<net.Socket, { busy: boolean }>();
-  let closing = false;
-  let idleWaiters: Array<() => void> = [];
   const limited = new Map<string, { last: number; count: number }>();
 
   /** One warn line per `kind` per 10 s, carrying how many were not logged. */
@@ -153,17 +185,6 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     s.count = 0;
   };
 
-  const anyBusy = (): boolean => {
-    for (const c of conns.values()) if (c.busy) return true;
-    return false;
-  };
-  const settle = (): void => {
-    if (anyBusy()) return;
-    const w = idleWaiters;
-    idleWaiters = [];
-    for (const f of w) f();
-  };
-
   /** Enriches the events of `msg` and sends them on; true once the next hop acked them. */
   const deliver = async (msg: FluentMessage): Promise<boolean> => {
     if (msg.signal !== undefined) return forwarder.send(msg.tag, msg.raw ? [msg.raw] : [], { fluent_signal: msg.signal });
@@ -172,12 +193,16 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   };
 
   const onConnection = (socket: net.Socket): void => {
-    if (closing) {
+    if (requestPath.closing) {
       socket.destroy();
       return;
     }
     const state = { busy: false };
     conns.set(socket, state);
+    const client = clientKey(socket.remoteAddress);
+    const bytesHeld = budget.lease(client);
+    // Bytes of the message in work, held until it is acked or dropped.
+    let working = 0;
     // With a shared key, a client proves it knows it (PING) before any message is read.
     const nonce = cfg.shared_key !== undefined ? randomBytes(16) : undefined;
     let authed = nonce === undefined;
@@ -198,7 +223,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     };
 
     const pump = (): void => {
-      while (!gone && !state.busy && !closing) {
+      while (!gone && !state.busy && !requestPath.closing) {
         if (total < need) {
           // Half a message waits for the rest, within the body timeout.
           socket.setTimeout(total > 0 ? partialTimeoutMs : 0);
@@ -250,7 +275,15 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
           drop(e instanceof FluentProtocolError ? "malformed" : "undecodable", (e as Error).message.slice(0, 200));
           return;
         }
+        // The same admission as an HTTP or gRPC request; refused, the chunk is not acked and comes again.
+        const refused = requestPath.admit();
+        if (refused) {
+          drop(refused.code === "DNSGEO_SHUTTING_DOWN" ? "shutting_down" : "overload", refused.message);
+          return;
+        }
         state.busy = true;
+        working = bytes.length;
+        const requestDone = connections.requestStarted(socket);
         socket.setTimeout(0);
         socket.pause();
         deliver(msg).then(
@@ -269,11 +302,14 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
           },
         ).finally(() => {
           state.busy = false;
-          if (closing && !gone) {
+          working = 0;
+          bytesHeld.hold(total);
+          requestDone();
+          if (requestPath.closing && !gone) {
             gone = true;
             socket.end();
           }
-          settle();
+          requestPath.done();
           if (!gone) {
             socket.resume();
             pump();
@@ -287,6 +323,10 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
       if (gone) return;
       chunks.push(b);
       total += b.length;
+      if (!bytesHeld.resize(total + working)) {
+        drop("overload", `fluent.max_buffered_bytes (${cfg.max_buffered_bytes}) reached`);
+        return;
+      }
       if (total > cfg.max_message_bytes && total >= need) {
         // Whole messages are taken off as they complete, so this much unread means one message is too large.
         const end = (() => {
@@ -310,14 +350,23 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     socket.on("close", () => {
       gone = true;
       conns.delete(socket);
-      settle();
+      bytesHeld.release();
     });
   };
 
   const tlsMaterial = loadTls(cfg.tls, "fluent.tls");
-  const server: net.Server = tlsMaterial
-    ? tls.createServer(Object.assign(httpsOptions(tlsMaterial), { noDelay: true }), onConnection)
-    : net.createServer({ noDelay: true }, onConnection);
+  // Every accepted TCP connection passes the connection limiter first (before TLS).
+  let server: net.Server;
+  if (tlsMaterial) {
+    server = tls.createServer(Object.assign(httpsOptions(tlsMaterial), { noDelay: true }));
+    server.on("connection", (socket: net.Socket) => connections.accept(socket));
+    server.on("secureConnection", onConnection);
+  } else {
+    server = net.createServer({ noDelay: true });
+    server.on("connection", (socket: net.Socket) => {
+      if (connections.accept(socket)) onConnection(socket);
+    });
+  }
 
   return {
     listen: async () => {
@@ -325,7 +374,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
       const { host, port } = parseHostPort(cfg.listen);
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
-        server.listen({ host, port, backlog: 4096 }, () => {
+        server.listen({ host, port, backlog: LISTEN_BACKLOG }, () => {
           server.off("error", reject);
           resolve();
         });
@@ -334,13 +383,12 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
       return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     },
     close: async (timeoutMs: number) => {
-      closing = true;
+      const settled = requestPath.close(timeoutMs);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const [s, st] of conns) if (!st.busy) s.destroy();
-      if (anyBusy()) {
-        await Promise.race([new Promise<void>((resolve) => idleWaiters.push(resolve)), new Promise<void>((r) => setTimeout(r, timeoutMs).unref())]);
-      }
+      if (!(await settled)) logger.warn({ active: requestPath.inFlight }, "fluent: shutdown timeout; closing connections with messages in work");
       for (const s of conns.keys()) s.destroy();
+      connections.destroyAll();
       await stopped;
     },
   };

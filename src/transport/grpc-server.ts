@@ -24,13 +24,10 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
-import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
-import type { EnrichOptions } from "../pipeline/enrich.js";
+import { ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
 import type { DecodedItem } from "../pipeline/types.js";
-import { createTokenCheck } from "./auth.js";
-import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
-import { refusalReason } from "./refusal.js";
-import { BurstLog } from "../lookup/burst-log.js";
+import { within, type InflightLimiter, type LoopTurnGuard } from "./limits.js";
+import { RequestPath, type Refusal } from "./request-path.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
@@ -120,18 +117,22 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const cfg = app.config.grpc;
   const logger = app.logger;
   const metrics = app.metrics;
-  const maxRecords = app.config.limits.max_records_per_request;
-  // Refusals a client can repeat in a loop (401s, overload) are logged first and then counted,
-  // one line per code per 10 s, so a loop of calls cannot flood the log.
-  const refusalLog = new BurstLog(logger);
-  const retryAfterMs = app.config.grpc.retry_after_s * 1000;
-  const tokenCheck = app.config.auth.token ? createTokenCheck(app.config.auth.token) : undefined;
+  const requestPath = new RequestPath({
+    transport: "grpc",
+    limiter,
+    ...(deps.guard ? { guard: deps.guard } : {}),
+    token: app.config.auth.token,
+    maxRecords: app.config.limits.max_records_per_request,
+    retryAfterS: cfg.retry_after_s,
+    metrics,
+    logger,
+  });
   const protectOps = app.config.auth.protect_ops;
 
-  let closing = false;
   let closed: Promise<void> | undefined;
   let addr: string | undefined;
   let listener: net.Server | undefined;
+  /** Open EnrichStream calls, each told to stop on close(). */
   const streams = new Set<{ stop(): void }>();
   const connections = new ConnectionLimiter({
     transport: "grpc",
@@ -154,30 +155,22 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     else unsentByPeer.delete(peer);
   };
 
-  const fail = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => {
-    const reason = refusalReason(code);
-    if (reason) metrics.refused.inc({ transport: "grpc", reason });
-    return statusOf(code, details, isRetryable(code) ? retryAfterMs : undefined);
-  };
-
+  /** The status of `code`, with retry pushback when the client should try again. */
+  const status = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => statusOf(code, details, isRetryable(code) ? requestPath.retryAfterMs : undefined);
+  /** A refusal at admission (already counted by the request path). */
+  const refuse = (r: Refusal): Partial<grpc.StatusObject> => status(r.code, r.message);
+  /** A refusal found before admission (a malformed message), counted here. */
+  const fail = (code: ErrorCode, details: string): Partial<grpc.StatusObject> => refuse(requestPath.refusal(code, details));
+  /** A call's work failed. */
   const toStatus = (e: unknown): Partial<grpc.StatusObject> => {
-    if (e instanceof DnsgeoError) {
-      refusalLog.log("error", e.code, { code: e.code }, `grpc request refused: ${e.message}`);
-      return fail(e.code, e.message);
-    }
-    logger.error({ err: e }, "grpc request failed");
-    return fail("DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message);
+    const err = requestPath.failure(e);
+    return status(err.code, err.message);
   };
 
   const enrichOne = async (req: EnrichRequestMsg): Promise<EnrichResponseMsg> => {
     const records = req.records ?? [];
-    if (records.length > maxRecords) throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${records.length} records, limits.max_records_per_request is ${maxRecords}`);
-    const opts: EnrichOptions = {};
-    if (req.format) {
-      if (req.format !== "ecs" && req.format !== "quicksight") throw new DnsgeoError("DNSGEO_BAD_REQUEST", `format must be ecs or quicksight, got "${req.format.slice(0, 40)}"`);
-      opts.format = req.format;
-    }
-    if (req.explode !== undefined) opts.explode = req.explode;
+    requestPath.checkCount(records.length);
+    const opts = requestPath.options(req.format, req.explode);
     const items: DecodedItem[] = new Array(records.length);
     for (let i = 0; i < records.length; i++) {
       const s = records[i] as string;
@@ -197,33 +190,13 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     metrics.requestDuration.observe({ transport: "grpc", route }, (performance.now() - start) / 1000);
   };
 
-  let active = 0;
-  let idleWaiters: Array<() => void> = [];
-  const admit = (peer: string): ErrorCode | undefined => {
-    if (closing) return "DNSGEO_SHUTTING_DOWN";
-    if (unsent >= cfg.max_unsent_answer_bytes || (unsentByPeer.get(peer) ?? 0) >= cfg.max_unsent_answer_bytes_per_connection) {
-      metrics.refused.inc({ transport: "grpc", reason: "unsent_answers" });
-      return "DNSGEO_OVERLOADED";
-    }
-    if (deps.guard?.exceeded() || !limiter.tryAcquire()) return "DNSGEO_OVERLOADED";
-    active++;
-    return undefined;
+  /** Admits one call (or stream message) of the connection `peer`; `release()` follows once it settles. */
+  const admit = (peer: string): Refusal | undefined => {
+    const unsentFull = !requestPath.closing && (unsent >= cfg.max_unsent_answer_bytes || (unsentByPeer.get(peer) ?? 0) >= cfg.max_unsent_answer_bytes_per_connection);
+    if (unsentFull) metrics.refused.inc({ transport: "grpc", reason: "unsent_answers" });
+    return requestPath.admit(undefined, unsentFull);
   };
-  const checkIdle = (): void => {
-    if (active === 0 && streams.size === 0 && idleWaiters.length > 0) {
-      const ws = idleWaiters;
-      idleWaiters = [];
-      for (const w of ws) w();
-    }
-  };
-  const release = (): void => {
-    limiter.release();
-    active--;
-    checkIdle();
-  };
-  const idle = (): Promise<void> => (active === 0 && streams.size === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve)));
-
-  const refuse = (code: ErrorCode): Partial<grpc.StatusObject> => fail(code, ERROR_CODES[code].message);
+  const release = (): void => requestPath.done();
 
   const handlers: grpc.UntypedServiceImplementation = {
     Enrich(call: grpc.ServerUnaryCall<EnrichRequestMsg | MalformedRequest, EnrichResponseMsg>, callback: grpc.sendUnaryData<EnrichResponseMsg>) {
@@ -255,17 +228,22 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       let busy = false;
       let ended = false;
       let finished = false;
-      const finish = (status?: Partial<grpc.StatusObject>): void => {
+      // An open stream counts for close() between its messages too.
+      const unhold = requestPath.hold();
+      const forget = (): void => {
+        streams.delete(handle);
+        unhold();
+      };
+      const finish = (st?: Partial<grpc.StatusObject>): void => {
         if (finished) return;
         finished = true;
-        streams.delete(handle);
-        checkIdle();
-        if (status) call.emit("error", status);
+        forget();
+        if (st) call.emit("error", st);
         else call.end();
       };
       const handle = {
         stop(): void {
-          if (!busy) finish(refuse("DNSGEO_SHUTTING_DOWN"));
+          if (!busy) finish(refuse(requestPath.refusal("DNSGEO_SHUTTING_DOWN")));
         },
       };
       streams.add(handle);
@@ -296,7 +274,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
             call.write(res, () => {
               busy = false;
               if (finished) return;
-              if (closing) finish(refuse("DNSGEO_SHUTTING_DOWN"));
+              if (requestPath.closing) finish(refuse(requestPath.refusal("DNSGEO_SHUTTING_DOWN")));
               else if (ended) finish();
               else call.resume();
             });
@@ -314,13 +292,11 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       });
       call.on("cancelled", () => {
         finished = true;
-        streams.delete(handle);
-        checkIdle();
+        forget();
       });
       call.on("error", () => {
         finished = true;
-        streams.delete(handle);
-        checkIdle();
+        forget();
       });
     },
 
@@ -337,10 +313,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         return;
       }
       const ips = req.ips ?? [];
-      const work =
-        ips.length > maxRecords
-          ? Promise.reject(new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${ips.length} IPs, limits.max_records_per_request is ${maxRecords}`))
-          : app.lookupIps(ips);
+      const work = (async () => {
+        requestPath.checkCount(ips.length, "IPs");
+        return app.lookupIps(ips);
+      })();
       work.then(
         (answers) => {
           release();
@@ -356,7 +332,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   };
 
   const unauthenticated = (): grpc.StatusObject => {
-    const st = fail("DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message);
+    const st = status("DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message);
     return { code: st.code as grpc.status, details: st.details as string, metadata: st.metadata ?? new grpc.Metadata() };
   };
 
@@ -400,8 +376,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         onReceiveMetadata: (metadata) => {
           if (this.checkToken) {
             const v = metadata.get("authorization")[0];
-            if (!tokenCheck?.(typeof v === "string" ? v : undefined)) {
-              refusalLog.log("error", "DNSGEO_UNAUTHENTICATED", { method: this.path }, "grpc request refused: missing or wrong bearer token");
+            if (!requestPath.authorize(typeof v === "string" ? v : undefined, { method: this.path })) {
               this.sendStatus(unauthenticated());
               return;
             }
@@ -454,7 +429,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const guardInterceptor: grpc.ServerInterceptor = (method, call) =>
     new GuardedCall(
       call,
-      tokenCheck !== undefined && (protectOps || !OPS_SERVICES.some((p) => method.path.startsWith(p))),
+      requestPath.needsToken && (protectOps || !OPS_SERVICES.some((p) => method.path.startsWith(p))),
       method.path,
       method.requestStream && method.responseStream,
     );
@@ -556,7 +531,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       if (refused) {
         // OTLP exporters retry RESOURCE_EXHAUSTED only with RetryInfo details: overload is UNAVAILABLE here.
         const st = refuse(refused);
-        callback(refused === "DNSGEO_OVERLOADED" ? { ...st, code: grpc.status.UNAVAILABLE } : st);
+        callback(refused.code === "DNSGEO_OVERLOADED" ? { ...st, code: grpc.status.UNAVAILABLE } : st);
         return;
       }
       otlp.exportRequest(req).then(
@@ -619,15 +594,18 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     address: () => addr,
     close(timeoutMs) {
       closed ??= (async () => {
-        closing = true;
+        const settled = requestPath.close(timeoutMs);
         setHealth("NOT_SERVING");
         listener?.close();
         for (const s of [...streams]) s.stop();
         const done = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         // Health Watch streams never end on their own; once dnsgeo's own calls are
         // answered, give the last responses a moment to flush, then cut the rest.
-        const drained = idle().then(() => within(done, FLUSH_GRACE_MS));
-        if (!(await within(Promise.race([done, drained]), timeoutMs))) logger.warn({ active }, "grpc: shutdown timeout; cancelling calls still running");
+        const drained = settled.then(async (ok) => {
+          if (ok) await within(done, FLUSH_GRACE_MS);
+          return ok;
+        });
+        if (!(await Promise.race([done.then(() => true), drained]))) logger.warn({ active: requestPath.inFlight }, "grpc: shutdown timeout; cancelling calls still running");
         server.forceShutdown();
         connections.destroyAll();
       })();

@@ -11,24 +11,23 @@ import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
+import { RequestPath, type Refusal } from "./request-path.js";
 import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, gzipSizeHint, type Compression } from "../codecs/compression.js";
 import { encodeItems, encodeItemsSliced, splitBody, splitBodySliced } from "../pipeline/framing.js";
 import { SLICED_BODY_BYTES, TimeSlices, type Pause } from "../pipeline/slices.js";
 import type { EnrichOptions } from "../pipeline/enrich.js";
 import { firehoseRequest } from "../pipeline/parse/firehose.js";
 import type { Decoded, Framing } from "../pipeline/types.js";
-import { createSecretCheck, createTokenCheck } from "./auth.js";
+import { createSecretCheck } from "./auth.js";
 import type { Forwarder } from "./forwarder.js";
-import { InflightLimiter, LoopTurnGuard, within } from "./limits.js";
+import type { InflightLimiter, LoopTurnGuard } from "./limits.js";
 import { OutputBuffers } from "./output-buffers.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
-import { refusalReason } from "./refusal.js";
 import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
 import { openApiText } from "./openapi.js";
 import type { OtlpService } from "./otlp-service.js";
 import { statusHtml, statusSnapshot } from "../observability/status.js";
-import { BurstLog } from "../lookup/burst-log.js";
 import { ByteBudget, clientKey, Gate, type ByteLease } from "./byte-budget.js";
 
 /** Connections accepted past `http.max_connections` when none is idle; they serve the ops routes only. */
@@ -217,34 +216,31 @@ function routeOf(path: string): RouteName {
   }
 }
 
-function parseQuery(qs: string): EnrichOptions {
-  const opts: EnrichOptions = {};
-  if (qs === "") return opts;
-  const p = new URLSearchParams(qs);
-  const format = p.get("format");
-  if (format !== null) {
-    if (format !== "ecs" && format !== "quicksight") throw new DnsgeoError("DNSGEO_BAD_REQUEST", `format must be ecs or quicksight, got "${format.slice(0, 40)}"`);
-    opts.format = format;
-  }
-  const explode = p.get("explode");
-  if (explode !== null) {
-    if (explode !== "true" && explode !== "false") throw new DnsgeoError("DNSGEO_BAD_REQUEST", "explode must be true or false");
-    opts.explode = explode === "true";
-  }
-  return opts;
-}
-
 /** Builds the HTTP transport; call `listen()` to bind. */
 export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const { app, limiter, forwarder } = deps;
   const cfg = app.config.http;
-  const maxRecords = app.config.limits.max_records_per_request;
   const retryAfter = String(cfg.retry_after_s);
   const protectOps = app.config.auth.protect_ops;
-  const tokenCheck = app.config.auth.token ? createTokenCheck(app.config.auth.token) : undefined;
   const firehoseKeyCheck = createSecretCheck(app.config.auth.token);
   const logger = app.logger;
   const metrics = app.metrics;
+  const requestPath = new RequestPath({
+    transport: "http",
+    limiter,
+    ...(deps.guard ? { guard: deps.guard } : {}),
+    token: app.config.auth.token,
+    maxRecords: app.config.limits.max_records_per_request,
+    retryAfterS: cfg.retry_after_s,
+    metrics,
+    logger,
+  });
+  /** The enrich options of a query string (`format`, `explode`). */
+  const queryOptions = (qs: string): EnrichOptions => {
+    if (qs === "") return {};
+    const p = new URLSearchParams(qs);
+    return requestPath.options(p.get("format"), p.get("explode"));
+  };
   // One address may hold half of the byte budget: the other half stays for everyone else.
   const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
   const bigBatches = new Gate(1);
@@ -256,9 +252,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     }
     const pause = new TimeSlices();
     const decoded = await splitBodySliced(raw, contentType, pause);
-    if (decoded.items.length > maxRecords) {
-      throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
-    }
+    requestPath.checkCount(decoded.items.length);
     // Without a lease (not /v1/enrich) nobody would give the place back later.
     if (lease === undefined) {
       release();
@@ -266,15 +260,10 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     }
     return Object.assign(decoded, { pause, release });
   };
-  // Refusals a client can repeat in a loop (401s, 4xx) are logged first and then counted,
-  // one line per code per 10 s, so a curl loop cannot flood the log.
-  const refusalLog = new BurstLog(logger);
+  const refusalLog = requestPath.refusalLog;
 
   let listening = false;
-  let closing = false;
   let closed: Promise<void> | undefined;
-  let active = 0;
-  let idleWaiters: Array<() => void> = [];
   let addr: string | undefined;
 
   const observe = (route: RouteName, start: number): void => {
@@ -301,7 +290,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       written?.();
       return;
     }
-    if (closing) headers.connection = "close";
+    if (requestPath.closing) headers.connection = "close";
     headers["content-length"] = typeof body === "string" ? Buffer.byteLength(body) : body.length;
     res.writeHead(status, headers);
     // 'finish' comes after the socket has written the last byte; when the connection
@@ -328,12 +317,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     status?: number,
     headers: http.OutgoingHttpHeaders = {},
   ): void => {
-    const spec = ERROR_CODES[code];
-    const httpStatus = status ?? spec.http;
+    const httpStatus = status ?? ERROR_CODES[code].http;
     if (isRetryable(code) && (httpStatus === 503 || httpStatus === 429)) headers["retry-after"] = retryAfter;
     headers["content-type"] = "application/json";
-    const reason = refusalReason(code);
-    if (reason) metrics.refused.inc({ transport: "http", reason });
     send(res, httpStatus, headers, JSON.stringify(Object.assign({ code, message }, extra)));
   };
 
@@ -342,17 +328,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
    * 504 (OTLP spec; Fluent Bit's opentelemetry output drops the chunk on any other status),
    * so a retryable error with another status (408 body timeout, 500) is answered 503.
    */
-  const sendDnsgeoError = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>, otlp = false): void => {
-    if (e instanceof DnsgeoError) {
-      const status = otlp && isRetryable(e.code) && !OTLP_RETRYABLE_HTTP.has(e.http) ? 503 : e.http;
-      // A 4xx on a batch route means the shipper drops the batch: say so loudly.
-      if (status >= 400 && status < 500) refusalLog.log("error", e.code, { code: e.code, status }, `request refused: ${e.message}`);
-      sendError(res, e.code, e.message, extra, status);
-      return;
-    }
-    logger.error({ err: e }, "request failed");
-    sendError(res, "DNSGEO_INTERNAL", ERROR_CODES.DNSGEO_INTERNAL.message, extra, otlp ? 503 : undefined);
+  const sendFailure = (res: http.ServerResponse, e: unknown, extra?: Record<string, unknown>, otlp = false): void => {
+    const err = requestPath.failure(e);
+    const status = otlp && isRetryable(err.code) && !OTLP_RETRYABLE_HTTP.has(err.http) ? 503 : err.http;
+    sendError(res, err.code, err.message, extra, status);
   };
+
+  /** A refusal at admission (already counted by the request path). */
+  const sendRefusal = (res: http.ServerResponse, r: Refusal): void => sendError(res, r.code, r.message);
 
   /**
    * Reads and decodes a batch body. With `lease`, its bytes are counted in the byte budget
@@ -400,9 +383,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       throw new DnsgeoError("DNSGEO_OVERLOADED", "http.max_buffered_bytes reached");
     }
     const decoded = splitBody(raw, req.headers["content-type"]);
-    if (decoded.items.length > maxRecords) {
-      throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${decoded.items.length} records, limits.max_records_per_request is ${maxRecords}`);
-    }
+    requestPath.checkCount(decoded.items.length);
     return decoded;
   };
 
@@ -414,7 +395,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   };
 
   const handleEnrich = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean, bytes: ByteLease): Promise<void> => {
-    const opts = parseQuery(qs);
+    const opts = queryOptions(qs);
     const decoded = await decodeBody(req, res, expectContinue, bytes);
     try {
       await enrichAndSend(req, res, decoded, opts, bytes);
@@ -447,7 +428,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
 
   const handleForward = async (req: http.IncomingMessage, res: http.ServerResponse, qs: string, expectContinue: boolean): Promise<void> => {
     if (!forwarder) throw new DnsgeoError("DNSGEO_FORWARD_NOT_CONFIGURED");
-    const opts = parseQuery(qs);
+    const opts = queryOptions(qs);
     const decoded = await decodeBody(req, res, expectContinue);
     const firehose = firehoseOf(req, decoded);
     // A large batch is enriched in slices too, as on /v1/enrich.
@@ -522,12 +503,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     if (!Array.isArray(ips) || !ips.every((x) => typeof x === "string")) {
       throw new DnsgeoError("DNSGEO_BAD_REQUEST", 'expected a JSON array of IP strings or {"ips":[…]}');
     }
-    if (ips.length > maxRecords) throw new DnsgeoError("DNSGEO_TOO_MANY_RECORDS", `${ips.length} IPs, limits.max_records_per_request is ${maxRecords}`);
+    requestPath.checkCount(ips.length, "IPs");
     const answers = await app.lookupIps(ips);
     send(res, 200, { "content-type": "application/json" }, JSON.stringify(answers));
   };
 
-  const ready = (): boolean => listening && !closing && app.ready();
+  const ready = (): boolean => listening && !requestPath.closing && app.ready();
 
   const handleOps = async (res: http.ServerResponse, route: "livez" | "readyz" | "metrics" | "openapi" | "status" | "statusjson", head: boolean): Promise<void> => {
     let status = 200;
@@ -544,7 +525,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     }    else if (route === "readyz") {
       const ok = ready();
       status = ok ? 200 : 503;
-      body = ok ? '{"status":"ready"}' : `{"status":"${closing ? "shutting_down" : "not_ready"}"}`;
+      body = ok ? '{"status":"ready"}' : `{"status":"${requestPath.closing ? "shutting_down" : "not_ready"}"}`;
     } else {
       body = await metrics.registry.metrics();
       type = metrics.registry.contentType;
@@ -555,22 +536,12 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     } else send(res, status, { "content-type": type }, body);
   };
 
-  /** One open response or one running handler is done; `close()` waits until none is left. */
-  const settle = (): void => {
-    active--;
-    if (active === 0 && idleWaiters.length > 0) {
-      const ws = idleWaiters;
-      idleWaiters = [];
-      for (const w of ws) w();
-    }
-  };
-
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void => {
     const start = performance.now();
     // Asked for every request so the turn's first arrival is noted; only batch routes are refused.
     const late = deps.guard ? deps.guard.exceeded() : false;
-    active++;
-    res.once("close", settle);
+    // Open responses count for close() too.
+    res.once("close", requestPath.hold());
     res.once("close", connections.requestStarted(req.socket));
     const url = req.url ?? "/";
     const q = url.indexOf("?");
@@ -594,11 +565,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       return;
     }
     const isOps = route === "livez" || route === "readyz" || route === "metrics" || route === "openapi" || route === "status" || route === "statusjson";
-    if (tokenCheck && (!isOps || protectOps)) {
+    if (requestPath.needsToken && (!isOps || protectOps)) {
       const fhKey = req.headers["x-amz-firehose-access-key"];
-      const ok = tokenCheck(req.headers.authorization) || (typeof fhKey === "string" && firehoseKeyCheck(fhKey));
-      if (!ok) {
-        refusalLog.log("error", "DNSGEO_UNAUTHENTICATED", { route }, "request refused: missing or wrong bearer token (Fluent Bit and Vector drop the batch on 401)");
+      if (!requestPath.authorize(req.headers.authorization, { route }, () => typeof fhKey === "string" && firehoseKeyCheck(fhKey))) {
         sendError(res, "DNSGEO_UNAUTHENTICATED", ERROR_CODES.DNSGEO_UNAUTHENTICATED.message, undefined, undefined, { "www-authenticate": 'Bearer realm="dnsgeo"' });
         return;
       }
@@ -607,28 +576,24 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     // A connection accepted past http.max_connections serves one ops request, then closes.
     if (reserved) res.shouldKeepAlive = false;
     if (isOps) {
-      handleOps(res, route, isHead).catch((e: unknown) => sendDnsgeoError(res, e));
+      handleOps(res, route, isHead).catch((e: unknown) => sendFailure(res, e));
       return;
     }
     if (reserved) {
-      sendError(res, "DNSGEO_OVERLOADED", `more than http.max_connections (${cfg.max_connections}) connections are open; this one serves /livez, /readyz and /metrics only`);
-      return;
-    }
-    if (closing) {
-      sendError(res, "DNSGEO_SHUTTING_DOWN", ERROR_CODES.DNSGEO_SHUTTING_DOWN.message);
+      sendRefusal(res, requestPath.refusal("DNSGEO_OVERLOADED", `more than http.max_connections (${cfg.max_connections}) connections are open; this one serves /livez, /readyz and /metrics only`));
       return;
     }
     const client = clientKey(req.socket.remoteAddress);
-    if (late || budget.full(client) || !limiter.tryAcquire(client)) {
-      // Refused before reading the body; node discards the unread body so the connection stays usable.
-      sendError(res, "DNSGEO_OVERLOADED", ERROR_CODES.DNSGEO_OVERLOADED.message);
+    // Refused before reading the body; node discards the unread body so the connection stays usable.
+    const refused = requestPath.admit(client, late || budget.full(client), true);
+    if (refused) {
+      sendRefusal(res, refused);
       return;
     }
     const bytes = budget.lease(client);
     res.once("close", bytes.release);
     // A handler keeps enriching/forwarding after its client hangs up: it holds its slot,
     // and counts for close(), until its work settles, not until the response closes.
-    active++;
     const work =
       route === "enrich"
         ? handleEnrich(req, res, qs, expectContinue, bytes)
@@ -646,11 +611,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
         // The rest of the body is not read: close the connection after answering.
         res.shouldKeepAlive = false;
       }
-      sendDnsgeoError(res, e, undefined, route === "otlp_logs");
-    }).finally(() => {
-      limiter.release(client);
-      settle();
-    });
+      sendFailure(res, e, undefined, route === "otlp_logs");
+    }).finally(() => requestPath.done(client));
   };
 
   const server: http.Server = deps.tls
@@ -696,14 +658,11 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     address: () => addr,
     close(timeoutMs) {
       closed ??= (async () => {
-        closing = true;
+        const drained = requestPath.close(timeoutMs);
         if (!listening) return;
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        if (active > 0) {
-          const drained = new Promise<void>((resolve) => idleWaiters.push(resolve));
-          if (!(await within(drained, timeoutMs))) logger.warn({ active }, "http: shutdown timeout; closing connections with requests in flight");
-        }
+        if (!(await drained)) logger.warn({ active: requestPath.inFlight }, "http: shutdown timeout; closing connections with requests in flight");
         server.closeAllConnections();
         await serverClosed;
         listening = false;

@@ -125,16 +125,80 @@ describe("Fluent forward listener", () => {
     expect(r.closedAfterMs).toBeLessThan(2000);
   });
 
-  it("does not wait forever for the rest of a half-sent message (http.body_timeout_ms)", async () => {
+  it("does not wait forever for the rest of a half-sent message (fluent.message_timeout_ms)", async () => {
     // Prepare
     hop = await silentNextHop();
-    h = await startHarness({ http: { port: 0, overload_turn_ms: 0, body_timeout_ms: 500 }, fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}` } });
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, message_timeout_ms: 500 } });
     const msg = pack(["t", 1, { a: "b".repeat(100) }, { chunk: "x" }]);
     // Act
     const r = await exchange(h.serve.fluentAddress ?? "", msg.subarray(0, 40), 5000);
     // Assess
     expect(r.closed).toBe(true);
     expect(r.closedAfterMs).toBeLessThan(3000);
+  });
+
+  it("closes a connection that sends nothing within fluent.first_byte_timeout_ms, and at fluent.max_connections the one idle longest", async () => {
+    // Prepare
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, first_byte_timeout_ms: 600, max_connections: 2 } });
+    const addr = h.serve.fluentAddress ?? "";
+    // Act: a silent connection; then three at a cap of two.
+    const silent = await exchange(addr, Buffer.alloc(0), 5000);
+    const first = exchange(addr, Buffer.alloc(0), 3000);
+    await new Promise((r) => setTimeout(r, 100));
+    const second = exchange(addr, Buffer.from([0xc0]), 3000);
+    await new Promise((r) => setTimeout(r, 100));
+    const third = exchange(addr, Buffer.from([0xc0]), 300);
+    const [f, s2, t] = await Promise.all([first, second, third]);
+    // Assess
+    expect(silent.closed).toBe(true);
+    expect(silent.closedAfterMs).toBeGreaterThanOrEqual(500);
+    expect(silent.closedAfterMs).toBeLessThan(3000);
+    expect(f.closed).toBe(true);
+    expect(f.closedAfterMs).toBeLessThan(500);
+    expect(s2.closed).toBe(false);
+    expect(t.closed).toBe(false);
+    const closedBy = (await h.app.metrics.connectionsClosed.get()).values.filter((v) => v.labels.transport === "fluent");
+    expect(Object.fromEntries(closedBy.map((v) => [v.labels.reason, v.value]))).toEqual({ first_byte_timeout: 1, evicted: 1 });
+  });
+
+  it("closes a message's connection without an ack when every fluent.max_inflight_messages slot is taken: the shipper sends it again", async () => {
+    // Prepare: the one slot is held by a message whose next hop never acks.
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, timeout_ms: 3000, max_inflight_messages: 1 } });
+    const addr = h.serve.fluentAddress ?? "";
+    const msg = (chunk: string): Buffer => pack(["dns.raw", 1_700_000_000, { query_name: "example.com", answers: [{ Rdata: "8.8.8.8", Type: "A" }] }, { chunk }]);
+    const holder = exchange(addr, msg("c-1"), 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    // Act
+    const refused = await exchange(addr, msg("c-2"), 2000);
+    // Assess
+    expect(refused.closed).toBe(true);
+    expect(refused.answer.length).toBe(0);
+    expect(refused.closedAfterMs).toBeLessThan(1000);
+    const results = (await h.app.metrics.fluentMessages.get()).values;
+    expect(results.find((v) => v.labels.result === "overload")?.value).toBe(1);
+    const refusals = (await h.app.metrics.refused.get()).values.find((v) => v.labels.transport === "fluent" && v.labels.reason === "overload");
+    expect(refusals?.value).toBe(1);
+    expect((await holder).answer.length).toBe(0);
+  });
+
+  it("closes, without an ack, a connection whose bytes would pass its address's share of fluent.max_buffered_bytes", async () => {
+    // Prepare: a share of 32 KiB per address; one connection holds 30 KiB of a message.
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, max_buffered_bytes: 64 * 1024 } });
+    const addr = h.serve.fluentAddress ?? "";
+    const big = pack(["t", 1, { a: "b".repeat(60_000) }, { chunk: "x" }]);
+    const holder = exchange(addr, big.subarray(0, 30_000), 3000);
+    await new Promise((r) => setTimeout(r, 300));
+    // Act: a second connection from the same address sends 30 KiB more.
+    const over = await exchange(addr, big.subarray(0, 30_000), 3000);
+    // Assess
+    expect(over.closed).toBe(true);
+    expect(over.closedAfterMs).toBeLessThan(1000);
+    expect((await h.app.metrics.fluentMessages.get()).values.find((v) => v.labels.result === "overload")?.value).toBe(1);
+    // The first connection, alone, was left waiting for the rest of its message.
+    expect((await holder).closed).toBe(false);
   });
 
   it("ignores nil heartbeats between messages", async () => {

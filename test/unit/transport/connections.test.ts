@@ -29,6 +29,7 @@ describe("connectionCapWarning", () => {
     expect(w).toContain("(1024)");
     expect(connectionCapWarning({ http: 700, grpc: 0 }, 1024)).toBeUndefined();
     expect(connectionCapWarning({ http: 800, grpc: 0 }, 1024)).toBeDefined();
+    expect(connectionCapWarning({ http: 300, grpc: 300, fluent: 300 }, 1024)).toContain("http.max_connections + grpc.max_connections + fluent.max_connections is 900");
     expect(connectionCapWarning({ http: 10 ** 6 }, undefined)).toBeUndefined();
     expect(connectionCapWarning({ http: 10 ** 6 }, Number.POSITIVE_INFINITY)).toBeUndefined();
   });
