@@ -10,8 +10,10 @@
  * counts and writes the table to $TMPDIR/dnsgeo-abuse-full.md.
  */
 import { readFileSync } from "node:fs";
+import * as net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { quantile, runShipper } from "../helpers/shipper.js";
+import { freePort } from "../helpers/ports.js";
 import * as attacks from "./attacks.js";
 import { addRow, CAN_SAMPLE_RSS, FULL, startProber, startServer, TOKEN, writeTable } from "./server.js";
 
@@ -32,6 +34,8 @@ interface Row {
   /** Overrides WARMUP_MS. */
   warmupMs?: number;
   env?: Record<string, string>;
+  /** Turns the Fluent forward listener on, its next hop a server that reads and never acks. */
+  fluent?: boolean;
   start(t: attacks.Target): attacks.Attack;
   /** Extra checks once the row ran; returns a note for the table. */
   assess?(a: attacks.Attack, logLines: string[]): string | void;
@@ -96,6 +100,12 @@ const ROWS: Row[] = [
       expect((a as ReturnType<typeof attacks.ownFields>).violations()).toBe(0);
     },
   },
+  {
+    name: "9 Fluent forward port: idle connections, half-sent 15 MB messages, messages never acked",
+    fluent: true,
+    env: FULL ? {} : { DNSGEO_FLUENT_FIRST_BYTE_TIMEOUT_MS: "1000" },
+    start: (t) => attacks.fluentFlood(t, FULL ? 6_000 : 500, FULL ? 600 : 200, 1, 100),
+  },
 ];
 
 describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attack of issue 15, with a shipper beside it)", { timeout: FULL ? 900_000 : 120_000 }, () => {
@@ -107,13 +117,25 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
   for (const row of ROWS) {
     it(row.name, async () => {
       // Prepare
-      const server = await startServer(row.env);
+      const env = { ...row.env };
+      let hop: net.Server | undefined;
+      if (row.fluent) {
+        const silent = net.createServer((s) => {
+          s.on("error", () => undefined);
+          s.resume();
+        });
+        hop = silent;
+        await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+        env.DNSGEO_FLUENT_LISTEN = `127.0.0.1:${await freePort()}`;
+        env.DNSGEO_FLUENT_NEXT_HOP = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      }
+      const server = await startServer(env);
       // Warm-up (first requests compile the hot paths), so the probes measure the attack, not start-up.
       await runShipper({ target: server.http, records: 300, batchSize: 100, concurrency: 2, headers: { authorization: `Bearer ${TOKEN}` }, idPrefix: "warm" });
       const prober = startProber(server.http, PROBE_TIMEOUT_MS);
       let attack: attacks.Attack | undefined;
       try {
-        const running = row.start({ http: server.http, grpc: server.grpc });
+        const running = row.start(Object.assign({ http: server.http, grpc: server.grpc }, env.DNSGEO_FLUENT_LISTEN ? { fluent: env.DNSGEO_FLUENT_LISTEN } : {}));
         attack = running;
         await new Promise((r) => setTimeout(r, row.warmupMs ?? WARMUP_MS));
         // Act
@@ -157,6 +179,7 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
         await attack?.stop();
         await prober.stop();
         await server.stop();
+        hop?.close();
       }
     });
   }

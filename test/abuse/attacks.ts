@@ -16,6 +16,8 @@ export const ATTACKER = "127.0.0.2";
 export interface Target {
   http: string;
   grpc: string;
+  /** The Fluent forward listener, host:port, when the row turns it on. */
+  fluent?: string;
 }
 
 export interface Attack {
@@ -364,6 +366,59 @@ export function ownFields(t: Target): Attack & { violations(): number } {
       stopped = true;
       await running;
       return `${checked} records with their own dnsgeo/destination checked, ${violations} presented as dnsgeo's answer`;
+    },
+  };
+}
+
+/**
+ * Row 9: the Fluent forward port. `idle` connections that never send a byte, and
+ * `partial` connections that each send the first `mb` MB of a message announcing 15 MB
+ * (a record with one 15 MB binary value) and then nothing: without a byte budget they
+ * would hold partial × mb MB until the message timeout; and `unacked` whole messages
+ * whose next hop never acks, each holding an in-flight slot until `fluent.timeout_ms`.
+ */
+export function fluentFlood(t: Target, idle: number, partial: number, mb: number, unacked: number): Attack {
+  if (t.fluent === undefined) throw new Error("the fluent row needs fluent.listen");
+  const fluent = t.fluent;
+  let stopped = false;
+  let closedByServer = 0;
+  const socks = new Set<net.Socket>();
+  const open = (first?: Buffer, rest?: Buffer): void => {
+    if (stopped) return;
+    const s = connect(fluent);
+    socks.add(s);
+    s.once("connect", () => {
+      if (first) s.write(first);
+      if (rest) s.write(rest);
+    });
+    s.once("close", () => {
+      socks.delete(s);
+      if (!stopped) closedByServer++;
+    });
+  };
+  // ["t", 1, {"a": <bin32 of 15 MiB>}] cut after `mb` MB of the binary.
+  const head = Buffer.from([0x93, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xc6, 0x00, 0xf0, 0x00, 0x00]);
+  const body = Buffer.alloc(mb * 1024 * 1024);
+  const whole = Buffer.concat([Buffer.from([0x94, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xa1, 0x62, 0x81, 0xa5]), Buffer.from("chunk"), Buffer.from([0xa1, 0x63])]);
+  const run = async (): Promise<void> => {
+    for (let i = 0; i < idle && !stopped; i++) {
+      open();
+      if (i % 200 === 199) await sleep(10);
+    }
+    for (let i = 0; i < unacked && !stopped; i++) open(whole);
+    for (let i = 0; i < partial && !stopped; i++) {
+      open(head, body);
+      if (i % 20 === 19) await sleep(20);
+    }
+  };
+  const running = run();
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      const n = socks.size;
+      for (const s of socks) s.destroy();
+      return `${idle} idle, ${partial} × ${mb} MB half-sent, ${unacked} unacked messages: ${closedByServer} connections closed by the server, ${n} open at the end`;
     },
   };
 }
