@@ -35,7 +35,7 @@ import { httpsOptions, loadTls } from "./tls.js";
 import { ByteBudget, clientKey } from "./byte-budget.js";
 import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
 import { InflightLimiter } from "./limits.js";
-import { RequestPath } from "./request-path.js";
+import { requestPathFor } from "./request-path.js";
 
 /**
  * Checks a PING (`["PING", hostname, shared_key_salt, hexdigest, username, password_digest]`)
@@ -147,18 +147,10 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   const partialTimeoutMs = cfg.message_timeout_ms;
   const logger = app.logger;
   const metrics = app.metrics;
-  const requestPath = new RequestPath({
-    transport: "fluent",
-    limiter: new InflightLimiter(cfg.max_inflight_messages),
-    // Not applied to a message: the forward protocol could only refuse it by not acking, and the
-    // shipper would send it again forever. A message is bounded by fluent.max_message_bytes
-    // and enriched in slices instead.
-    maxRecords: app.config.limits.max_records_per_request,
-    // The forward protocol has no retry-after: a refused chunk comes back on the shipper's own retry schedule.
-    retryAfterS: 0,
-    metrics,
-    logger,
-  });
+  // The record cap is not applied to a message: the forward protocol could only refuse one by
+  // not acking it, and the shipper would send it again forever. A message is bounded by
+  // fluent.max_message_bytes and enriched in slices instead.
+  const requestPath = requestPathFor(app, "fluent", new InflightLimiter(cfg.max_inflight_messages));
   const connections = new ConnectionLimiter({
     transport: "fluent",
     maxConnections: cfg.max_connections,

@@ -27,7 +27,7 @@ import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-
 import { ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
 import type { DecodedItem } from "../pipeline/types.js";
 import { within, type InflightLimiter, type LoopTurnGuard } from "./limits.js";
-import { RequestPath, type Refusal } from "./request-path.js";
+import { requestPathFor, type Refusal } from "./request-path.js";
 import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
@@ -117,16 +117,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   const cfg = app.config.grpc;
   const logger = app.logger;
   const metrics = app.metrics;
-  const requestPath = new RequestPath({
-    transport: "grpc",
-    limiter,
-    ...(deps.guard ? { guard: deps.guard } : {}),
-    token: app.config.auth.token,
-    maxRecords: app.config.limits.max_records_per_request,
-    retryAfterS: cfg.retry_after_s,
-    metrics,
-    logger,
-  });
+  const requestPath = requestPathFor(app, "grpc", limiter, deps.guard);
   const protectOps = app.config.auth.protect_ops;
 
   let closed: Promise<void> | undefined;
@@ -198,23 +189,38 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
   };
   const release = (): void => requestPath.done();
 
-  const handlers: grpc.UntypedServiceImplementation = {
-    Enrich(call: grpc.ServerUnaryCall<EnrichRequestMsg | MalformedRequest, EnrichResponseMsg>, callback: grpc.sendUnaryData<EnrichResponseMsg>) {
+  /**
+   * A unary method: a malformed request refused, `precheck` asked, the call admitted,
+   * `work` run, the slot given back, and its answer or its failure's status sent.
+   * `refused` encodes an admission refusal where a method's clients need another code.
+   */
+  const unary =
+    <Req, Res>(
+      route: string,
+      work: (req: Req) => Promise<Res>,
+      opts: { precheck?: () => Partial<grpc.StatusObject> | undefined; refused?: (r: Refusal) => Partial<grpc.StatusObject> } = {},
+    ) =>
+    (call: grpc.ServerUnaryCall<Req | MalformedRequest, Res>, callback: grpc.sendUnaryData<Res>): void => {
       const start = performance.now();
       const req = call.request;
       if (req instanceof MalformedRequest) {
         callback(fail("DNSGEO_BAD_REQUEST", req.reason));
         return;
       }
-      const refused = admit(call.getPeer());
-      if (refused) {
-        callback(refuse(refused));
+      const early = opts.precheck?.();
+      if (early) {
+        callback(early);
         return;
       }
-      enrichOne(req).then(
+      const refused = admit(call.getPeer());
+      if (refused) {
+        callback((opts.refused ?? refuse)(refused));
+        return;
+      }
+      work(req).then(
         (res) => {
           release();
-          observe("enrich", start);
+          observe(route, start);
           callback(null, res);
         },
         (e: unknown) => {
@@ -222,7 +228,10 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
           callback(toStatus(e));
         },
       );
-    },
+    };
+
+  const handlers: grpc.UntypedServiceImplementation = {
+    Enrich: unary("enrich", enrichOne),
 
     EnrichStream(call: grpc.ServerDuplexStream<EnrichRequestMsg | MalformedRequest, EnrichResponseMsg>) {
       let busy = false;
@@ -300,35 +309,12 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       });
     },
 
-    Lookup(call: grpc.ServerUnaryCall<LookupRequestMsg | MalformedRequest, { results: string[] }>, callback: grpc.sendUnaryData<{ results: string[] }>) {
-      const start = performance.now();
-      const req = call.request;
-      if (req instanceof MalformedRequest) {
-        callback(fail("DNSGEO_BAD_REQUEST", req.reason));
-        return;
-      }
-      const refused = admit(call.getPeer());
-      if (refused) {
-        callback(refuse(refused));
-        return;
-      }
+    Lookup: unary("lookup", async (req: LookupRequestMsg) => {
       const ips = req.ips ?? [];
-      const work = (async () => {
-        requestPath.checkCount(ips.length, "IPs");
-        return app.lookupIps(ips);
-      })();
-      work.then(
-        (answers) => {
-          release();
-          observe("lookup", start);
-          callback(null, { results: answers.map((a) => JSON.stringify(a)) });
-        },
-        (e: unknown) => {
-          release();
-          callback(toStatus(e));
-        },
-      );
-    },
+      requestPath.checkCount(ips.length, "IPs");
+      const answers = await app.lookupIps(ips);
+      return { results: answers.map((a) => JSON.stringify(a)) };
+    }),
   };
 
   const unauthenticated = (): grpc.StatusObject => {
@@ -515,37 +501,11 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
     },
   };
   server.addService(logsService, {
-    Export(call: grpc.ServerUnaryCall<ExportLogsRequest | MalformedRequest, ExportLogsResponse>, callback: grpc.sendUnaryData<ExportLogsResponse>) {
-      const start = performance.now();
-      const req = call.request;
-      if (req instanceof MalformedRequest) {
-        callback(fail("DNSGEO_BAD_REQUEST", req.reason));
-        return;
-      }
-      const otlp = deps.otlp;
-      if (!otlp) {
-        callback(fail("DNSGEO_OTLP_NOT_CONFIGURED", ERROR_CODES.DNSGEO_OTLP_NOT_CONFIGURED.message));
-        return;
-      }
-      const refused = admit(call.getPeer());
-      if (refused) {
-        // OTLP exporters retry RESOURCE_EXHAUSTED only with RetryInfo details: overload is UNAVAILABLE here.
-        const st = refuse(refused);
-        callback(refused.code === "DNSGEO_OVERLOADED" ? { ...st, code: grpc.status.UNAVAILABLE } : st);
-        return;
-      }
-      otlp.exportRequest(req).then(
-        (res) => {
-          release();
-          observe("otlp_export", start);
-          callback(null, res);
-        },
-        (e: unknown) => {
-          release();
-          callback(toStatus(e));
-        },
-      );
-    },
+    Export: unary("otlp_export", (req: ExportLogsRequest) => (deps.otlp as OtlpService).exportRequest(req), {
+      precheck: () => (deps.otlp ? undefined : fail("DNSGEO_OTLP_NOT_CONFIGURED", ERROR_CODES.DNSGEO_OTLP_NOT_CONFIGURED.message)),
+      // OTLP exporters retry RESOURCE_EXHAUSTED only with RetryInfo details: overload is UNAVAILABLE here.
+      refused: (r) => (r.code === "DNSGEO_OVERLOADED" ? { ...refuse(r), code: grpc.status.UNAVAILABLE } : refuse(r)),
+    }),
   });
   const health = new HealthImplementation({ "": "NOT_SERVING", [ENRICHMENT_SERVICE]: "NOT_SERVING" });
   health.addToServer({

@@ -11,7 +11,7 @@ import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
-import { RequestPath, type Refusal } from "./request-path.js";
+import { requestPathFor, type Refusal } from "./request-path.js";
 import { canCompressZstd, compress, compressAsync, decompress, decompressAsync, gzipSizeHint, type Compression } from "../codecs/compression.js";
 import { encodeItems, encodeItemsSliced, splitBody, splitBodySliced } from "../pipeline/framing.js";
 import { SLICED_BODY_BYTES, TimeSlices, type Pause } from "../pipeline/slices.js";
@@ -225,16 +225,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   const firehoseKeyCheck = createSecretCheck(app.config.auth.token);
   const logger = app.logger;
   const metrics = app.metrics;
-  const requestPath = new RequestPath({
-    transport: "http",
-    limiter,
-    ...(deps.guard ? { guard: deps.guard } : {}),
-    token: app.config.auth.token,
-    maxRecords: app.config.limits.max_records_per_request,
-    retryAfterS: cfg.retry_after_s,
-    metrics,
-    logger,
-  });
+  const requestPath = requestPathFor(app, "http", limiter, deps.guard);
   /** The enrich options of a query string (`format`, `explode`). */
   const queryOptions = (qs: string): EnrichOptions => {
     if (qs === "") return {};

@@ -23,6 +23,7 @@ import type { EnrichOptions } from "../pipeline/enrich.js";
 import { createTokenCheck } from "./auth.js";
 import { within, type InflightLimiter, type LoopTurnGuard } from "./limits.js";
 import { refusalReason } from "./refusal.js";
+import type { TransportApp } from "./transport-app.js";
 
 export type TransportName = "http" | "grpc" | "fluent";
 
@@ -194,4 +195,22 @@ export class RequestPath {
       for (const w of ws) w();
     }
   }
+}
+
+/**
+ * The request path of one of the app's listeners, set from its config: `auth.token`,
+ * `limits.max_records_per_request`, and the listener's `retry_after_s` (the forward
+ * protocol has none: a refused chunk comes back on the shipper's own retry schedule).
+ */
+export function requestPathFor(app: TransportApp, transport: TransportName, limiter: InflightLimiter, guard?: LoopTurnGuard): RequestPath {
+  return new RequestPath({
+    transport,
+    limiter,
+    ...(guard ? { guard } : {}),
+    token: app.config.auth.token,
+    maxRecords: app.config.limits.max_records_per_request,
+    retryAfterS: transport === "fluent" ? 0 : app.config[transport].retry_after_s,
+    metrics: app.metrics,
+    logger: app.logger,
+  });
 }
