@@ -7,12 +7,11 @@
  * from the repository root, as its README says.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { publicIp, route53Record } from "../../helpers/shipper.js";
-import { FLUENT_BIT_SKIP, ROOT, countIds, fluentBitDryRun, freePort, startDnsgeo, startFluentBit, tally, waitUntil, type DnsgeoChild, type FluentBit } from "../../helpers/fluent-bit.js";
+import { FLUENT_BIT_SKIP, ROOT, fluentBitDryRun, type DnsgeoChild, type FluentBit } from "../../helpers/fluent-bit.js";
+import { runExample } from "../../helpers/fluent-bit-chain.js";
 
 type Obj = Record<string, unknown>;
 
@@ -57,23 +56,6 @@ const EXAMPLES: Example[] = [
   k8sExample(),
 ];
 
-/** Replaces every occurrence of each key by its value; each key must occur. */
-function substitute(text: string, subs: Record<string, string>): string {
-  let out = text;
-  for (const [from, to] of Object.entries(subs)) {
-    expect(out.includes(from), `"${from}" occurs in the example`).toBe(true);
-    out = out.split(from).join(to);
-  }
-  return out;
-}
-
-/** `n` Route 53 lines with ids `<prefix>-<i>` and public answers. */
-function lines(prefix: string, from: number, to: number): string {
-  let s = "";
-  for (let i = from; i < to; i++) s += route53Record(`${prefix}-${i}`, [publicIp(i * 7919), publicIp(i * 104729 + 13)]) + "\n";
-  return s;
-}
-
 describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/ with the real Fluent Bit${FLUENT_BIT_SKIP ? ` (skipped: ${FLUENT_BIT_SKIP})` : ""}`, () => {
   const running: Array<FluentBit | DnsgeoChild> = [];
   afterEach(async () => {
@@ -89,32 +71,19 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/ with the real Fluent Bit${FLU
   });
 
   it.each(EXAMPLES.map((e) => [e.name, e] as const))("%s runs as written: tail → out_http → dnsgeo → in_http → stdout, every record once, enriched", async (_name, ex) => {
-    // Prepare: only ports and paths change.
-    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-fb-example-"));
-    for (const d of ["logs", "state", "data"]) mkdirSync(join(dir, d));
-    const dnsgeoPort = String(await freePort());
-    const inHttpPort = String(await freePort());
-    const fbConfig = substitute(ex.fluentBit, { "/var/log/dns": join(dir, "logs"), "/var/lib/fluent-bit": join(dir, "state"), "8053": dnsgeoPort, "9880": inHttpPort });
-    const dnsgeoFile = join(dir, "dnsgeo.yaml");
-    writeFileSync(dnsgeoFile, substitute(ex.dnsgeo, { "8053": dnsgeoPort, "9880": inHttpPort }));
+    // Act: only ports and paths change; half the lines are in the file before Fluent Bit starts (read_from_head), half are appended after.
     const env = ex.env ?? {};
-    // The example's data_dir is a container path; ip-api is not reachable from tests (offline data answers).
-    const dnsgeo = await startDnsgeo(dnsgeoFile, Object.assign({ DNSGEO_DATA_DIR: join(dir, "data"), DNSGEO_IPAPI_ENABLED: "false", DNSGEO_HTTP_HOST: "127.0.0.1", DNSGEO_GRPC_PORT: "0" }, env));
-    running.push(dnsgeo);
-    const log = join(dir, "logs", "route53.ndjson");
-    // Half the lines are in the file before Fluent Bit starts (read_from_head), half are appended after.
-    writeFileSync(log, lines("ex", 0, N / 2));
-    const fb = await startFluentBit({ config: fbConfig, format: ex.format, files: ex.files, dir: join(dir, "fb"), env, readyPorts: [Number(inHttpPort)] });
-    running.push(fb);
-
-    // Act
-    appendFileSync(log, lines("ex", N / 2, N));
-    await waitUntil(() => countIds(fb.jsonLines()).size >= N, 150_000, `${N} records on Fluent Bit's stdout`);
-    await new Promise((r) => setTimeout(r, 1500)); // a duplicate would arrive within the next flush
+    const { fb, records, tally: t } = await runExample({
+      tmpPrefix: "dnsgeo-fb-example-",
+      records: N,
+      fluentBit: { config: ex.fluentBit, format: ex.format, files: ex.files, env, ports: ["8053", "9880"], readyPort: "9880" },
+      // The example's data_dir is a container path; ip-api is not reachable from tests (offline data answers).
+      dnsgeo: { config: ex.dnsgeo, ports: ["8053", "9880"], env: Object.assign({ DNSGEO_IPAPI_ENABLED: "false", DNSGEO_HTTP_HOST: "127.0.0.1", DNSGEO_GRPC_PORT: "0" }, env) },
+      timeoutMs: 150_000,
+      running,
+    });
 
     // Assess
-    const records = fb.jsonLines().filter((r) => typeof r.rid === "string");
-    const t = tally(Array.from({ length: N }, (_, i) => `ex-${i}`), countIds(records));
     expect({ arrived: t.arrived, missing: t.missing.length, duplicated: t.duplicated.length, unknown: t.unknown }).toEqual({ arrived: N, missing: 0, duplicated: 0, unknown: 0 });
     for (const r of records) {
       expect((r.dnsgeo as Obj).status, r.rid as string).toBe("enriched");

@@ -16,47 +16,32 @@
 import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { pack, unpack } from "msgpackr";
-import { publicIp, route53Record } from "../../helpers/shipper.js";
-import { FLUENT_BIT_SKIP, FluentBit, OutFileFollower, ROOT, countIds, freePort, startDnsgeo, startFluentBit, tally, waitUntil, type DnsgeoChild } from "../../helpers/fluent-bit.js";
+import { FLUENT_BIT_SKIP, ROOT, countIds, freePort, startFluentBit, waitUntil, type DnsgeoChild, type FluentBit } from "../../helpers/fluent-bit.js";
+import {
+  chainNextHop,
+  chainSource,
+  fluentBitYaml,
+  isEnriched,
+  reportChainRuns,
+  routeRecord,
+  runChain,
+  runExample,
+  type ChainOptions,
+  type ChainRow,
+  type ChainRun,
+  type ChainScale,
+} from "../../helpers/fluent-bit-chain.js";
+import { array, eventTimeBytes } from "../../helpers/fluent-wire.js";
 import { startHarness, type Harness } from "../transport/harness.js";
 
 type Obj = Record<string, unknown>;
 
 const FULL = process.env.DNSGEO_FLUENT_FORWARD_SCALE === "full";
 const N = FULL ? 100_000 : 3000;
-const SLICES = 20;
-const APPEND_EVERY_MS = FULL ? 250 : 150;
-const RUN_TIMEOUT_MS = FULL ? 900_000 : 90_000;
-const STALL_MS = FULL ? 45_000 : 20_000;
-
-function isEnriched(r: Obj): boolean {
-  const status = (r.dnsgeo as Obj | undefined)?.status;
-  const geo = (r.destination as Obj | undefined)?.geo as Obj | undefined;
-  return (status === "enriched" || status === "partial") && typeof geo?.country_iso_code === "string";
-}
-
-function record(prefix: string, i: number): string {
-  return route53Record(`${prefix}-${i}`, [publicIp(i * 7919), publicIp(i * 104729 + 13)]);
-}
-
-/** EventTime as the spec writes it: fixext 8 (0xd7), type 0, seconds and nanoseconds big-endian. */
-function eventTime(s: number, ns: number): Buffer {
-  const b = Buffer.alloc(10);
-  b[0] = 0xd7;
-  b[1] = 0x00;
-  b.writeUInt32BE(s, 2);
-  b.writeUInt32BE(ns, 6);
-  return b;
-}
-
-function array(...elements: Buffer[]): Buffer {
-  return Buffer.concat([Buffer.from([0x90 | elements.length]), ...elements]);
-}
+const SCALE: ChainScale = { records: N, slices: 20, appendEveryMs: FULL ? 250 : 150, runTimeoutMs: FULL ? 900_000 : 90_000, stallMs: FULL ? 45_000 : 20_000 };
 
 /** Sends `msg` on a new connection and resolves the decoded answer (the ack), or rejects after `ms`. */
 function sendForAck(port: number, msg: Buffer, ms = 20_000): Promise<unknown> {
@@ -97,17 +82,21 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`forward protocol modes into a real Flue
     const port = await freePort();
     fb = await startFluentBit({
       format: "yaml",
-      config: `service:\n  flush: 1\npipeline:\n  inputs:\n    - name: forward\n      listen: 127.0.0.1\n      port: ${port}\n  outputs:\n    - name: stdout\n      match: "*"\n      format: json_lines\n      json_date_format: double\n`,
+      config: fluentBitYaml({
+        service: { flush: 1 },
+        inputs: [{ name: "forward", listen: "127.0.0.1", port }],
+        outputs: [{ name: "stdout", match: "*", format: "json_lines", json_date_format: "double" }],
+      }),
       readyPorts: [port],
     });
     h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${port}` } });
     const dnsgeoPort = Number((h.serve.fluentAddress ?? "").split(":").pop());
-    const rec = (i: number): Obj => JSON.parse(record("mode", i)) as Obj;
+    const rec = (i: number): Obj => JSON.parse(routeRecord("mode", i)) as Obj;
     const T = 1_700_000_000;
-    const entry = (i: number, v2 = false): Buffer => (v2 ? array(array(eventTime(T + i, 500_000_000), pack({})), pack(rec(i))) : array(eventTime(T + i, 500_000_000), pack(rec(i))));
+    const entry = (i: number, v2 = false): Buffer => (v2 ? array(array(eventTimeBytes(T + i, 500_000_000), pack({})), pack(rec(i))) : array(eventTimeBytes(T + i, 500_000_000), pack(rec(i))));
     const packed = Buffer.concat([entry(2), entry(3, true)]);
     const messages: Array<[string, Buffer]> = [
-      ["message", array(pack("m.message"), eventTime(T, 500_000_000), pack(rec(0)), pack({ chunk: "c-message" }))],
+      ["message", array(pack("m.message"), eventTimeBytes(T, 500_000_000), pack(rec(0)), pack({ chunk: "c-message" }))],
       ["forward", array(pack("m.forward"), Buffer.concat([Buffer.from([0x91]), entry(1)]), pack({ chunk: "c-forward" }))],
       ["packed", array(pack("m.packed"), Buffer.concat([Buffer.from([0xc5]), Buffer.from([packed.length >> 8, packed.length & 0xff]), packed]), pack({ chunk: "c-packed", size: 2 }))],
       ["compressed", pack(["m.compressed", gzipSync(Buffer.concat([entry(4), entry(5, true)])), { chunk: "c-compressed", size: 2, compressed: "gzip" }])],
@@ -135,161 +124,32 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`forward protocol modes into a real Flue
   }, 90_000);
 });
 
-interface RunResult {
-  name: string;
-  sent: number;
-  arrived: number;
-  lost: number;
-  duplicates: number;
-  notEnriched: number;
-  arrivedAtFault?: number;
-  seconds: number;
-  sourceDropped: number;
-}
+const rows: ChainRow[] = [];
 
-const rows: RunResult[] = [];
-
-function sourceConfig(dir: string, dnsgeoPort: number): string {
-  return `service:
-  flush: 1
-  log_level: info
-  storage.path: ${join(dir, "source-storage")}
-parsers:
-  - name: dns_json
-    format: json
-pipeline:
-  inputs:
-    - name: tail
-      tag: dns.raw
-      path: ${join(dir, "logs")}/*.ndjson
-      parser: dns_json
-      read_from_head: true
-      refresh_interval: 1
-      storage.type: filesystem
-  outputs:
-    - name: forward
-      match: dns.raw
-      host: 127.0.0.1
-      port: ${dnsgeoPort}
-      require_ack_response: true
-      retry_limit: no_limits
-`;
-}
-
-function nextHopConfig(dir: string, port: number): string {
-  return `service:
-  flush: 1
-  log_level: info
-pipeline:
-  inputs:
-    - name: forward
-      listen: 127.0.0.1
-      port: ${port}
-  outputs:
-    - name: file
-      match: "*"
-      path: ${join(dir, "out")}
-      format: plain
-`;
-}
-
-async function runPipeline(name: string, fault?: { downMs: number }): Promise<RunResult> {
-  const dir = mkdtempSync(join(tmpdir(), "dnsgeo-fb-fluent-forward-"));
-  for (const d of ["logs", "out", "data"]) mkdirSync(join(dir, d));
-  const dnsgeoPort = await freePort();
-  const nextHopPort = await freePort();
-  const counts = new Map<string, number>();
-  let notEnriched = 0;
-  let arrived = 0;
-  let lastArrival = performance.now();
-  const follower = new OutFileFollower(join(dir, "out"), (r) => {
-    lastArrival = performance.now();
-    const id = r.rid;
-    if (typeof id !== "string") return;
-    const n = (counts.get(id) ?? 0) + 1;
-    counts.set(id, n);
-    if (n === 1) arrived++;
-    if (!isEnriched(r)) notEnriched++;
-  });
-  const procs: Array<FluentBit | DnsgeoChild> = [];
-  const nextHop = new FluentBit({ config: nextHopConfig(dir, nextHopPort), format: "yaml", dir: join(dir, "next-hop"), readyPorts: [nextHopPort] });
-  const source = new FluentBit({ config: sourceConfig(dir, dnsgeoPort), format: "yaml", dir: join(dir, "source") });
-  try {
-    await nextHop.start();
-    procs.push(nextHop);
-    const dnsgeoFile = join(dir, "dnsgeo.yaml");
-    writeFileSync(
-      dnsgeoFile,
+/** tail ─ out_forward (require_ack_response) ─▶ dnsgeo fluent.listen ─▶ in_forward ─ out_file. */
+function runPipeline(name: string, fault?: ChainOptions["fault"]): Promise<ChainRun> {
+  return runChain({
+    name,
+    tmpPrefix: "dnsgeo-fb-fluent-forward-",
+    scale: SCALE,
+    fault,
+    record: (i) => routeRecord("ff", i),
+    sourceConfig: (dir, dnsgeoPort) =>
+      chainSource(dir, { name: "forward", match: "dns.raw", host: "127.0.0.1", port: dnsgeoPort, require_ack_response: true, retry_limit: "no_limits" }, { tail: { refresh_interval: 1 } }),
+    nextHopConfig: (dir, port) => chainNextHop(dir, { name: "forward", listen: "127.0.0.1", port }),
+    dnsgeoConfig: (dnsgeoPort, nextHopPort) =>
       `http:\n  host: 127.0.0.1\n  port: 0\ngrpc:\n  enabled: false\nfluent:\n  listen: 127.0.0.1:${dnsgeoPort}\n  next_hop: 127.0.0.1:${nextHopPort}\n  timeout_ms: 10000\noutput:\n  format: ecs\nipapi:\n  enabled: false\n`,
-    );
-    const dnsgeo = await startDnsgeo(dnsgeoFile, { DNSGEO_DATA_DIR: join(dir, "data") });
-    procs.push(dnsgeo);
-    const log = join(dir, "logs", "route53.ndjson");
-    writeFileSync(log, "");
-    await source.start();
-    procs.push(source);
-    const began = performance.now();
-
-    // Act
-    let written = false;
-    const writer = (async () => {
-      const per = fault ? Math.ceil(N / SLICES) : N;
-      for (let s = 0; s * per < N; s++) {
-        let text = "";
-        for (let i = s * per; i < Math.min(N, (s + 1) * per); i++) text += record("ff", i) + "\n";
-        appendFileSync(log, text);
-        await new Promise((r) => setTimeout(r, APPEND_EVERY_MS));
-      }
-      written = true;
-    })();
-    let arrivedAtFault: number | undefined;
-    const until = Date.now() + RUN_TIMEOUT_MS;
-    while (arrived < N && Date.now() < until && !(written && performance.now() - lastArrival > STALL_MS)) {
-      await new Promise((r) => setTimeout(r, 200));
-      follower.poll();
-      if (fault && arrivedAtFault === undefined && arrived >= N / 4) {
-        arrivedAtFault = arrived;
-        await nextHop.stop("SIGTERM");
-        await new Promise((r) => setTimeout(r, fault.downMs));
-        await nextHop.start();
-      }
-    }
-    await writer;
-    const seconds = (lastArrival - began) / 1000;
-    await new Promise((r) => setTimeout(r, 3000));
-    follower.poll();
-    let duplicates = 0;
-    for (const n of counts.values()) duplicates += n - 1;
-    return {
-      name,
-      sent: N,
-      arrived,
-      lost: N - arrived,
-      duplicates,
-      notEnriched,
-      arrivedAtFault,
-      seconds: Math.round(seconds * 10) / 10,
-      sourceDropped: (source.output.match(/will not be retried|cannot be retried|retries exhausted/gi) ?? []).length,
-    };
-  } finally {
-    for (const p of procs.reverse()) await p.stop("SIGKILL");
-  }
+  });
 }
 
-describe.skipIf(FLUENT_BIT_SKIP !== "")(`tail → out_forward → dnsgeo → in_forward → out_file, ${N} records per run${skipReason}`, { timeout: RUN_TIMEOUT_MS + 60_000 }, () => {
-  afterAll(() => {
-    if (rows.length === 0) return;
-    const table = [
+describe.skipIf(FLUENT_BIT_SKIP !== "")(`tail → out_forward → dnsgeo → in_forward → out_file, ${N} records per run${skipReason}`, { timeout: SCALE.runTimeoutMs + 60_000 }, () => {
+  afterAll(() =>
+    reportChainRuns(
       `Fluent Bit tail → out_forward (require_ack_response) → dnsgeo fluent.listen → in_forward → out_file, ${N} records per run`,
-      "",
-      "| run | sent | arrived | lost | duplicates | not enriched | arrived when the fault hit | seconds to the last arrival |",
-      "|---|---|---|---|---|---|---|---|",
-      ...rows.map((r) => `| ${r.name} | ${r.sent} | ${r.arrived} | ${r.lost} | ${r.duplicates} | ${r.notEnriched} | ${r.arrivedAtFault ?? "–"} | ${r.seconds} |`),
-      "",
-    ].join("\n");
-    writeFileSync(join(tmpdir(), `dnsgeo-fluent-forward-${FULL ? "full" : "small"}.md`), table);
-    console.log(table);
-  });
+      `dnsgeo-fluent-forward-${FULL ? "full" : "small"}.md`,
+      rows,
+    ),
+  );
 
   it("every record exactly once, enriched", async () => {
     // Act
@@ -301,7 +161,7 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`tail → out_forward → dnsgeo → in_
 
   it("next hop stopped (SIGTERM) and started again mid-run: 0 lost", async () => {
     // Act
-    const r = await runPipeline("next hop stopped 3 s mid-run", { downMs: 3000 });
+    const r = await runPipeline("next hop stopped 3 s mid-run", { signal: "SIGTERM", downMs: 3000 });
     rows.push(r);
     // Assess: a chunk acked by in_forward whose ack the restart cut may come twice (at-least-once).
     expect({ lost: r.lost, notEnriched: r.notEnriched, sourceDropped: r.sourceDropped }).toEqual({ lost: 0, notEnriched: 0, sourceDropped: 0 });
@@ -316,43 +176,18 @@ describe.skipIf(FLUENT_BIT_SKIP !== "")(`examples/fluent-bit/forward.yaml as wri
   });
 
   it("tail → out_forward → dnsgeo → in_forward → stdout: every record once, enriched", async () => {
-    // Prepare: only ports and paths change.
     const M = 2000;
-    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-fb-forward-example-"));
-    for (const d of ["logs", "state", "data"]) mkdirSync(join(dir, d));
-    const sub = (text: string, subs: Record<string, string>): string => {
-      let out = text;
-      for (const [from, to] of Object.entries(subs)) {
-        expect(out.includes(from), `"${from}" occurs in the example`).toBe(true);
-        out = out.split(from).join(to);
-      }
-      return out;
-    };
-    const listen = String(await freePort());
-    const inForward = String(await freePort());
-    const httpPort = String(await freePort());
-    const fbConfig = sub(readFileSync(join(ROOT, "examples/fluent-bit/forward.yaml"), "utf8"), { "/var/log/dns": join(dir, "logs"), "/var/lib/fluent-bit": join(dir, "state"), "24224": listen, "24225": inForward });
-    const dnsgeoFile = join(dir, "dnsgeo.yaml");
-    writeFileSync(dnsgeoFile, sub(readFileSync(join(ROOT, "examples/fluent-bit/dnsgeo-forward.yaml"), "utf8"), { "24224": listen, "24225": inForward, "8053": httpPort }));
-    const dnsgeo = await startDnsgeo(dnsgeoFile, { DNSGEO_DATA_DIR: join(dir, "data"), DNSGEO_IPAPI_ENABLED: "false", DNSGEO_GRPC_PORT: "0" });
-    running.push(dnsgeo);
-    const log = join(dir, "logs", "route53.ndjson");
-    let text = "";
-    for (let i = 0; i < M / 2; i++) text += record("ex", i) + "\n";
-    writeFileSync(log, text);
-    const fb = await startFluentBit({ config: fbConfig, format: "yaml", dir: join(dir, "fb"), readyPorts: [Number(inForward)] });
-    running.push(fb);
-
-    // Act
-    text = "";
-    for (let i = M / 2; i < M; i++) text += record("ex", i) + "\n";
-    appendFileSync(log, text);
-    await waitUntil(() => countIds(fb.jsonLines()).size >= M, 60_000, `${M} records on Fluent Bit's stdout`);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Act: only ports and paths change.
+    const { fb, records, tally: t } = await runExample({
+      tmpPrefix: "dnsgeo-fb-forward-example-",
+      records: M,
+      fluentBit: { config: readFileSync(join(ROOT, "examples/fluent-bit/forward.yaml"), "utf8"), format: "yaml", ports: ["24224", "24225"], readyPort: "24225" },
+      dnsgeo: { config: readFileSync(join(ROOT, "examples/fluent-bit/dnsgeo-forward.yaml"), "utf8"), ports: ["24224", "24225", "8053"], env: { DNSGEO_IPAPI_ENABLED: "false", DNSGEO_GRPC_PORT: "0" } },
+      timeoutMs: 60_000,
+      running,
+    });
 
     // Assess
-    const records = fb.jsonLines().filter((r) => typeof r.rid === "string");
-    const t = tally(Array.from({ length: M }, (_, i) => `ex-${i}`), countIds(records));
     expect({ arrived: t.arrived, missing: t.missing.length, duplicated: t.duplicated.length, unknown: t.unknown }).toEqual({ arrived: M, missing: 0, duplicated: 0, unknown: 0 });
     for (const r of records) expect(isEnriched(r), r.rid as string).toBe(true);
     expect(fb.output).not.toMatch(/\[error\]/);

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { publicIp, route53Record } from "../../helpers/shipper.js";
 import { hasOpenssl, makeTestCerts } from "../../helpers/certs.js";
 import { FLUENT_BIT_SKIP, countIds, freePort, startFluentBit, waitUntil, type FluentBit } from "../../helpers/fluent-bit.js";
+import { fluentBitYaml, tailSource, type Section } from "../../helpers/fluent-bit-chain.js";
 import { startHarness, type Harness } from "../transport/harness.js";
 
 type Obj = Record<string, unknown>;
@@ -18,31 +19,24 @@ const N = 50;
 const skip = FLUENT_BIT_SKIP !== "" || !hasOpenssl();
 const why = FLUENT_BIT_SKIP ? ` (skipped: ${FLUENT_BIT_SKIP})` : !hasOpenssl() ? " (skipped: no openssl CLI to make test certificates)" : "";
 
-function sourceConfig(file: string, port: number, key: string, caFile: string): string {
-  return `service:
-  flush: 0.5
-  log_level: info
-parsers:
-  - name: dns_json
-    format: json
-pipeline:
-  inputs:
-    - name: tail
-      path: ${file}
-      parser: dns_json
-      read_from_head: true
-  outputs:
-    - name: forward
-      match: "*"
-      host: 127.0.0.1
-      port: ${port}
-      shared_key: ${key}
-      self_hostname: fluent-bit-test
-      require_ack_response: true
-      tls: on
-      tls.verify: on
-      tls.ca_file: ${caFile}
-`;
+/** `N` Route 53 lines with ids `<prefix>-<i>`, one public answer each. */
+function lines(prefix: string): string {
+  return Array.from({ length: N }, (_, i) => route53Record(`${prefix}-${i}`, [publicIp(i * 31 + 7)])).join("\n") + "\n";
+}
+
+/** tail of `file` ─ out_forward (require_ack_response; `more` adds to it) to 127.0.0.1:`port`. */
+function sourceConfig(file: string, port: number, more: Section = {}): string {
+  return tailSource({ service: { flush: 0.5, log_level: "info" }, path: file, output: { name: "forward", match: "*", host: "127.0.0.1", port, require_ack_response: true, ...more } });
+}
+
+/** What out_forward adds to send with shared key `key` over TLS, verifying the server against `caFile`. */
+function secure(key: string, caFile: string): Section {
+  return { shared_key: key, self_hostname: "fluent-bit-test", tls: "on", "tls.verify": "on", "tls.ca_file": caFile };
+}
+
+/** in_forward on `port` (`more` adds to it) ─ stdout as JSON lines. */
+function sinkConfig(port: number, more: Section = {}): string {
+  return fluentBitYaml({ service: { flush: 0.5 }, inputs: [{ name: "forward", listen: "127.0.0.1", port, ...more }], outputs: [{ name: "stdout", match: "*", format: "json_lines" }] });
 }
 
 describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent Bit out_forward${why}`, () => {
@@ -59,7 +53,7 @@ describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent B
     const sinkPort = await freePort();
     const sink = await startFluentBit({
       format: "yaml",
-      config: `service:\n  flush: 0.5\npipeline:\n  inputs:\n    - name: forward\n      listen: 127.0.0.1\n      port: ${sinkPort}\n  outputs:\n    - name: stdout\n      match: "*"\n      format: json_lines\n`,
+      config: sinkConfig(sinkPort),
       readyPorts: [sinkPort],
     });
     fbs.push(sink);
@@ -67,15 +61,14 @@ describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent B
       fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${sinkPort}`, shared_key: "right-key", tls: { cert_file: certs.serverCertFile, key_file: certs.serverKeyFile } },
     });
     const port = Number((h.serve.fluentAddress ?? "").split(":").pop());
-    const lines = (prefix: string): string => Array.from({ length: N }, (_, i) => route53Record(`${prefix}-${i}`, [publicIp(i * 31 + 7)])).join("\n") + "\n";
     const goodFile = join(certs.dir, "good.ndjson");
     const badFile = join(certs.dir, "bad.ndjson");
     writeFileSync(goodFile, lines("good"));
     writeFileSync(badFile, lines("bad"));
     // Act
-    const good = await startFluentBit({ format: "yaml", config: sourceConfig(goodFile, port, "right-key", certs.caFile) });
+    const good = await startFluentBit({ format: "yaml", config: sourceConfig(goodFile, port, secure("right-key", certs.caFile)) });
     fbs.push(good);
-    const bad = await startFluentBit({ format: "yaml", config: sourceConfig(badFile, port, "wrong-key", certs.caFile) });
+    const bad = await startFluentBit({ format: "yaml", config: sourceConfig(badFile, port, secure("wrong-key", certs.caFile)) });
     fbs.push(bad);
     const ids = (): Map<string, number> => countIds(sink.jsonLines());
     await waitUntil(() => [...ids().keys()].filter((k) => k.startsWith("good-")).length >= N, 30_000, `${N} records of the right key`).catch((e: Error) => {
@@ -101,7 +94,7 @@ describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent B
     const sinkPort = await freePort();
     const sink = await startFluentBit({
       format: "yaml",
-      config: `service:\n  flush: 0.5\npipeline:\n  inputs:\n    - name: forward\n      listen: 127.0.0.1\n      port: ${sinkPort}\n      shared_key: hop-key\n      self_hostname: sink\n      tls: on\n      tls.verify: off\n      tls.crt_file: ${certs.serverCertFile}\n      tls.key_file: ${certs.serverKeyFile}\n  outputs:\n    - name: stdout\n      match: "*"\n      format: json_lines\n`,
+      config: sinkConfig(sinkPort, { shared_key: "hop-key", self_hostname: "sink", tls: "on", "tls.verify": "off", "tls.crt_file": certs.serverCertFile, "tls.key_file": certs.serverKeyFile }),
       readyPorts: [sinkPort],
     });
     fbs.push(sink);
@@ -109,17 +102,14 @@ describe.skipIf(skip)(`forward listener with a shared key and TLS, real Fluent B
     h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${sinkPort}`, next_hop_shared_key: "hop-key", next_hop_tls: hopTls, timeout_ms: 3000 } });
     const wrong = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${sinkPort}`, next_hop_shared_key: "not-the-key", next_hop_tls: hopTls, timeout_ms: 3000 } });
     const portOf = (x: Harness): number => Number((x.serve.fluentAddress ?? "").split(":").pop());
-    const lines = (prefix: string): string => Array.from({ length: N }, (_, i) => route53Record(`${prefix}-${i}`, [publicIp(i * 31 + 7)])).join("\n") + "\n";
     const rightFile = join(certs.dir, "right.ndjson");
     const wrongFile = join(certs.dir, "wrong.ndjson");
     writeFileSync(rightFile, lines("right"));
     writeFileSync(wrongFile, lines("wrong"));
-    const plainSource = (file: string, port: number): string =>
-      `service:\n  flush: 0.5\nparsers:\n  - name: dns_json\n    format: json\npipeline:\n  inputs:\n    - name: tail\n      path: ${file}\n      parser: dns_json\n      read_from_head: true\n  outputs:\n    - name: forward\n      match: "*"\n      host: 127.0.0.1\n      port: ${port}\n      require_ack_response: true\n`;
     try {
       // Act
-      fbs.push(await startFluentBit({ format: "yaml", config: plainSource(rightFile, portOf(h)) }));
-      fbs.push(await startFluentBit({ format: "yaml", config: plainSource(wrongFile, portOf(wrong)) }));
+      fbs.push(await startFluentBit({ format: "yaml", config: sourceConfig(rightFile, portOf(h)) }));
+      fbs.push(await startFluentBit({ format: "yaml", config: sourceConfig(wrongFile, portOf(wrong)) }));
       const ids = (): Map<string, number> => countIds(sink.jsonLines());
       await waitUntil(() => [...ids().keys()].filter((k) => k.startsWith("right-")).length >= N, 30_000, `${N} records through the right key`);
       const failed = async (): Promise<number> => (await wrong.app.metrics.fluentNextHopMessages.get()).values.find((v) => v.labels.result === "failed")?.value ?? 0;

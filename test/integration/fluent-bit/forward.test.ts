@@ -12,28 +12,20 @@
  * to `$TMPDIR/dnsgeo-fluent-bit-<scale>.md`.
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { publicIp, route53Record, SPECIAL_ANSWERS } from "../../helpers/shipper.js";
-import { FLUENT_BIT_SKIP, FluentBit, OutFileFollower, freePort, startDnsgeo, type DnsgeoChild } from "../../helpers/fluent-bit.js";
-
-type Obj = Record<string, unknown>;
+import { FLUENT_BIT_SKIP } from "../../helpers/fluent-bit.js";
+import { chainNextHop, chainSource, reportChainRuns, runChain, type ChainRow, type ChainScale } from "../../helpers/fluent-bit-chain.js";
 
 const FULL = process.env.DNSGEO_FLUENT_BIT_SCALE === "full";
 /**
  * Records per run. 5000 Route 53 records make tail chunks near Fluent Bit's 2 MB, whose
- * enriched form is over in_http's default 4M body limit.
+ * enriched form is over in_http's default 4M body limit. Fault runs write the file in
+ * 20 appends, 150 ms apart (250 at full scale), so records flow while the fault hits.
  */
 const N = FULL ? 100_000 : 5000;
-/** Fault runs write the file in this many appends, `APPEND_EVERY_MS` apart, so records flow while the fault hits. */
-const SLICES = 20;
-const APPEND_EVERY_MS = FULL ? 250 : 150;
-/** Longest wait for a run to deliver everything. */
-const RUN_TIMEOUT_MS = FULL ? 900_000 : 60_000;
-/** A run whose file is written and whose output has not grown for this long is over (what is missing is lost). */
-const STALL_MS = FULL ? 45_000 : 20_000;
+const SCALE: ChainScale = { records: N, slices: 20, appendEveryMs: FULL ? 250 : 150, runTimeoutMs: FULL ? 900_000 : 60_000, stallMs: FULL ? 45_000 : 20_000 };
 
 interface RunOptions {
   name: string;
@@ -44,23 +36,7 @@ interface RunOptions {
   fault?: { signal: "SIGTERM" | "SIGKILL"; downMs: number };
 }
 
-interface RunResult {
-  name: string;
-  sent: number;
-  /** Distinct ids that arrived. */
-  arrived: number;
-  lost: number;
-  /** Ids that arrived more than once (extra copies). */
-  duplicates: number;
-  /** Records that arrived without dnsgeo's enrichment. */
-  notEnriched: number;
-  /** Lines of the output file that were not JSON (cut by a kill; a whole record behind the cut still counts). */
-  brokenLines: number;
-  /** Records arrived when the fault hit. */
-  arrivedAtFault?: number;
-  seconds: number;
-  /** What the sending Fluent Bit logged about chunks it gave up. */
-  sourceDropped: number;
+interface RunResult extends ChainRow {
   /** Next-hop answers dnsgeo logged as refusals. */
   nextHopRefusals: number;
   /** Ids that arrived with an id no record was sent with. */
@@ -77,55 +53,20 @@ function record(i: number): string {
   return route53Record(`fb-${i}`, answers);
 }
 
+/** The source: its tail keeps its offsets in a db; retries after the next hop came back start within a few seconds. */
 function sourceConfig(dir: string, dnsgeoPort: number): string {
-  return `service:
-  flush: 1
-  log_level: info
-  storage.path: ${join(dir, "source-storage")}
-  # Retries after the next hop came back start within a few seconds.
-  scheduler.base: 1
-  scheduler.cap: 3
-parsers:
-  - name: dns_json
-    format: json
-pipeline:
-  inputs:
-    - name: tail
-      tag: dns.raw
-      path: ${join(dir, "logs")}/*.ndjson
-      parser: dns_json
-      db: ${join(dir, "source-tail.db")}
-      read_from_head: true
-      storage.type: filesystem
-  outputs:
-    - name: http
-      match: dns.raw
-      host: 127.0.0.1
-      port: ${dnsgeoPort}
-      uri: /v1/forward
-      format: json_lines
-      compress: gzip
-      json_date_key: false
-      retry_limit: no_limits
-`;
+  return chainSource(
+    dir,
+    { name: "http", match: "dns.raw", host: "127.0.0.1", port: dnsgeoPort, uri: "/v1/forward", format: "json_lines", compress: "gzip", json_date_key: false, retry_limit: "no_limits" },
+    { service: { "scheduler.base": 1, "scheduler.cap": 3 }, tail: { db: join(dir, "source-tail.db") } },
+  );
 }
 
 /** The next hop: in_http at its defaults (buffer_max_size 4M), out_file writing one JSON object per line. */
 function nextHopConfig(dir: string, port: number, storage: "memory" | "filesystem"): string {
-  return `service:
-  flush: 1
-  log_level: info
-${storage === "filesystem" ? `  storage.path: ${join(dir, "next-hop-storage")}\n` : ""}pipeline:
-  inputs:
-    - name: http
-      listen: 127.0.0.1
-      port: ${port}
-${storage === "filesystem" ? "      storage.type: filesystem\n" : ""}  outputs:
-    - name: file
-      match: "*"
-      path: ${join(dir, "out")}
-      format: plain
-`;
+  return storage === "filesystem"
+    ? chainNextHop(dir, { name: "http", listen: "127.0.0.1", port, "storage.type": "filesystem" }, { "storage.path": join(dir, "next-hop-storage") })
+    : chainNextHop(dir, { name: "http", listen: "127.0.0.1", port });
 }
 
 function dnsgeoConfig(dnsgeoPort: number, nextHopPort: number, compression: string): string {
@@ -147,131 +88,40 @@ ipapi:
 `;
 }
 
-function isEnriched(r: Obj): boolean {
-  const status = (r.dnsgeo as Obj | undefined)?.status;
-  const geo = (r.destination as Obj | undefined)?.geo as Obj | undefined;
-  return (status === "enriched" || status === "partial") && typeof geo?.country_iso_code === "string";
-}
-
 async function runPipeline(o: RunOptions): Promise<RunResult> {
-  const dir = mkdtempSync(join(tmpdir(), "dnsgeo-fb-forward-"));
-  for (const d of ["logs", "out", "data"]) mkdirSync(join(dir, d));
-  const dnsgeoPort = await freePort();
-  const nextHopPort = await freePort();
-  const counts = new Map<string, number>();
-  let notEnriched = 0;
-  let arrived = 0;
-  let lastArrival = performance.now();
-  const follower = new OutFileFollower(join(dir, "out"), (r) => {
-    lastArrival = performance.now();
-    const id = r.rid;
-    if (typeof id !== "string") return;
-    const n = (counts.get(id) ?? 0) + 1;
-    counts.set(id, n);
-    if (n === 1) arrived++;
-    if (!isEnriched(r)) notEnriched++;
+  const { counts, dir, dnsgeoLog, ...row } = await runChain({
+    name: o.name,
+    tmpPrefix: "dnsgeo-fb-forward-",
+    scale: SCALE,
+    fault: o.fault,
+    record,
+    sourceConfig,
+    nextHopConfig: (dir, port) => nextHopConfig(dir, port, o.nextHopStorage),
+    dnsgeoConfig: (dnsgeoPort, nextHopPort) => dnsgeoConfig(dnsgeoPort, nextHopPort, o.compression),
   });
-  const procs: Array<FluentBit | DnsgeoChild> = [];
-  const nextHop = new FluentBit({ config: nextHopConfig(dir, nextHopPort, o.nextHopStorage), format: "yaml", dir: join(dir, "next-hop"), readyPorts: [nextHopPort] });
-  const source = new FluentBit({ config: sourceConfig(dir, dnsgeoPort), format: "yaml", dir: join(dir, "source") });
-  let dnsgeo: DnsgeoChild | undefined;
-  try {
-    await nextHop.start();
-    procs.push(nextHop);
-    const dnsgeoFile = join(dir, "dnsgeo.yaml");
-    writeFileSync(dnsgeoFile, dnsgeoConfig(dnsgeoPort, nextHopPort, o.compression));
-    dnsgeo = await startDnsgeo(dnsgeoFile, { DNSGEO_DATA_DIR: join(dir, "data") });
-    procs.push(dnsgeo);
-    const log = join(dir, "logs", "route53.ndjson");
-    writeFileSync(log, "");
-    await source.start();
-    procs.push(source);
-    const began = performance.now();
-
-    // Act
-    let written = false;
-    const writer = (async () => {
-      // Without a fault the whole file is there at once: tail reads as fast as it can and fills its chunks.
-      const per = o.fault ? Math.ceil(N / SLICES) : N;
-      for (let s = 0; s * per < N; s++) {
-        let text = "";
-        for (let i = s * per; i < Math.min(N, (s + 1) * per); i++) text += record(i) + "\n";
-        appendFileSync(log, text);
-        await new Promise((r) => setTimeout(r, APPEND_EVERY_MS));
-      }
-      written = true;
-    })();
-    let arrivedAtFault: number | undefined;
-    const until = Date.now() + RUN_TIMEOUT_MS;
-    while (arrived < N && Date.now() < until && !(written && performance.now() - lastArrival > STALL_MS)) {
-      await new Promise((r) => setTimeout(r, 200));
-      follower.poll();
-      if (o.fault && arrivedAtFault === undefined && arrived >= N / 4) {
-        arrivedAtFault = arrived;
-        await nextHop.stop(o.fault.signal);
-        await new Promise((r) => setTimeout(r, o.fault?.downMs));
-        await nextHop.start();
-      }
-    }
-    await writer;
-    // Until the last record arrived (a run that lost records also waited STALL_MS for them).
-    const seconds = (lastArrival - began) / 1000;
-    // A copy sent twice would come within the next flushes.
-    await new Promise((r) => setTimeout(r, 3000));
-    follower.poll();
-
-    let duplicates = 0;
-    let unknown = 0;
-    for (const [id, n] of counts) {
-      duplicates += n - 1;
-      const i = Number(id.slice(3));
-      if (!id.startsWith("fb-") || !(i >= 0 && i < N)) unknown++;
-    }
-    return {
-      name: o.name,
-      sent: N,
-      arrived,
-      lost: N - arrived,
-      duplicates,
-      notEnriched,
-      brokenLines: follower.broken,
-      arrivedAtFault,
-      seconds: Math.round(seconds * 10) / 10,
-      sourceDropped: (source.output.match(/will not be retried|cannot be retried|retries exhausted/gi) ?? []).length,
-      nextHopRefusals: (dnsgeo.log().match(/next hop refused/gi) ?? []).length,
-      unknown,
-      deadLetterBytes: existsSync(join(dir, "data", "forward-dead-letter.ndjson")) ? statSync(join(dir, "data", "forward-dead-letter.ndjson")).size : 0,
-    };
-  } finally {
-    for (const p of procs.reverse()) await p.stop("SIGKILL");
+  let unknown = 0;
+  for (const id of counts.keys()) {
+    const i = Number(id.slice(3));
+    if (!id.startsWith("fb-") || !(i >= 0 && i < N)) unknown++;
   }
-}
-
-function describeRow(r: RunResult): string {
-  return `| ${r.name} | ${r.sent} | ${r.arrived} | ${r.lost} | ${r.duplicates} | ${r.notEnriched} | ${r.brokenLines} | ${r.arrivedAtFault ?? "–"} | ${r.seconds} |`;
+  const deadLetter = join(dir, "data", "forward-dead-letter.ndjson");
+  return {
+    ...row,
+    nextHopRefusals: (dnsgeoLog.match(/next hop refused/gi) ?? []).length,
+    unknown,
+    deadLetterBytes: existsSync(deadLetter) ? statSync(deadLetter).size : 0,
+  };
 }
 
 describe.skipIf(FLUENT_BIT_SKIP !== "")(
   `forward mode with the real Fluent Bit on both sides, ${N} records per run${FLUENT_BIT_SKIP ? ` (skipped: ${FLUENT_BIT_SKIP})` : ""}`,
-  { timeout: RUN_TIMEOUT_MS + 60_000 },
+  { timeout: SCALE.runTimeoutMs + 60_000 },
   () => {
     afterEach((ctx) => {
       const r = rows[rows.length - 1];
       if (r && ctx.task.result?.state === "fail") console.log(`${ctx.task.name}: ${JSON.stringify(r)}`);
     });
-    afterAll(() => {
-      if (rows.length === 0) return;
-      const table = [
-        `Fluent Bit tail → out_http (gzip) → dnsgeo /v1/forward → in_http → out_file, ${N} records per run`,
-        "",
-        "| run | sent | arrived | lost | duplicates | not enriched | cut lines | arrived when the fault hit | seconds to the last arrival |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ...rows.map(describeRow),
-        "",
-      ].join("\n");
-      writeFileSync(join(tmpdir(), `dnsgeo-fluent-bit-${FULL ? "full" : "small"}.md`), table);
-      console.log(table);
-    });
+    afterAll(() => reportChainRuns(`Fluent Bit tail → out_http (gzip) → dnsgeo /v1/forward → in_http → out_file, ${N} records per run`, `dnsgeo-fluent-bit-${FULL ? "full" : "small"}.md`, rows));
 
     it.each(["none", "gzip"] as const)("forward compression %s, in_http at its defaults: every record arrives exactly once, enriched", async (compression) => {
       // Act

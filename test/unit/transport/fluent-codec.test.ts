@@ -3,23 +3,9 @@ import fc from "fast-check";
 import { pack } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { decodeMessage, EventTime, FluentProtocolError, packEntry, packPackedForward, valueEnd } from "../../../src/transport/fluent-codec.js";
+import { array, eventTimeBytes } from "../../helpers/fluent-wire.js";
 
 const LIMITS = { maxDecodedBytes: 1024 * 1024 };
-
-/** EventTime as the spec writes it: fixext 8 (0xd7), type 0, seconds and nanoseconds big-endian. */
-function eventTimeBytes(s: number, ns: number): Buffer {
-  const b = Buffer.alloc(10);
-  b[0] = 0xd7;
-  b[1] = 0x00;
-  b.writeUInt32BE(s, 2);
-  b.writeUInt32BE(ns, 6);
-  return b;
-}
-
-/** A msgpack array header followed by already encoded elements. */
-function array(...elements: Buffer[]): Buffer {
-  return Buffer.concat([Buffer.from([0x90 | elements.length]), ...elements]);
-}
 
 const REC = { query_name: "example.com", answers: [{ Rdata: "93.184.216.34", Type: "A" }] };
 
