@@ -9,18 +9,16 @@ import { createServer as createNetServer, type AddressInfo, type Server, type So
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadConfig } from "../../../src/config.js";
 import { silentLogger } from "../../../src/observability/logger.js";
-import { createMetrics } from "../../../src/observability/metrics.js";
+import { createMetrics, type Metrics } from "../../../src/observability/metrics.js";
 import { DynamoDbTier, createDynamoClient } from "../../../src/lookup/dynamodb-tier.js";
 import { LookupChain } from "../../../src/lookup/lookup-chain.js";
 import { MemoryTier } from "../../../src/lookup/memory-tier.js";
 import { SqliteTier } from "../../../src/lookup/sqlite-tier.js";
 import { FAKE_CREDENTIALS } from "../../helpers/dynalite.js";
+import { DEADLINE_MS, MARGIN_MS, chainBehindLocal, expectLocalAnswersInTime } from "../../helpers/lookup-tiers.js";
 import { ManualClock, positive } from "../../unit/lookup/contract.js";
 
-const DEADLINE_MS = loadConfig().lookup.deadline_ms;
-const MARGIN_MS = 50;
 
 type Endpoint = { endpoint: string; close(): Promise<void> };
 
@@ -78,63 +76,45 @@ async function throttlingEndpoint(): Promise<Endpoint & { calls(): number }> {
   };
 }
 
+/**
+ * A DynamoDbTier on table "dnsgeo" at `endpoint`, with a client of its own (connect
+ * timeout 1 s, fake credentials); `o` gives the request and call timeouts, the write
+ * queue, staleness (0 when absent), the clock and metrics.
+ */
+function tierAt(
+  endpoint: string,
+  o: { requestTimeoutMs: number; callTimeoutMs: number; queueMax: number; staleMaxS?: number; clock?: ManualClock; metrics?: Metrics },
+): DynamoDbTier {
+  return new DynamoDbTier({
+    client: createDynamoClient({ endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: o.requestTimeoutMs }),
+    table: "dnsgeo",
+    staleMaxS: o.staleMaxS ?? 0,
+    clock: o.clock,
+    logger: silentLogger(),
+    metrics: o.metrics,
+    callTimeoutMs: o.callTimeoutMs,
+    flushIntervalMs: 60_000,
+    queueMax: o.queueMax,
+    ownsClient: true,
+  });
+}
+
 describe("chain with a broken DynamoDB", () => {
   const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function chainAt(endpoint: string): Promise<{ chain: LookupChain; metrics: ReturnType<typeof createMetrics> }> {
-    const clock = new ManualClock(Date.now());
-    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-faults-"));
-    const metrics = createMetrics();
-    const memory = new MemoryTier({ maxEntries: 1000, clock });
-    const sqlite = SqliteTier.open({
-      path: join(dir, "cache.sqlite"),
-      maxRows: 1000,
-      writeBatch: 100,
-      flushIntervalMs: 60_000,
-      queueMax: 1000,
-      staleMaxS: 3600,
-      clock,
-      logger: silentLogger(),
-    });
-    memory.set([positive("1.1.1.1", clock)]);
-    sqlite.set([positive("8.8.8.8", clock)]);
-    sqlite.flushAll();
-    const dynamo = new DynamoDbTier({
-      client: createDynamoClient({ endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 2000 }),
-      table: "dnsgeo",
-      staleMaxS: 3600,
-      clock,
-      logger: silentLogger(),
-      callTimeoutMs: 2000,
-      flushIntervalMs: 60_000,
-      queueMax: 1000,
-      ownsClient: true,
-    });
-    const chain = new LookupChain([memory, sqlite, dynamo], { logger: silentLogger(), metrics, clock });
-    cleanups.push(async () => {
-      await chain.close().catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-    });
-    return { chain, metrics };
-  }
-
-  async function assertBounded(chain: LookupChain): Promise<void> {
-    // Act: the caller's deadline, as the GeoService sets it.
-    const started = performance.now();
-    const got = await chain.get(["1.1.1.1", "8.8.8.8", "9.9.9.9"], { signal: AbortSignal.timeout(DEADLINE_MS) });
-    const elapsed = performance.now() - started;
-    // Assess: the answers memory and SQLite had, within the bound.
-    expect([...got.keys()].sort()).toEqual(["1.1.1.1", "8.8.8.8"]);
-    expect(elapsed).toBeLessThan(DEADLINE_MS + MARGIN_MS);
+  async function chainAt(endpoint: string): Promise<{ chain: LookupChain; metrics: Metrics }> {
+    const c = await chainBehindLocal("dnsgeo-faults-", (clock) => tierAt(endpoint, { requestTimeoutMs: 2000, callTimeoutMs: 2000, queueMax: 1000, staleMaxS: 3600, clock }));
+    cleanups.push(c.close);
+    return c;
   }
 
   it("refusing connections", async () => {
     const ep = await refusingEndpoint();
     const { chain, metrics } = await chainAt(ep.endpoint);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
     const m = await metrics.registry.getSingleMetric("dnsgeo_tier_errors_total")?.get();
     expect(m?.values.find((v) => v.labels.tier === "dynamodb")?.value).toBe(1);
   });
@@ -143,8 +123,8 @@ describe("chain with a broken DynamoDB", () => {
     const ep = await silentEndpoint();
     cleanups.push(() => ep.close());
     const { chain, metrics } = await chainAt(ep.endpoint);
-    await assertBounded(chain);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
+    await expectLocalAnswersInTime(chain);
     const m = await metrics.registry.getSingleMetric("dnsgeo_lookups_total")?.get();
     expect(m?.values.find((v) => v.labels.tier === "dynamodb" && v.labels.outcome === "timeout")?.value).toBe(2);
   });
@@ -153,23 +133,14 @@ describe("chain with a broken DynamoDB", () => {
     const ep = await throttlingEndpoint();
     cleanups.push(() => ep.close());
     const { chain } = await chainAt(ep.endpoint);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
     expect(ep.calls()).toBeGreaterThan(1);
   });
 
   it("the DynamoDB tier itself gives up on a silent endpoint when the signal aborts", async () => {
     const ep = await silentEndpoint();
     cleanups.push(() => ep.close());
-    const tier = new DynamoDbTier({
-      client: createDynamoClient({ endpoint: ep.endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 5000 }),
-      table: "dnsgeo",
-      staleMaxS: 0,
-      logger: silentLogger(),
-      callTimeoutMs: 5000,
-      flushIntervalMs: 60_000,
-      queueMax: 10,
-      ownsClient: true,
-    });
+    const tier = tierAt(ep.endpoint, { requestTimeoutMs: 5000, callTimeoutMs: 5000, queueMax: 10 });
     cleanups.push(() => tier.close());
     const started = performance.now();
     await expect(tier.get(["9.9.9.9"], { signal: AbortSignal.timeout(DEADLINE_MS) })).rejects.toThrow();
@@ -179,16 +150,7 @@ describe("chain with a broken DynamoDB", () => {
   it("the client's own request timeout ends a call to a silent endpoint even without a signal", async () => {
     const ep = await silentEndpoint();
     cleanups.push(() => ep.close());
-    const tier = new DynamoDbTier({
-      client: createDynamoClient({ endpoint: ep.endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 200 }),
-      table: "dnsgeo",
-      staleMaxS: 0,
-      logger: silentLogger(),
-      callTimeoutMs: 10_000,
-      flushIntervalMs: 60_000,
-      queueMax: 10,
-      ownsClient: true,
-    });
+    const tier = tierAt(ep.endpoint, { requestTimeoutMs: 200, callTimeoutMs: 10_000, queueMax: 10 });
     cleanups.push(() => tier.close());
     const started = performance.now();
     await expect(tier.get(["9.9.9.9"])).rejects.toThrow(/requestTimeout/);
@@ -201,18 +163,7 @@ describe("chain with a broken DynamoDB", () => {
     cleanups.push(() => ep.close());
     const metrics = createMetrics();
     const clock = new ManualClock(Date.now());
-    const tier = new DynamoDbTier({
-      client: createDynamoClient({ endpoint: ep.endpoint, region: "us-east-1", credentials: FAKE_CREDENTIALS, connectTimeoutMs: 1000, requestTimeoutMs: 5000 }),
-      table: "dnsgeo",
-      staleMaxS: 0,
-      clock,
-      logger: silentLogger(),
-      metrics,
-      callTimeoutMs: 200,
-      flushIntervalMs: 60_000,
-      queueMax: 10_000,
-      ownsClient: true,
-    });
+    const tier = tierAt(ep.endpoint, { requestTimeoutMs: 5000, callTimeoutMs: 200, queueMax: 10_000, clock, metrics });
     tier.set(Array.from({ length: 1000 }, (_, i) => positive(`11.0.${i >> 8}.${i & 255}`, clock)));
     // Act
     const started = performance.now();

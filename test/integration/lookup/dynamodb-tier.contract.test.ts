@@ -1,7 +1,6 @@
 import { afterAll, beforeAll } from "vitest";
-import { silentLogger } from "../../../src/observability/logger.js";
-import { DynamoDbTier } from "../../../src/lookup/dynamodb-tier.js";
 import { startDynalite, type Dynalite } from "../../helpers/dynalite.js";
+import { dynaliteTier } from "../../helpers/lookup-tiers.js";
 import { runLookupContract } from "../../unit/lookup/contract.js";
 
 let dyn: Dynalite;
@@ -13,15 +12,6 @@ afterAll(async () => {
 });
 
 runLookupContract("dynamodb (dynalite)", async ({ clock, staleMaxS }) => {
-  const tier = new DynamoDbTier({
-    client: dyn.client(),
-    table: await dyn.newTable(),
-    staleMaxS,
-    clock,
-    logger: silentLogger(),
-    callTimeoutMs: 5000,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-  });
+  const tier = dynaliteTier(dyn, await dyn.newTable(), clock, staleMaxS);
   return { lookup: tier, flush: () => tier.flush() };
 });

@@ -14,24 +14,13 @@ import { silentLogger } from "../../../src/observability/logger.js";
 import { createMetrics } from "../../../src/observability/metrics.js";
 import { classifyIp } from "../../../src/pipeline/classify.js";
 import { startFakeIpApi, type FakeIpApi } from "../../helpers/fake-ipapi.js";
+import { mulberry32 } from "../../helpers/prng.js";
 
 const DISTINCT = 5_000;
 const RECORDS = 50_000;
 const PER_REQUEST = 100;
 const CONCURRENCY = 8;
 const SPECIAL = ["10.1.2.3", "192.168.0.7", "127.0.0.1", "100.64.3.4", "169.254.1.1", "192.0.2.10", "198.51.100.3", "2001:db8::5", "fd00::1", "::ffff:10.0.0.1"];
-
-/** Deterministic PRNG (mulberry32) so every run draws the same IPs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function publicPool(n: number, rand: () => number): string[] {
   const out = new Set<string>();
@@ -94,7 +83,7 @@ describe("GeoService against the fake ip-api at scale", () => {
   let svc: DefaultGeoService;
   let chain: LookupChain;
   let mmdb: MmdbProvider;
-  const rand = prng(42);
+  const rand = mulberry32(42);
   const pool = publicPool(DISTINCT, rand);
   const failIps = pool.slice(0, 25);
 

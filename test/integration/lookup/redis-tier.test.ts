@@ -6,25 +6,19 @@
  * answers with what memory and SQLite had and counts the skip. Also the fleet
  * ip-api budget on Redis.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import { loadConfig } from "../../../src/config.js";
 import { silentLogger } from "../../../src/observability/logger.js";
 import { createMetrics, type Metrics } from "../../../src/observability/metrics.js";
 import { LookupChain } from "../../../src/lookup/lookup-chain.js";
-import { MemoryTier } from "../../../src/lookup/memory-tier.js";
 import { RedisFleetBudget } from "../../../src/lookup/redis-fleet-budget.js";
 import { RedisTier, createRedisClient } from "../../../src/lookup/redis-tier.js";
-import { SqliteTier } from "../../../src/lookup/sqlite-tier.js";
 import { NO_REDIS_REASON, findRedisServer, startHangingServer, startRedisServer, type RedisServer } from "../../helpers/redis-server.js";
 import { hasOpenssl, makeTestCerts } from "../../helpers/certs.js";
+import { DEADLINE_MS, chainBehindLocal, expectLocalAnswersInTime } from "../../helpers/lookup-tiers.js";
 import { ManualClock, ipv4s, negative, positive } from "../../unit/lookup/contract.js";
 
-const DEADLINE_MS = loadConfig().lookup.deadline_ms;
-const MARGIN_MS = 50;
 const bin = findRedisServer();
 let seq = 0;
 
@@ -137,39 +131,13 @@ describe.skipIf(!bin)(`redis tier${bin ? "" : ` (skipped: ${NO_REDIS_REASON})`}`
   });
 
   async function chainAt(url: string, commandTimeoutMs = 2000): Promise<{ chain: LookupChain; metrics: Metrics; tier: RedisTier }> {
-    const clock = new ManualClock(Date.now());
-    const dir = mkdtempSync(join(tmpdir(), "dnsgeo-redis-faults-"));
-    const metrics = createMetrics();
-    const memory = new MemoryTier({ maxEntries: 1000, clock });
-    const sqlite = SqliteTier.open({
-      path: join(dir, "cache.sqlite"),
-      maxRows: 1000,
-      writeBatch: 100,
-      flushIntervalMs: 60_000,
-      queueMax: 1000,
-      staleMaxS: 3600,
-      clock,
-      logger: silentLogger(),
+    const c = await chainBehindLocal("dnsgeo-redis-faults-", async (clock, metrics) => {
+      const { tier: redis } = tier(url, clock, { commandTimeoutMs, metrics });
+      await redis.waitReady(1000);
+      return redis;
     });
-    memory.set([positive("1.1.1.1", clock)]);
-    sqlite.set([positive("8.8.8.8", clock)]);
-    sqlite.flushAll();
-    const { tier: redis } = tier(url, clock, { commandTimeoutMs, metrics });
-    await redis.waitReady(1000);
-    const chain = new LookupChain([memory, sqlite, redis], { logger: silentLogger(), metrics, clock });
-    cleanups.push(async () => {
-      await chain.close().catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-    });
-    return { chain, metrics, tier: redis };
-  }
-
-  async function assertBounded(chain: LookupChain): Promise<void> {
-    const started = performance.now();
-    const got = await chain.get(["1.1.1.1", "8.8.8.8", "9.9.9.9"], { signal: AbortSignal.timeout(DEADLINE_MS) });
-    const elapsed = performance.now() - started;
-    expect([...got.keys()].sort()).toEqual(["1.1.1.1", "8.8.8.8"]);
-    expect(elapsed).toBeLessThan(DEADLINE_MS + MARGIN_MS);
+    cleanups.push(c.close);
+    return { chain: c.chain, metrics: c.metrics, tier: c.remote };
   }
 
   async function skips(metrics: Metrics): Promise<number> {
@@ -184,8 +152,8 @@ describe.skipIf(!bin)(`redis tier${bin ? "" : ` (skipped: ${NO_REDIS_REASON})`}`
     cleanups.push(() => other.close());
     const { chain, metrics } = await chainAt(other.url);
     await other.stop();
-    await assertBounded(chain);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
+    await expectLocalAnswersInTime(chain);
     expect(await skips(metrics)).toBe(2);
   });
 
@@ -193,8 +161,8 @@ describe.skipIf(!bin)(`redis tier${bin ? "" : ` (skipped: ${NO_REDIS_REASON})`}`
     const hang = await startHangingServer();
     cleanups.push(() => hang.close());
     const { chain, metrics } = await chainAt(hang.url);
-    await assertBounded(chain);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
+    await expectLocalAnswersInTime(chain);
     expect(await skips(metrics)).toBe(2);
   });
 
@@ -204,8 +172,8 @@ describe.skipIf(!bin)(`redis tier${bin ? "" : ` (skipped: ${NO_REDIS_REASON})`}`
     const { chain, metrics } = await chainAt(other.url);
     other.pause();
     cleanups.push(() => other.resume());
-    await assertBounded(chain);
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
+    await expectLocalAnswersInTime(chain);
     expect(await skips(metrics)).toBe(2);
   });
 
@@ -217,11 +185,11 @@ describe.skipIf(!bin)(`redis tier${bin ? "" : ` (skipped: ${NO_REDIS_REASON})`}`
     const slept = sleeper.call("DEBUG", "SLEEP", String((DEADLINE_MS * 3) / 1000));
     // The server is single-threaded: once it has taken the DEBUG SLEEP, it answers nothing else.
     await new Promise((r) => setTimeout(r, 20));
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
     await slept;
     expect(await skips(metrics)).toBe(1);
     // Once the server answers again, so does the tier.
-    await assertBounded(chain);
+    await expectLocalAnswersInTime(chain);
     expect(await skips(metrics)).toBe(1);
   });
 

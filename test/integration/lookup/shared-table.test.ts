@@ -16,6 +16,7 @@ import { LookupChain } from "../../../src/lookup/lookup-chain.js";
 import { MemoryTier } from "../../../src/lookup/memory-tier.js";
 import { SqliteTier } from "../../../src/lookup/sqlite-tier.js";
 import { startDynalite, type Dynalite } from "../../helpers/dynalite.js";
+import { dynaliteTier, testSqlite } from "../../helpers/lookup-tiers.js";
 import { ManualClock, ipv4s, positive, runLookupContract } from "../../unit/lookup/contract.js";
 
 /** A provider stand-in: knows every IP, counts the IPs it was asked for. */
@@ -48,26 +49,8 @@ interface Instance {
 
 function instance(table: string, dir: string, clock: Clock, provider?: Lookup): Instance {
   const metrics = createMetrics();
-  const sqlite = SqliteTier.open({
-    path: join(dir, "dnsgeo.sqlite"),
-    maxRows: 10_000,
-    writeBatch: 500,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-    staleMaxS: 3600,
-    clock,
-    logger: silentLogger(),
-  });
-  const dynamo = new DynamoDbTier({
-    client: dyn.client(),
-    table,
-    staleMaxS: 3600,
-    clock,
-    logger: silentLogger(),
-    callTimeoutMs: 5000,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-  });
+  const sqlite = testSqlite(join(dir, "dnsgeo.sqlite"), clock, { maxRows: 10_000 });
+  const dynamo = dynaliteTier(dyn, table, clock);
   const tiers: Lookup[] = [new MemoryTier({ maxEntries: 10_000, clock }), sqlite, dynamo];
   if (provider) tiers.push(provider);
   return { chain: new LookupChain(tiers, { logger: silentLogger(), metrics, clock }), sqlite, dynamo, metrics };
@@ -115,26 +98,8 @@ describe("two instances sharing one DynamoDB table", () => {
 runLookupContract("chain (memory → sqlite → dynamodb)", async ({ clock, staleMaxS }) => {
   const dir = mkdtempSync(join(tmpdir(), "dnsgeo-chain3-"));
   const table = await dyn.newTable();
-  const sqlite = SqliteTier.open({
-    path: join(dir, "dnsgeo.sqlite"),
-    maxRows: 100_000,
-    writeBatch: 1000,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-    staleMaxS,
-    clock,
-    logger: silentLogger(),
-  });
-  const dynamo = new DynamoDbTier({
-    client: dyn.client(),
-    table,
-    staleMaxS,
-    clock,
-    logger: silentLogger(),
-    callTimeoutMs: 5000,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-  });
+  const sqlite = testSqlite(join(dir, "dnsgeo.sqlite"), clock, { writeBatch: 1000, staleMaxS });
+  const dynamo = dynaliteTier(dyn, table, clock, staleMaxS);
   const chain = new LookupChain([new MemoryTier({ maxEntries: 10_000, clock, staleMaxS }), sqlite, dynamo], { logger: silentLogger(), clock });
   return {
     lookup: chain,

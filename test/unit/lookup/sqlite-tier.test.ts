@@ -1,25 +1,13 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../../src/observability/logger.js";
 import { createMetrics } from "../../../src/observability/metrics.js";
 import { SQLITE_SCHEMA_VERSION, SqliteTier, type SqliteTierOptions } from "../../../src/lookup/sqlite-tier.js";
 import { ManualClock, ipv4s, negative, positive } from "./contract.js";
-
-/** A logger that keeps its JSON lines, so tests can see the warnings. */
-function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const dest = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { logger: createLogger("info", dest), lines };
-}
+import { captureLog } from "../../helpers/log-capture.js";
+import { testSqlite } from "../../helpers/lookup-tiers.js";
 
 describe("SqliteTier", () => {
   let dir: string;
@@ -27,21 +15,7 @@ describe("SqliteTier", () => {
   const open: SqliteTier[] = [];
 
   function make(over: Partial<SqliteTierOptions> = {}): SqliteTier {
-    const t = SqliteTier.open(
-      Object.assign(
-        {
-          path: join(dir, "cache.sqlite"),
-          maxRows: 100_000,
-          writeBatch: 500,
-          flushIntervalMs: 60_000,
-          queueMax: 10_000,
-          staleMaxS: 3600,
-          clock,
-          logger: capturingLogger().logger,
-        },
-        over,
-      ),
-    );
+    const t = testSqlite(join(dir, "cache.sqlite"), clock, { logger: captureLog().logger, ...over });
     open.push(t);
     return t;
   }
@@ -178,7 +152,7 @@ describe("SqliteTier", () => {
     // Prepare
     const path = join(dir, "cache.sqlite");
     writeFileSync(path, Buffer.alloc(8192, 0x5a));
-    const { logger, lines } = capturingLogger();
+    const { logger, records: lines } = captureLog();
     // Act
     const t = make({ logger });
     t.set([positive("8.8.8.8", clock)]);
@@ -249,7 +223,7 @@ describe("SqliteTier", () => {
     old.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '0');");
     old.exec("CREATE TABLE geo_v0 (ip TEXT PRIMARY KEY, json TEXT); INSERT INTO geo_v0 VALUES ('8.8.8.8', '{}');");
     old.close();
-    const { logger, lines } = capturingLogger();
+    const { logger, records: lines } = captureLog();
     const t = make({ path, logger });
     expect(t.get(["8.8.8.8"]).size).toBe(0);
     t.set([positive("8.8.8.8", clock)]);
@@ -265,7 +239,7 @@ describe("SqliteTier", () => {
 
   it("degrades to a no-op with one warning when the disk is full", () => {
     // Prepare: a tiny page budget stands in for a full disk.
-    const { logger, lines } = capturingLogger();
+    const { logger, records: lines } = captureLog();
     const metrics = createMetrics();
     const t = make({ logger, metrics, maxPageCount: 16, writeBatch: 100_000 });
     t.set([positive("8.8.8.8", clock)]);
@@ -298,7 +272,7 @@ describe("SqliteTier", () => {
       writable = false;
     }
     ctx.skip(writable, "chmod 0555 does not stop this user from writing (running as root?); the full-disk test covers degrading");
-    const { logger, lines } = capturingLogger();
+    const { logger, records: lines } = captureLog();
     // Act
     const t = make({ path: join(ro, "cache.sqlite"), logger });
     t.set([positive("8.8.8.8", clock)]);
