@@ -60,3 +60,10 @@ export const resultsArb = fc.tuple(...PUBLIC.map(resultArb)).map((rs) => {
 
 const key = fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom("dns", "destination", "dnsgeo", "aws", "__proto__", "query_name"));
 export const recordArb = fc.dictionary(key, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 });
+
+/** Up to five answers, each one of `IPS`. */
+export const answersArb = fc.array(fc.constantFrom(...IPS), { maxLength: 5 });
+/** Each form of `output.geo_point`. */
+export const geoPointArb = fc.constantFrom<"object" | "string" | "array" | "wkt">("object", "string", "array", "wkt");
+/** For each of five answers, whether it came from the optional resolve step. */
+export const viaResolveArb = fc.array(fc.boolean(), { minLength: 5, maxLength: 5 });

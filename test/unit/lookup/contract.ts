@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Clock, Entry, GeoInfo, Lookup } from "../../../src/lookup/lookup.js";
+import { googleGeo } from "../../helpers/google-entry.js";
 
 /** A clock the test moves by hand (milliseconds). */
 export class ManualClock implements Clock {
@@ -37,28 +38,7 @@ export const STALE_MAX_S = 3600;
 /** A full positive entry as the ip-api provider would produce it. */
 export function positive(ip: string, clock: Clock, ttlS = 600, extra: Partial<GeoInfo> = {}): Entry {
   const fetchedAt = Math.floor(clock.now() / 1000);
-  const geo: GeoInfo = Object.assign(
-    {
-      ip,
-      countryCode: "US",
-      country: "United States",
-      regionCode: "CA",
-      regionName: "California",
-      city: "Mountain View",
-      postalCode: "94043",
-      lat: 37.4223,
-      lon: -122.085,
-      timezone: "America/Los_Angeles",
-      continentCode: "NA",
-      asn: 15169,
-      asOrg: "Google LLC",
-      org: "Google Public DNS",
-      isp: "Google LLC",
-      source: "ip-api",
-      fetchedAt,
-    },
-    extra,
-  );
+  const geo = googleGeo(ip, { lat: 37.4223, lon: -122.085, fetchedAt, ...extra });
   return { ip, geo, src: "ip-api", fetchedAt, expiresAt: fetchedAt + ttlS };
 }
 

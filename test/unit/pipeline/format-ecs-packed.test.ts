@@ -11,7 +11,7 @@ import { loadConfig } from "../../../src/config.js";
 import { formatEcs, formatEcsPacked } from "../../../src/pipeline/format-ecs.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
-import { IPS, recordArb, resultsArb } from "../../helpers/ecs-arbitraries.js";
+import { answersArb, geoPointArb, recordArb, resultsArb, viaResolveArb } from "../../helpers/ecs-arbitraries.js";
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
@@ -40,12 +40,12 @@ describe("formatEcsPacked", () => {
     fc.assert(
       fc.property(
         recordArb,
-        fc.array(fc.constantFrom(...IPS), { maxLength: 5 }),
+        answersArb,
         resultsArb,
-        fc.constantFrom<"object" | "string" | "array" | "wkt">("object", "string", "array", "wkt"),
+        geoPointArb,
         fc.boolean(),
         fc.boolean(),
-        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        viaResolveArb,
         policyArb,
         (record, answers, results, geoPoint, destination, failed, viaResolve, policy) => {
           // Prepare: a record as msgpack gives it (no __proto__ surprises: a plain copy of the JSON)

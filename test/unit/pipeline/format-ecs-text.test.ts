@@ -9,20 +9,20 @@ import { formatEcs, formatEcsText } from "../../../src/pipeline/format-ecs.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import type { JsonText, ParsedRecord } from "../../../src/pipeline/types.js";
 import { encodeItems } from "../../../src/pipeline/framing.js";
-import { IPS, PUBLIC, recordArb, resultsArb } from "../../helpers/ecs-arbitraries.js";
+import { PUBLIC, answersArb, geoPointArb, recordArb, resultsArb, viaResolveArb } from "../../helpers/ecs-arbitraries.js";
 
 describe("formatEcsText", () => {
   it("equals JSON.stringify(formatEcs(…)) or declines, for any input", () => {
     fc.assert(
       fc.property(
         recordArb,
-        fc.array(fc.constantFrom(...IPS), { maxLength: 5 }),
+        answersArb,
         resultsArb,
-        fc.constantFrom<"object" | "string" | "array" | "wkt">("object", "string", "array", "wkt"),
+        geoPointArb,
         fc.boolean(),
         fc.boolean(),
         fc.constantFrom("", " ", "\t "),
-        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        viaResolveArb,
         (record, answers, results, geoPoint, destination, failed, pad, viaResolve) => {
           // Prepare
           const text = pad + JSON.stringify(record) + pad;

@@ -1,52 +1,12 @@
 import { describe, expect, it } from "vitest";
 import type { Config } from "../../../src/config.js";
-import type { Entry, GeoInfo, IpResult } from "../../../src/lookup/lookup.js";
+import type { Entry, IpResult } from "../../../src/lookup/lookup.js";
 import { extract } from "../../../src/pipeline/extract.js";
 import { formatEcs, geoPoint, passthroughEcs } from "../../../src/pipeline/format-ecs.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
+import { googleEntry as entry, route53Parsed as route53 } from "../../helpers/google-entry.js";
 
 const OUT: Config["output"] = { format: "ecs", explode: false, geo_point: "object", destination: true };
-
-function geo(ip: string, extra: Partial<GeoInfo> = {}): GeoInfo {
-  return {
-    ip,
-    countryCode: "US",
-    country: "United States",
-    regionCode: "CA",
-    regionName: "California",
-    city: "Mountain View",
-    postalCode: "94043",
-    lat: 37.4,
-    lon: -122.1,
-    timezone: "America/Los_Angeles",
-    continentCode: "NA",
-    asn: 15169,
-    asOrg: "Google LLC",
-    org: "Google Public DNS",
-    isp: "Google LLC",
-    source: "ip-api",
-    fetchedAt: 1,
-    ...extra,
-  };
-}
-
-function entry(ip: string, g: Partial<GeoInfo> = {}, extra: Partial<Entry> = {}): Entry {
-  return { ip, geo: geo(ip, g), src: "ip-api", fetchedAt: 1, expiresAt: 2, ...extra };
-}
-
-function route53(answers: string[]): ParsedRecord {
-  return {
-    kind: "route53",
-    record: {
-      version: "1.100000",
-      query_name: "dns.google.",
-      srcids: { instance: "i-0abc" },
-      answers: answers.map((a) => ({ Rdata: a, Type: a.includes(":") ? "AAAA" : "A", Class: "IN" })),
-    },
-    queryName: "dns.google.",
-    answers,
-  };
-}
 
 describe("formatEcs", () => {
   it("adds resolved_ip, destination and dnsgeo for a fully enriched record", () => {

@@ -5,31 +5,18 @@ import { extract } from "../../../src/pipeline/extract.js";
 import { QUICKSIGHT_COLUMNS, formatQuicksight, passthroughQuicksight } from "../../../src/pipeline/format-quicksight.js";
 import { QUICKSIGHT_ROW_COLUMNS } from "../../../src/pipeline/quicksight-schema.js";
 import type { ParsedRecord } from "../../../src/pipeline/types.js";
+import { googleEntry, route53Parsed } from "../../helpers/google-entry.js";
 
 const OUT: Config["output"] = { format: "quicksight", explode: false, geo_point: "object", destination: true };
 
+/** Google Public DNS's entry for `ip`, in `city`. */
 function entry(ip: string, city: string): Entry {
-  return {
-    ip,
-    geo: { ip, countryCode: "US", country: "United States", regionCode: "CA", regionName: "California", city, postalCode: "94043", lat: 37.4, lon: -122.1, timezone: "America/Los_Angeles", asn: 15169, asOrg: "Google LLC", org: "Google Public DNS", isp: "Google LLC", source: "ip-api", fetchedAt: 1 },
-    src: "ip-api",
-    fetchedAt: 1,
-    expiresAt: 2,
-  };
+  return googleEntry(ip, { city });
 }
 
+/** A parsed Route 53 record for dns.google. with these answers, from a Resolver endpoint. */
 function route53(answers: string[]): ParsedRecord {
-  return {
-    kind: "route53",
-    record: {
-      version: "1.100000",
-      query_name: "dns.google.",
-      srcids: { instance: "i-0abc", resolver_endpoint: "rslvr-1" },
-      answers: answers.map((a) => ({ Rdata: a, Type: "A", Class: "IN" })),
-    },
-    queryName: "dns.google.",
-    answers,
-  };
+  return route53Parsed(answers, { instance: "i-0abc", resolver_endpoint: "rslvr-1" });
 }
 
 function isFlat(row: Record<string, unknown>): boolean {
