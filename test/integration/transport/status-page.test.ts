@@ -122,7 +122,7 @@ describe("status page", () => {
     }
   });
 
-  it.skipIf(!CHROMIUM)("headless Chromium renders the map with a dot at each location, the numbers of /metrics, and a screenshot (skipped: no chromium on PATH or in CHROMIUM)", async () => {
+  it.skipIf(!CHROMIUM)(`headless Chromium renders the map with a dot at each location, the numbers of /metrics, and a screenshot${CHROMIUM ? "" : " (skipped: no chromium on PATH or in CHROMIUM)"}`, async () => {
     // Prepare
     const browser = await chromium.launch({
       executablePath: CHROMIUM as string,
