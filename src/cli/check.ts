@@ -157,7 +157,7 @@ async function checkRedis(cfg: Readonly<Config>): Promise<[CheckStatus, string]>
   const r = cfg.cache.redis;
   if (!r.url) return ["skip", "cache.redis.url is not set"];
   const where = redactRedisUrl(r.url);
-  const client = createRedisClient(Object.assign({ url: r.url, connectTimeoutMs: r.connect_timeout_ms, commandTimeoutMs: r.command_timeout_ms }, r.ca_file ? { caFile: r.ca_file } : {}));
+  const client = createRedisClient({ url: r.url, connectTimeoutMs: r.connect_timeout_ms, commandTimeoutMs: r.command_timeout_ms, caFile: r.ca_file });
   // ioredis reports connection errors as events too; the check reads them from the calls.
   let lastError: Error | undefined;
   client.on("error", (e: Error) => (lastError = e));
@@ -265,7 +265,7 @@ async function checkIpApi(cfg: Readonly<Config>, opts: CheckOptions, client: Dyn
       opts.logger ? { logger: opts.logger } : {},
     ),
   );
-  const provider = new IpApiProvider(Object.assign(ipApiOptionsFromConfig(cfg), opts.logger ? { logger: opts.logger } : {}));
+  const provider = new IpApiProvider({ ...ipApiOptionsFromConfig(cfg), logger: opts.logger });
   const where = provider.baseUrl;
   try {
     if (limiter.banned) return ["fail", `${where}: this egress IP is banned (ip-api answered 403); no request sent`];

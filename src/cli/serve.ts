@@ -81,12 +81,12 @@ export async function startServe(app: App): Promise<ServeHandle> {
   try {
     if (cfg.http.enabled) {
       const tls = loadTls(cfg.http.tls, "http.tls");
-      http = createHttpServer(Object.assign({ app, limiter: httpLimiter, guard, otlp }, forwarder ? { forwarder } : {}, tls ? { tls } : {}));
+      http = createHttpServer({ app, limiter: httpLimiter, guard, otlp, forwarder, tls });
       handle.httpAddress = await http.listen();
     }
     if (cfg.grpc.enabled) {
       const tls = loadTls(cfg.grpc.tls, "grpc.tls");
-      grpc = createGrpcServer(Object.assign({ app, limiter: grpcLimiter, guard, otlp }, tls ? { tls } : {}));
+      grpc = createGrpcServer({ app, limiter: grpcLimiter, guard, otlp, tls });
       handle.grpcAddress = await grpc.listen();
     }
     if (fluentForwarder) {

@@ -83,7 +83,7 @@ export class PolicyEngine implements PolicyPort {
     }
     opts.metrics?.policyRules.set(this.current.size);
     const a = opts.config.policy.alert;
-    this.alerts = a.url ? new AlertSender(Object.assign({ url: a.url, alert: a }, opts.logger ? { logger: opts.logger } : {}, opts.metrics ? { metrics: opts.metrics } : {}, opts.clock ? { clock: opts.clock } : {})) : undefined;
+    this.alerts = a.url ? new AlertSender({ url: a.url, alert: a, logger: opts.logger, metrics: opts.metrics, clock: opts.clock }) : undefined;
     const file = opts.config.policy.rules_file;
     if (file && opts.config.policy.watch) this.watchFile(file);
   }

@@ -206,7 +206,7 @@ export function requestPathFor(app: TransportApp, transport: TransportName, limi
   return new RequestPath({
     transport,
     limiter,
-    ...(guard ? { guard } : {}),
+    guard,
     token: app.config.auth.token,
     maxRecords: app.config.limits.max_records_per_request,
     retryAfterS: transport === "fluent" ? 0 : app.config[transport].retry_after_s,
