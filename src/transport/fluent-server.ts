@@ -163,19 +163,9 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   // One address may hold half of the byte budget: the other half stays for everyone else.
   const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
   const conns = new Map<net.Socket, { busy: boolean }>();
-  const limited = new Map<string, { last: number; count: number }>();
-
-  /** One warn line per `kind` per 10 s, carrying how many were not logged. */
-  const warnLimited = (kind: string, fields: Record<string, unknown>, msg: string): void => {
-    const now = Date.now();
-    const s = limited.get(kind) ?? { last: 0, count: 0 };
-    s.count++;
-    limited.set(kind, s);
-    if (now - s.last < 10_000) return;
-    logger.warn(Object.assign({ transport: "fluent", reason: kind, count: s.count }, fields), msg);
-    s.last = now;
-    s.count = 0;
-  };
+  // Closed connections are logged through the request path's refusal log: one warn line per
+  // reason per 10 s, carrying how many were not logged since (`suppressedSinceLast`).
+  const refusalLog = requestPath.refusalLog;
 
   /** Enriches the events of `msg` and sends them on; true once the next hop acked them. */
   const deliver = async (msg: FluentMessage): Promise<boolean> => {
@@ -210,7 +200,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
       if (gone) return;
       gone = true;
       metrics.fluentMessages.inc({ result: kind });
-      warnLimited(kind, { peer, detail }, "fluent connection closed");
+      refusalLog.warn(kind, { transport: "fluent", reason: kind, peer, detail }, "fluent connection closed");
       socket.destroy();
     };
 
@@ -252,7 +242,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
           socket.write(res.pong);
           if (!res.ok) {
             metrics.fluentMessages.inc({ result: "unauthorized" });
-            warnLimited("auth", { peer, detail: res.reason }, "fluent connection refused");
+            refusalLog.warn("auth", { transport: "fluent", reason: "auth", peer, detail: res.reason }, "fluent connection refused");
             gone = true;
             socket.end();
             return;
