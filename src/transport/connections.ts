@@ -145,6 +145,11 @@ export class ConnectionLimiter {
     this.conns.get(key)?.socket.destroy();
   }
 
+  /** Destroys every connection without a request in progress (as a shutdown starts). */
+  destroyIdle(): void {
+    for (const c of [...this.conns.values()]) if (c.busy === 0) c.socket.destroy();
+  }
+
   /** Destroys every connection still open (after a shutdown's grace period). */
   destroyAll(): void {
     for (const c of [...this.conns.values()]) c.socket.destroy();

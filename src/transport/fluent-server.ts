@@ -162,7 +162,6 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
   });
   // One address may hold half of the byte budget: the other half stays for everyone else.
   const budget = new ByteBudget(cfg.max_buffered_bytes, Math.floor(cfg.max_buffered_bytes / 2));
-  const conns = new Map<net.Socket, { busy: boolean }>();
   // Closed connections are logged through the request path's refusal log: one warn line per
   // reason per 10 s, carrying how many were not logged since (`suppressedSinceLast`).
   const refusalLog = requestPath.refusalLog;
@@ -179,8 +178,9 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
       socket.destroy();
       return;
     }
-    const state = { busy: false };
-    conns.set(socket, state);
+    // A message in work. The connection limiter is told too (requestStarted): it neither
+    // evicts this connection nor, as close() starts, destroys it (destroyIdle).
+    let busy = false;
     const client = clientKey(socket.remoteAddress);
     const bytesHeld = budget.lease(client);
     // Bytes of the message in work, held until it is acked or dropped.
@@ -205,7 +205,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     };
 
     const pump = (): void => {
-      while (!gone && !state.busy && !requestPath.closing) {
+      while (!gone && !busy && !requestPath.closing) {
         if (total < need) {
           // Half a message waits for the rest, within the body timeout.
           socket.setTimeout(total > 0 ? partialTimeoutMs : 0);
@@ -263,7 +263,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
           drop(refused.code === "DNSGEO_SHUTTING_DOWN" ? "shutting_down" : "overload", refused.message);
           return;
         }
-        state.busy = true;
+        busy = true;
         working = bytes.length;
         const requestDone = connections.requestStarted(socket);
         socket.setTimeout(0);
@@ -283,7 +283,7 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
             drop("failed", (e as Error).message);
           },
         ).finally(() => {
-          state.busy = false;
+          busy = false;
           working = 0;
           bytesHeld.hold(total);
           requestDone();
@@ -331,7 +331,6 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     });
     socket.on("close", () => {
       gone = true;
-      conns.delete(socket);
       bytesHeld.release();
     });
   };
@@ -367,9 +366,8 @@ export function createFluentServer(deps: FluentServerDeps): FluentTransport {
     close: async (timeoutMs: number) => {
       const settled = requestPath.close(timeoutMs);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const [s, st] of conns) if (!st.busy) s.destroy();
+      connections.destroyIdle();
       if (!(await settled)) logger.warn({ active: requestPath.inFlight }, "fluent: shutdown timeout; closing connections with messages in work");
-      for (const s of conns.keys()) s.destroy();
       connections.destroyAll();
       await stopped;
     },

@@ -1,7 +1,8 @@
 /**
  * The forward protocol listener's rules that need no Fluent Bit: no ack when the next hop
  * does not ack, garbage and oversize input close the connection and nothing else, a half
- * message is not waited for forever, a listener without a next hop does not start.
+ * message is not waited for forever, close() closes idle connections first and lets a
+ * message in work settle, a listener without a next hop does not start.
  * (Each mode against the real Fluent Bit's in_forward: test/integration/fluent-bit.)
  */
 import * as net from "node:net";
@@ -199,6 +200,26 @@ describe("Fluent forward listener", () => {
     expect((await h.app.metrics.fluentMessages.get()).values.find((v) => v.labels.result === "overload")?.value).toBe(1);
     // The first connection, alone, was left waiting for the rest of its message.
     expect((await holder).closed).toBe(false);
+  });
+
+  it("on close, closes idle connections at once and leaves a connection with a message in work open until the message settles", async () => {
+    // Prepare: one connection's message waits on a next hop that never acks; another has sent only a heartbeat.
+    hop = await silentNextHop();
+    h = await startHarness({ fluent: { listen: "127.0.0.1:0", next_hop: `127.0.0.1:${hop.port}`, timeout_ms: 1500 } });
+    const addr = h.serve.fluentAddress ?? "";
+    const busy = exchange(addr, pack(["dns.raw", 1_700_000_000, { query_name: "example.com" }, { chunk: "c-1" }]), 5000);
+    const idle = exchange(addr, Buffer.from([0xc0]), 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    // Act
+    const closing = h.close();
+    // Assess: the idle one goes now; the busy one when its message gives up (fluent.timeout_ms), without an ack.
+    const [i, b] = await Promise.all([idle, busy]);
+    await closing;
+    expect(i.closed).toBe(true);
+    expect(i.closedAfterMs).toBeLessThan(1000);
+    expect(b.closed).toBe(true);
+    expect(b.closedAfterMs).toBeGreaterThanOrEqual(1400);
+    expect(b.answer.length).toBe(0);
   });
 
   it("ignores nil heartbeats between messages", async () => {

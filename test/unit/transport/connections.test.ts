@@ -1,6 +1,10 @@
-/** Reading the open-file limit and the start-up warning about connection caps. */
+/** Reading the open-file limit, the start-up warning about connection caps, and closing idle connections. */
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { connectionCapWarning, fileDescriptorLimit } from "../../../src/transport/connections.js";
+import { silentLogger } from "../../../src/observability/logger.js";
+import { createMetrics } from "../../../src/observability/metrics.js";
+import { ConnectionLimiter, connectionCapWarning, fileDescriptorLimit } from "../../../src/transport/connections.js";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             unlimited            unlimited            processes
@@ -32,5 +36,39 @@ describe("connectionCapWarning", () => {
     expect(connectionCapWarning({ http: 300, grpc: 300, fluent: 300 }, 1024)).toContain("http.max_connections + grpc.max_connections + fluent.max_connections is 900");
     expect(connectionCapWarning({ http: 10 ** 6 }, undefined)).toBeUndefined();
     expect(connectionCapWarning({ http: 10 ** 6 }, Number.POSITIVE_INFINITY)).toBeUndefined();
+  });
+});
+
+/** A socket as the limiter sees it: a peer, bytes read, and destroy() that closes it. */
+function fakeSocket(port: number): Socket & { destroyed: boolean } {
+  const s = Object.assign(new EventEmitter(), {
+    remoteAddress: "10.0.0.1",
+    remotePort: port,
+    bytesRead: 1,
+    destroyed: false,
+    destroy() {
+      if (!s.destroyed) {
+        s.destroyed = true;
+        s.emit("close");
+      }
+      return s;
+    },
+  });
+  return s as unknown as Socket & { destroyed: boolean };
+}
+
+describe("ConnectionLimiter.destroyIdle", () => {
+  it("destroys the connections without a request in progress and leaves the busy ones open until they are done", () => {
+    const limiter = new ConnectionLimiter({ transport: "fluent", maxConnections: 10, firstByteTimeoutMs: 0, reserved: 0, evict: "request", metrics: createMetrics(), logger: silentLogger() });
+    const [idle, busy, finished] = [fakeSocket(1), fakeSocket(2), fakeSocket(3)];
+    for (const s of [idle, busy, finished]) expect(limiter.accept(s)).toBe(true);
+    limiter.requestStarted(busy);
+    limiter.requestStarted(finished)();
+    limiter.destroyIdle();
+    expect([idle.destroyed, busy.destroyed, finished.destroyed]).toEqual([true, false, true]);
+    expect(limiter.size).toBe(1);
+    limiter.destroyAll();
+    expect(busy.destroyed).toBe(true);
+    expect(limiter.size).toBe(0);
   });
 });
