@@ -172,38 +172,62 @@ export function slowBodies(t: Target, clients: number, everyMs: number): Attack 
   };
 }
 
-/** Row 4: `count` TCP connections, split over both ports, that never send a byte. */
-export function idleConnections(t: Target, count: number): Attack {
+/** What an attack of raw TCP connections (`rawConnections`) saw of them. */
+interface ConnectionCounts {
+  /** Connections that connected. */
+  connected: number;
+  /** Connections the server closed before the attack was stopped. */
+  closedByServer: number;
+  /** Connections still open when it was stopped. */
+  openAtEnd: number;
+}
+
+/**
+ * An attack of raw TCP connections from the attacker's address: `run` opens them with
+ * `open(url, ...bytes)` (which writes `bytes` once connected) until `stopped()`; stop()
+ * waits for it, destroys the connections still open, and says what `report` makes of
+ * the counts.
+ */
+function rawConnections(run: (open: (url: string, ...bytes: Buffer[]) => void, stopped: () => boolean) => Promise<void>, report: (c: ConnectionCounts) => string): Attack {
   let stopped = false;
-  let open = 0;
-  let closedByServer = 0;
+  const counts: ConnectionCounts = { connected: 0, closedByServer: 0, openAtEnd: 0 };
   const socks = new Set<net.Socket>();
-  const openOne = (url: string): void => {
+  const open = (url: string, ...bytes: Buffer[]): void => {
     if (stopped) return;
     const s = connect(url);
     socks.add(s);
-    s.once("connect", () => open++);
+    s.once("connect", () => {
+      counts.connected++;
+      for (const b of bytes) s.write(b);
+    });
     s.once("close", () => {
       socks.delete(s);
-      if (!stopped) closedByServer++;
+      if (!stopped) counts.closedByServer++;
     });
   };
-  const run = async (): Promise<void> => {
-    for (let i = 0; i < count && !stopped; i++) {
-      openOne(i % 2 === 0 ? t.http : `http://${t.grpc}`);
-      if (i % 200 === 199) await sleep(10);
-    }
-  };
-  const running = run();
+  const running = run(open, () => stopped);
   return {
     async stop() {
       stopped = true;
       await running;
-      const n = socks.size;
+      counts.openAtEnd = socks.size;
       for (const s of socks) s.destroy();
-      return `${count} opened (${open} connected), ${closedByServer} closed by the server, ${n} open at the end`;
+      return report(counts);
     },
   };
+}
+
+/** Row 4: `count` TCP connections, split over both ports, that never send a byte. */
+export function idleConnections(t: Target, count: number): Attack {
+  return rawConnections(
+    async (open, stopped) => {
+      for (let i = 0; i < count && !stopped(); i++) {
+        open(i % 2 === 0 ? t.http : `http://${t.grpc}`);
+        if (i % 200 === 199) await sleep(10);
+      }
+    },
+    (c) => `${count} opened (${c.connected} connected), ${c.closedByServer} closed by the server, ${c.openAtEnd} open at the end`,
+  );
 }
 
 /** Row 5: `clients` authorised clients each posting `records` records (gzip) and never reading the answer; each reconnects when closed. */
@@ -380,45 +404,22 @@ export function ownFields(t: Target): Attack & { violations(): number } {
 export function fluentFlood(t: Target, idle: number, partial: number, mb: number, unacked: number): Attack {
   if (t.fluent === undefined) throw new Error("the fluent row needs fluent.listen");
   const fluent = t.fluent;
-  let stopped = false;
-  let closedByServer = 0;
-  const socks = new Set<net.Socket>();
-  const open = (first?: Buffer, rest?: Buffer): void => {
-    if (stopped) return;
-    const s = connect(fluent);
-    socks.add(s);
-    s.once("connect", () => {
-      if (first) s.write(first);
-      if (rest) s.write(rest);
-    });
-    s.once("close", () => {
-      socks.delete(s);
-      if (!stopped) closedByServer++;
-    });
-  };
   // ["t", 1, {"a": <bin32 of 15 MiB>}] cut after `mb` MB of the binary.
   const head = Buffer.from([0x93, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xc6, 0x00, 0xf0, 0x00, 0x00]);
   const body = Buffer.alloc(mb * 1024 * 1024);
   const whole = Buffer.concat([Buffer.from([0x94, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xa1, 0x62, 0x81, 0xa5]), Buffer.from("chunk"), Buffer.from([0xa1, 0x63])]);
-  const run = async (): Promise<void> => {
-    for (let i = 0; i < idle && !stopped; i++) {
-      open();
-      if (i % 200 === 199) await sleep(10);
-    }
-    for (let i = 0; i < unacked && !stopped; i++) open(whole);
-    for (let i = 0; i < partial && !stopped; i++) {
-      open(head, body);
-      if (i % 20 === 19) await sleep(20);
-    }
-  };
-  const running = run();
-  return {
-    async stop() {
-      stopped = true;
-      await running;
-      const n = socks.size;
-      for (const s of socks) s.destroy();
-      return `${idle} idle, ${partial} × ${mb} MB half-sent, ${unacked} unacked messages: ${closedByServer} connections closed by the server, ${n} open at the end`;
+  return rawConnections(
+    async (open, stopped) => {
+      for (let i = 0; i < idle && !stopped(); i++) {
+        open(fluent);
+        if (i % 200 === 199) await sleep(10);
+      }
+      for (let i = 0; i < unacked && !stopped(); i++) open(fluent, whole);
+      for (let i = 0; i < partial && !stopped(); i++) {
+        open(fluent, head, body);
+        if (i % 20 === 19) await sleep(20);
+      }
     },
-  };
+    (c) => `${idle} idle, ${partial} × ${mb} MB half-sent, ${unacked} unacked messages: ${c.closedByServer} connections closed by the server, ${c.openAtEnd} open at the end`,
+  );
 }
