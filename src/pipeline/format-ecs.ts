@@ -125,14 +125,73 @@ function buildGeo(g: GeoInfo, enc: GeoPoint): Obj | undefined {
   return any ? geo : undefined;
 }
 
+/**
+ * A member dnsgeo writes from an entry when `value` gives a non-empty string (`kind`
+ * "string") or a finite number ("number"); otherwise it is left out. The object builder
+ * calls `put`, which stores the value under `key` (with `inner`, one object down, as
+ * `{[inner]: value}`): a store by a fixed name, cheaper in V8 than one by a computed key
+ * (docs/performance.md). The JSON text writer writes `text` (`,"key":`, or
+ * `,"key":{"inner":` with `inner`; `first` is the same without the comma), the value, then
+ * `close`. The text writer's property test (text equals the serialized object, for any
+ * input) holds `put` to `key` and `inner`.
+ */
+interface EntryField {
+  key: string;
+  inner: string | undefined;
+  kind: "string" | "number";
+  value: (g: GeoInfo, e: Entry) => string | number | undefined;
+  put: (o: Obj, v: string | number) => void;
+  text: string;
+  first: string;
+  close: string;
+}
+
+function entryField(key: string, kind: EntryField["kind"], value: EntryField["value"], put: EntryField["put"], inner?: string): EntryField {
+  const text = inner === undefined ? `,${JSON.stringify(key)}:` : `,${JSON.stringify(key)}:{${JSON.stringify(inner)}:`;
+  return { key, inner, kind, value, put, text, first: text.slice(1), close: inner === undefined ? "" : "}" };
+}
+
+/** The members of the ECS `as` object, in output order. */
+const AS_FIELDS: readonly EntryField[] = [
+  entryField("number", "number", (g) => g.asn, (o, v) => (o.number = v)),
+  entryField("organization", "string", (g) => (str(g.asOrg) ? g.asOrg : g.org), (o, v) => (o.organization = { name: v }), "name"),
+];
+
+/**
+ * The members of an answer object after `ip`, `geo` and `as` (the start it shares with
+ * `destination`), in output order: the one table the object builder
+ * (`entryAnswerObject`) and the JSON text writer (`cachedAnswerText`) read, so a new
+ * answer field is added here once; the msgpack writer packs the object. A cached packed
+ * answer is a fixmap with a pair to spare for `tags`, so `ip`, `geo`, `as` and these
+ * stay within 14 pairs.
+ */
+const ANSWER_FIELDS: readonly EntryField[] = [
+  entryField("isp", "string", (g) => g.isp, (o, v) => (o.isp = v)),
+  entryField("org", "string", (g) => g.org, (o, v) => (o.org = v)),
+  entryField("source", "string", (g, e) => (str(g.source) ? g.source : e.src), (o, v) => (o.source = v)),
+];
+
+function present(f: EntryField, v: string | number | undefined): v is string | number {
+  return f.kind === "string" ? typeof v === "string" && v !== "" : typeof v === "number" && Number.isFinite(v);
+}
+
+/** Writes the `fields` present for `g` and `e` into `o`; says whether it wrote any. */
+function addFields(o: Obj, fields: readonly EntryField[], g: GeoInfo, e: Entry): boolean {
+  let any = false;
+  for (const f of fields) {
+    const v = f.value(g, e);
+    if (present(f, v)) {
+      f.put(o, v);
+      any = true;
+    }
+  }
+  return any;
+}
+
 /** ECS `as` object for a GeoInfo, or undefined when it has neither number nor organization. */
-function asObject(g: GeoInfo): Obj | undefined {
-  const orgName = str(g.asOrg) ? g.asOrg : str(g.org) ? g.org : undefined;
-  if (!num(g.asn) && orgName === undefined) return undefined;
+function asObject(g: GeoInfo, e: Entry): Obj | undefined {
   const as: Obj = {};
-  if (num(g.asn)) as.number = g.asn;
-  if (orgName !== undefined) as.organization = { name: orgName };
-  return as;
+  return addFields(as, AS_FIELDS, g, e) ? as : undefined;
 }
 
 /** Text of an answer suitable for an ECS `ip` field. */
@@ -140,17 +199,14 @@ function isIpText(a: AnswerIp): boolean {
   return a.reason !== "not_canonical" && a.reason !== "zone_id";
 }
 
-/** The answer object of a positive entry, up to `source`: all of it for a final, fresh answer with no reason and no `via`. */
+/** The answer object of a positive entry, up to its `ANSWER_FIELDS`: all of it for a final, fresh answer with no reason and no `via`. */
 function entryAnswerObject(ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): Obj {
   const o: Obj = { ip };
   const geo = buildGeo(g, enc);
   if (geo) o.geo = geo;
-  const as = asObject(g);
+  const as = asObject(g, e);
   if (as) o.as = as;
-  if (str(g.isp)) o.isp = g.isp;
-  if (str(g.org)) o.org = g.org;
-  const source = str(g.source) ? g.source : e.src;
-  if (str(source)) o.source = source;
+  addFields(o, ANSWER_FIELDS, g, e);
   return o;
 }
 
@@ -171,7 +227,7 @@ function addDestination(top: Obj, a: AnswerIp, results: ReadonlyMap<string, IpRe
   const e = results.get(a.ip)?.entry;
   const g = e && !e.neg ? e.geo : undefined;
   const geo = g ? buildGeo(g, enc) : undefined;
-  const as = g ? asObject(g) : undefined;
+  const as = e && g ? asObject(g, e) : undefined;
   const existing = top.destination;
   if (existing === undefined) {
     const dest: Obj = { ip: a.ip };
@@ -371,41 +427,44 @@ function geoText(g: GeoInfo, enc: GeoPoint): string | undefined {
   return s === "" ? undefined : `{${s.slice(1)}}`;
 }
 
-/** `JSON.stringify(asObject(g))`, or undefined when there is no such object. */
-function asText(g: GeoInfo): string | undefined {
-  const orgName = str(g.asOrg) ? g.asOrg : str(g.org) ? g.org : undefined;
-  const hasNumber = num(g.asn);
-  if (!hasNumber && orgName === undefined) return undefined;
-  let s = hasNumber ? `"number":${g.asn}` : "";
-  if (orgName !== undefined) s += `${hasNumber ? "," : ""}"organization":{"name":${JSON.stringify(orgName)}}`;
-  return `{${s}}`;
+/**
+ * `s` with what `addFields` writes appended as JSON members: comma-separated, and
+ * after a comma when `s` is not empty.
+ */
+function fieldsText(fields: readonly EntryField[], g: GeoInfo, e: Entry, s: string): string {
+  for (const f of fields) {
+    const v = f.value(g, e);
+    if (present(f, v)) s += (s === "" ? f.first : f.text) + (f.kind === "number" ? `${v}` : JSON.stringify(v)) + f.close;
+  }
+  return s;
+}
+
+/** `JSON.stringify(asObject(g, e))`, or undefined when there is no such object. */
+function asText(g: GeoInfo, e: Entry): string | undefined {
+  const s = fieldsText(AS_FIELDS, g, e, "");
+  return s === "" ? undefined : `{${s}}`;
 }
 
 /** `{"ip":…` + geo and as members (no closing brace): the start both answer and destination texts share. */
-function ipGeoAsText(ip: string, g: GeoInfo | undefined, enc: GeoPoint): string {
+function ipGeoAsText(ip: string, e: Entry | undefined, g: GeoInfo | undefined, enc: GeoPoint): string {
   let s = `{"ip":${JSON.stringify(ip)}`;
-  if (g === undefined) return s;
+  if (e === undefined || g === undefined) return s;
   const geo = geoText(g, enc);
   if (geo !== undefined) s += `,"geo":${geo}`;
-  const as = asText(g);
+  const as = asText(g, e);
   if (as !== undefined) s += `,"as":${as}`;
   return s;
 }
 
 /** `JSON.stringify(answerObject(a, …))` for a final, fresh, positive entry with no reason and no `via`. */
 function cachedAnswerText(head: string, e: Entry, g: GeoInfo): string {
-  let s = head;
-  if (str(g.isp)) s += `,"isp":${JSON.stringify(g.isp)}`;
-  if (str(g.org)) s += `,"org":${JSON.stringify(g.org)}`;
-  const source = str(g.source) ? g.source : e.src;
-  if (str(source)) s += `,"source":${JSON.stringify(source)}`;
-  return s + "}";
+  return fieldsText(ANSWER_FIELDS, g, e, head) + "}";
 }
 
 /** The answer text of a positive entry, written and encoded once per entry. */
 function answerOf(t: EntryTexts, ip: string, e: Entry, g: GeoInfo, enc: GeoPoint): Buffer {
   if (t.answer === undefined) {
-    const head = ipGeoAsText(ip, g, enc);
+    const head = ipGeoAsText(ip, e, g, enc);
     t.headLen = Buffer.byteLength(head, "utf8");
     t.answer = Buffer.from(cachedAnswerText(head, e, g), "utf8");
   }
@@ -433,7 +492,7 @@ function cachedDestination(a: AnswerIp, results: ReadonlyMap<string, IpResult>, 
   if (e === undefined) return undefined;
   const t = textsFor(e, enc);
   if (t.destination === undefined) {
-    if (e.neg || e.geo === undefined) t.destination = Buffer.from(ipGeoAsText(a.ip, undefined, enc), "utf8");
+    if (e.neg || e.geo === undefined) t.destination = Buffer.from(ipGeoAsText(a.ip, undefined, undefined, enc), "utf8");
     else t.destination = answerOf(t, a.ip, e, e.geo, enc).subarray(0, t.headLen);
   }
   return t.destination;
@@ -539,7 +598,7 @@ function packedAnswerOf(t: EntryTexts, ip: string, e: Entry, g: GeoInfo, enc: Ge
     if (o.geo !== undefined) head.geo = o.geo;
     if (o.as !== undefined) head.as = o.as;
     t.packedHeadPairs = Object.keys(head).length;
-    // Both maps have at most 6 pairs: a one-byte header, then the same pairs in the same order.
+    // Both maps are fixmaps (ip, geo, as and ANSWER_FIELDS: at most 14 pairs): a one-byte header, then the same pairs in the same order.
     t.packedHeadEnd = packValue(head).length;
     t.packed = packValue(o);
   }
@@ -637,7 +696,7 @@ export function formatEcsPacked(
         w.value(o);
       } else if (t === undefined) w.bytes(c);
       else {
-        // The cached map (a fixmap of at most 6 pairs) with one pair more: the tags.
+        // The cached map (a fixmap with a pair to spare, see ANSWER_FIELDS) with one pair more: the tags.
         w.byte((c[0] as number) + 1);
         w.copy(c, 1, c.length);
         w.string("tags");
