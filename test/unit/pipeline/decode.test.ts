@@ -4,7 +4,8 @@ import * as zlib from "node:zlib";
 import { createRequire } from "node:module";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compress } from "../../../src/codecs/compression.js";
+import { randomBytes } from "node:crypto";
+import { compress, decompressAsync } from "../../../src/codecs/compression.js";
 import { decode as decodeWithText, encode, encodeItems } from "../../../src/pipeline/framing.js";
 import { DecodeError } from "../../../src/codecs/decode-error.js";
 import type { Decoded } from "../../../src/pipeline/types.js";
@@ -330,6 +331,43 @@ describe("encodeItems / encode", () => {
 
   it("encode appends unparsed lines", () => {
     expect(encode("ndjson", [{ a: 1 }], ["raw"]).toString()).toBe('{"a":1}\nraw\n');
+  });
+});
+
+describe("decompressAsync (large gzip bodies, inflated off the event loop)", () => {
+  // Random hex: gzip takes it to about half, so the bodies are past the 64 KiB below which decompress runs.
+  const text = (kb: number): Buffer => Buffer.from(randomBytes(kb * 512).toString("hex"));
+  const refusal = async (p: Promise<unknown>): Promise<string | undefined> =>
+    p.then(
+      () => undefined,
+      (e: unknown) => (e instanceof DecodeError ? e.code : String(e)),
+    );
+
+  it("gives what gunzip gives, declared or sniffed", async () => {
+    const plain = text(400);
+    const gz = zlib.gzipSync(plain);
+    expect(gz.length).toBeGreaterThan(64 * 1024);
+    expect((await decompressAsync(gz, { contentEncoding: "gzip", maxDecodedBytes: plain.length })).equals(plain)).toBe(true);
+    expect((await decompressAsync(gz, { maxDecodedBytes: plain.length })).equals(plain)).toBe(true);
+  });
+
+  it("grows past the size the body announces: several members, the last one small", async () => {
+    const big = text(300);
+    const small = Buffer.from("tail\n");
+    const gz = Buffer.concat([zlib.gzipSync(big), zlib.gzipSync(small)]);
+    // The trailer announces only the last member (5 bytes).
+    expect(gz.readUInt32LE(gz.length - 4)).toBe(small.length);
+    expect((await decompressAsync(gz)).equals(Buffer.concat([big, small]))).toBe(true);
+  });
+
+  it("refuses past maxDecodedBytes, and truncated or corrupt bodies", async () => {
+    const plain = text(400);
+    const gz = zlib.gzipSync(plain);
+    expect(await refusal(decompressAsync(gz, { maxDecodedBytes: plain.length - 1 }))).toBe("DNSGEO_BODY_TOO_LARGE");
+    expect(await refusal(decompressAsync(gz.subarray(0, gz.length - 20), { contentEncoding: "gzip" }))).toBe("DNSGEO_BAD_COMPRESSION");
+    const corrupt = Buffer.from(gz);
+    corrupt.writeUInt32LE((corrupt.readUInt32LE(corrupt.length - 4) + 1) >>> 0, corrupt.length - 4);
+    expect(await refusal(decompressAsync(corrupt, { contentEncoding: "gzip" }))).toBe("DNSGEO_BAD_COMPRESSION");
   });
 });
 
