@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { quantile, runShipper } from "../helpers/shipper.js";
 import { freePort } from "../helpers/ports.js";
 import * as attacks from "./attacks.js";
-import { addRow, CAN_SAMPLE_RSS, FULL, startProber, startServer, TOKEN, writeTable } from "./server.js";
+import { addRow, CAN_SAMPLE_RSS, FULL, readLoop, startProber, startServer, TOKEN, writeTable } from "./server.js";
 
 const SHIPPER = FULL ? { records: 20_000, batchSize: 100, concurrency: 4 } : { records: 1_500, batchSize: 100, concurrency: 4 };
 /**
@@ -132,6 +132,7 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
       const server = await startServer(env);
       // Warm-up (first requests compile the hot paths), so the probes measure the attack, not start-up.
       await runShipper({ target: server.http, records: 300, batchSize: 100, concurrency: 2, headers: { authorization: `Bearer ${TOKEN}` }, idPrefix: "warm" });
+      const loopBefore = await readLoop(server.http);
       const prober = startProber(server.http, PROBE_TIMEOUT_MS);
       let attack: attacks.Attack | undefined;
       try {
@@ -150,6 +151,7 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
           maxBackoffMs: 1000,
           idPrefix: `abuse${row.name.slice(0, 1)}`,
         });
+        const loopAfter = await readLoop(server.http);
         const notes = await attack.stop();
         attack = undefined;
         await prober.stop();
@@ -165,6 +167,12 @@ describe.skipIf(!CAN_SAMPLE_RSS)("abuse suite (the built server under each attac
           livezP99: quantile(prober.latencies, 0.99),
           livezFailures: prober.failures(),
           livezProbes: prober.latencies.length,
+          loop: {
+            p99: loopAfter.delayP99Ms,
+            max: loopAfter.delayMaxMs,
+            majorGcs: loopAfter.majorGcs - loopBefore.majorGcs,
+            slowGcs: loopAfter.majorGcsOver100ms - loopBefore.majorGcsOver100ms,
+          },
           alive,
           notes: extra ? `${notes}; ${extra}` : notes,
         });

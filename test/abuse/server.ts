@@ -137,6 +137,36 @@ export function startProber(httpUrl: string, timeoutMs: number): Prober {
   };
 }
 
+/**
+ * What the server's own event loop went through, from its `/metrics` (prom-client's default
+ * Node metrics): the loop delay since the last scrape (the histogram is reset at each
+ * scrape) and its major collections. Read once as a row starts and once as it ends, it
+ * tells a slow probe that waited on the server's loop from one that waited for a CPU.
+ */
+export interface LoopReading {
+  delayP99Ms: number;
+  delayMaxMs: number;
+  /** Major GCs so far, and how many of them took over 100 ms. */
+  majorGcs: number;
+  majorGcsOver100ms: number;
+}
+
+export async function readLoop(httpUrl: string): Promise<LoopReading> {
+  // A scrape the attack kept from being answered reads as NaN ("?" in the table), not as a failed row.
+  const text = await fetch(`${httpUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(5000) })
+    .then((res) => res.text())
+    .catch(() => "");
+  const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+  const majors = value(/^dnsgeo_nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m);
+  const fast = value(/^dnsgeo_nodejs_gc_duration_seconds_bucket\{le="0\.1",kind="major"\} (\S+)$/m);
+  return {
+    delayP99Ms: value(/^dnsgeo_nodejs_eventloop_lag_p99_seconds (\S+)$/m) * 1000,
+    delayMaxMs: value(/^dnsgeo_nodejs_eventloop_lag_max_seconds (\S+)$/m) * 1000,
+    majorGcs: Number.isNaN(majors) ? 0 : majors,
+    majorGcsOver100ms: Number.isNaN(majors) ? 0 : majors - fast,
+  };
+}
+
 export interface Row {
   attack: string;
   sent: number;
@@ -147,6 +177,8 @@ export interface Row {
   livezP99: number;
   livezFailures: number;
   livezProbes: number;
+  /** The server's loop during the row: delay p99 and max, major GCs (over 100 ms). */
+  loop: { p99: number; max: number; majorGcs: number; slowGcs: number };
   alive: boolean;
   notes: string;
 }
@@ -161,14 +193,15 @@ export function addRow(r: Row): void {
 export function writeTable(note: string): string {
   const file = join(tmpdir(), `dnsgeo-abuse-${FULL ? "full" : "small"}.md`);
   const mark = (ok: boolean): string => (ok ? "" : " ✗");
+  const ms = (v: number): string => (Number.isNaN(v) ? "?" : v.toFixed(0));
   const lines = [
     `Abuse suite (${FULL ? "full" : "small"} scale). Goals: 0 lost, the process never dies, peak RSS < 1 GB, /livez p99 < 100 ms, shipper p99 < 1 s (✗: missed)`,
     "",
-    "| attack | shipper sent | acknowledged | lost | shipper p99 ms | server peak RSS MB | /livez p99 ms | /livez answered | alive | notes |",
-    "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    "| attack | shipper sent | acknowledged | lost | shipper p99 ms | server peak RSS MB | /livez p99 ms | /livez answered | server loop delay p99 / max ms, major GCs (> 100 ms) | alive | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ...rows.map(
       (r) =>
-        `| ${r.attack} | ${r.sent} | ${r.acknowledged} | ${r.lost}${mark(r.lost === 0)} | ${r.shipperP99.toFixed(0)}${mark(r.shipperP99 < 1000)} | ${r.peakRssMiB.toFixed(0)}${mark(r.peakRssMiB < 1024)} | ${r.livezP99.toFixed(0)}${mark(r.livezP99 < 100)} | ${r.livezFailures === 0 ? `all ${r.livezProbes}` : `${r.livezFailures} of ${r.livezProbes + r.livezFailures} failed ✗`} | ${r.alive ? "yes" : "no ✗"} | ${r.notes} |`,
+        `| ${r.attack} | ${r.sent} | ${r.acknowledged} | ${r.lost}${mark(r.lost === 0)} | ${r.shipperP99.toFixed(0)}${mark(r.shipperP99 < 1000)} | ${r.peakRssMiB.toFixed(0)}${mark(r.peakRssMiB < 1024)} | ${r.livezP99.toFixed(0)}${mark(r.livezP99 < 100)} | ${r.livezFailures === 0 ? `all ${r.livezProbes}` : `${r.livezFailures} of ${r.livezProbes + r.livezFailures} failed ✗`} | ${ms(r.loop.p99)} / ${ms(r.loop.max)}, ${r.loop.majorGcs} (${r.loop.slowGcs}) | ${r.alive ? "yes" : "no ✗"} | ${r.notes} |`,
     ),
     "",
     note,
