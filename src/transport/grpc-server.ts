@@ -217,7 +217,8 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         callback((opts.refused ?? refuse)(refused));
         return;
       }
-      work(req).then(
+      const wait = requestPath.later();
+      (wait ? wait.then(() => work(req)) : work(req)).then(
         (res) => {
           release();
           observe(route, start);
@@ -270,7 +271,8 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         }
         busy = true;
         call.pause();
-        enrichOne(req).then(
+        const wait = requestPath.later();
+        (wait ? wait.then(() => enrichOne(req)) : enrichOne(req)).then(
           (res) => {
             release();
             observe("enrich_stream", start);
