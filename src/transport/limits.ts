@@ -127,7 +127,8 @@ export class LoopTurnGuard {
    * from an immediate of its own, so the one before has run all it could before the
    * next is asked; once the turn has run a fifth of `maxMs` (and one has started), the
    * rest wait for the next turn, in arrival order, with the loop's I/O (probes, other
-   * clients) served between. Admission bounds how many wait.
+   * clients) served between. Admission bounds how many wait. Only gRPC asks (why HTTP
+   * does not: docs/reliability.md, "Hostile clients").
    */
   later(): Promise<void> | undefined {
     if (this.maxMs <= 0) return undefined;
