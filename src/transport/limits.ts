@@ -107,16 +107,36 @@ export class LoopTurnGuard {
     if (!this.armed) {
       this.armed = true;
       this.turnStart = t;
-      this.startedInTurn = 0;
       setImmediate(this.endTurn);
       return 0;
     }
     return t - this.turnStart;
   }
 
-  /** Calls waiting in `later()`, and how many it let start in the current turn. */
+  /** Calls waiting in `later()`. */
   private waiting = 0;
-  private startedInTurn = 0;
+  /**
+   * When the check phase began starting waiting calls, and how many it started. Kept apart
+   * from `turnStart`: that phase's immediate to end it runs on the next turn, and a turn
+   * measured from there would count the loop's idle wait as work.
+   */
+  private startsArmed = false;
+  private startsAt = 0;
+  private started = 0;
+  private readonly endStarts = (): void => {
+    this.startsArmed = false;
+  };
+  private sinceStartsBegan(): number {
+    const t = this.now();
+    if (!this.startsArmed) {
+      this.startsArmed = true;
+      this.startsAt = t;
+      this.started = 0;
+      setImmediate(this.endStarts);
+      return 0;
+    }
+    return t - this.startsAt;
+  }
 
   /**
    * For an admitted call about to start its work: undefined when it may start now,
@@ -136,12 +156,12 @@ export class LoopTurnGuard {
     this.waiting++;
     return new Promise<void>((resolve) => {
       const attempt = (): void => {
-        if (this.startedInTurn > 0 && this.sinceTurnStart() > this.maxMs / 5) {
+        if (this.started > 0 && this.sinceStartsBegan() > this.maxMs / 5) {
           setImmediate(attempt);
           return;
         }
-        this.sinceTurnStart();
-        this.startedInTurn++;
+        this.sinceStartsBegan();
+        this.started++;
         this.waiting--;
         resolve();
       };
