@@ -217,8 +217,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         callback((opts.refused ?? refuse)(refused));
         return;
       }
-      const wait = requestPath.later();
-      (wait ? wait.then(() => work(req)) : work(req)).then(
+      work(req).then(
         (res) => {
           release();
           observe(route, start);
@@ -271,8 +270,7 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
         }
         busy = true;
         call.pause();
-        const wait = requestPath.later();
-        (wait ? wait.then(() => enrichOne(req)) : enrichOne(req)).then(
+        enrichOne(req).then(
           (res) => {
             release();
             observe("enrich_stream", start);

@@ -98,74 +98,13 @@ export class LoopTurnGuard {
   /** Call once per arriving request; true when it should be refused. */
   exceeded(): boolean {
     if (this.maxMs <= 0) return false;
-    return this.sinceTurnStart() > this.maxMs;
-  }
-
-  /** Milliseconds since the current turn's first request (0 for the first one). */
-  private sinceTurnStart(): number {
     const t = this.now();
     if (!this.armed) {
       this.armed = true;
       this.turnStart = t;
       setImmediate(this.endTurn);
-      return 0;
+      return false;
     }
-    return t - this.turnStart;
-  }
-
-  /** Calls waiting in `later()`. */
-  private waiting = 0;
-  /**
-   * When the check phase began starting waiting calls, and how many it started. Kept apart
-   * from `turnStart`: that phase's immediate to end it runs on the next turn, and a turn
-   * measured from there would count the loop's idle wait as work.
-   */
-  private startsArmed = false;
-  private startsAt = 0;
-  private started = 0;
-  private readonly endStarts = (): void => {
-    this.startsArmed = false;
-  };
-  private sinceStartsBegan(): number {
-    const t = this.now();
-    if (!this.startsArmed) {
-      this.startsArmed = true;
-      this.startsAt = t;
-      this.started = 0;
-      setImmediate(this.endStarts);
-      return 0;
-    }
-    return t - this.startsAt;
-  }
-
-  /**
-   * For an admitted call about to start its work: undefined when it may start now,
-   * else a promise that resolves on a later turn. Calls that arrive together (a burst
-   * of them in one read of an HTTP/2 connection) would all run in the turn they
-   * arrive in, whole: their lookups, formatting and answers need no I/O. Those that
-   * arrive after the turn's first fifth of `maxMs` start from the check phase, each
-   * from an immediate of its own, so the one before has run all it could before the
-   * next is asked; once the turn has run a fifth of `maxMs` (and one has started), the
-   * rest wait for the next turn, in arrival order, with the loop's I/O (probes, other
-   * clients) served between. Admission bounds how many wait. Only gRPC asks (why HTTP
-   * does not: docs/reliability.md, "Hostile clients").
-   */
-  later(): Promise<void> | undefined {
-    if (this.maxMs <= 0) return undefined;
-    if (this.waiting === 0 && this.sinceTurnStart() <= this.maxMs / 5) return undefined;
-    this.waiting++;
-    return new Promise<void>((resolve) => {
-      const attempt = (): void => {
-        if (this.started > 0 && this.sinceStartsBegan() > this.maxMs / 5) {
-          setImmediate(attempt);
-          return;
-        }
-        this.sinceStartsBegan();
-        this.started++;
-        this.waiting--;
-        resolve();
-      };
-      setImmediate(attempt);
-    });
+    return t - this.turnStart > this.maxMs;
   }
 }

@@ -105,11 +105,6 @@ export class RequestPath {
     return undefined;
   }
 
-  /** See `LoopTurnGuard.later`: undefined when an admitted call may start its work now. */
-  later(): Promise<void> | undefined {
-    return this.o.guard?.later();
-  }
-
   /** Gives back what `admit(client)` took. */
   done(client?: string): void {
     this.o.limiter.release(client);

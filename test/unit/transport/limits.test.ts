@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { stat } from "node:fs";
 import { InflightLimiter, LoopTurnGuard, within } from "../../../src/transport/limits.js";
 
 describe("InflightLimiter", () => {
@@ -66,55 +65,5 @@ describe("LoopTurnGuard", () => {
     guard.exceeded();
     now += 10_000;
     expect(guard.exceeded()).toBe(false);
-    expect(guard.later()).toBeUndefined();
-  });
-
-  it("later(): calls that arrive past the turn's first fifth start on later turns, a fifth of the budget per turn, in order", async () => {
-    // Prepare
-    let now = 1000;
-    const guard = new LoopTurnGuard(100, () => now);
-    const started: string[] = [];
-    const turnsSeen: number[] = [];
-    // Counts the loop's turns (an immediate queued from the check phase runs on the next one).
-    let turn = 0;
-    let ticking = true;
-    const tick = (): void => {
-      turn++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
-    // Each call's work takes 15 ms: two fit in a turn's 20 ms.
-    const work = (name: string) => (): void => {
-      started.push(name);
-      turnsSeen.push(turn);
-      now += 15;
-    };
-    // Act
-    const first = guard.later();
-    now += 15;
-    const early = guard.later();
-    now += 10;
-    const waits = ["a", "b", "c"].map((name) => guard.later()?.then(work(name)));
-    // One arriving on a fresh turn still queues behind those already waiting.
-    await new Promise((r) => setImmediate(r));
-    const behind = guard.later()?.then(work("d"));
-    await Promise.all([...waits, behind]);
-    ticking = false;
-    // Assess
-    expect(first).toBeUndefined();
-    expect(early).toBeUndefined();
-    expect(waits.every((w) => w !== undefined)).toBe(true);
-    expect(started).toEqual(["a", "b", "c", "d"]);
-    // a and b on one turn, c and d on the next.
-    expect(turnsSeen[0]).toBe(turnsSeen[1]);
-    expect(turnsSeen[2]).toBe(turnsSeen[3]);
-    expect(turnsSeen[2]).toBeGreaterThan(turnsSeen[1] as number);
-    // Once nobody waits, a fresh turn starts work at once again, and a request arriving
-    // after the loop sat idle is not taken for one that waited behind a long turn.
-    now += 500;
-    // Asked from an I/O callback (the poll phase, as a request arrives), before this turn's check phase.
-    const afterIdle = await new Promise<boolean>((r) => stat(".", () => r(guard.exceeded())));
-    expect(afterIdle).toBe(false);
-    expect(guard.later()).toBeUndefined();
   });
 });
