@@ -44,8 +44,8 @@ const INFLATE_CHUNK = 256 * 1024;
  * event loop (60 MB takes 200–400 ms). Other codings, and small bodies, as `decompress`.
  *
  * Each piece zlib hands over is copied at once into one buffer, sized from the size the
- * body announces: `zlib.gunzip` keeps the pieces and joins them at the end, a copy of the
- * whole body in one go that held the event loop for ~200 ms at 60 MB.
+ * body announces: `zlib.gunzip` keeps the pieces and joins them at the end, one copy of
+ * the whole body on the event loop (docs/reliability.md, row 5 of the abuse suite).
  */
 export async function decompressAsync(body: Buffer, opts: DecompressOptions = {}): Promise<Buffer> {
   const ce = opts.contentEncoding?.trim().toLowerCase();
