@@ -150,6 +150,11 @@ export class ConnectionLimiter {
     for (const c of [...this.conns.values()]) if (c.busy === 0) c.socket.destroy();
   }
 
+  /** Destroys every connection that has not sent a byte (as a shutdown starts, where the server was never handed them). */
+  destroySilent(): void {
+    for (const c of [...this.conns.values()]) if (c.socket.bytesRead === 0) c.socket.destroy();
+  }
+
   /** Destroys every connection still open (after a shutdown's grace period). */
   destroyAll(): void {
     for (const c of [...this.conns.values()]) c.socket.destroy();

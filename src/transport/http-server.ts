@@ -8,7 +8,8 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
 import { requestPathFor, type Refusal } from "./request-path.js";
@@ -614,7 +615,6 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
   server.keepAliveTimeout = cfg.idle_timeout_ms;
   server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;
-  server.on("connection", (socket: Socket) => connections.accept(socket));
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, false));
   server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(req, res, true));
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
@@ -630,16 +630,36 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     server.on("tlsClientError", (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, "tls handshake failed"));
   }
 
+  // Node's HTTP server sets up a parser, timers and listeners for a connection as soon as it
+  // is handed one, and tears them down when it closes; a connection that never speaks would
+  // pay both. The listener is a plain TCP server: the HTTP server gets a connection at its
+  // first byte (a request line or a TLS hello), put back in front of the stream; silent ones
+  // stay with the connection limiter, which closes them.
+  const tcp = net.createServer((socket) => {
+    // Before the hand-over no HTTP server listens for its errors; a reset just ends it.
+    socket.on("error", () => undefined);
+    if (!connections.accept(socket)) return;
+    socket.once("data", (first: Buffer) => {
+      // A TLS server reads the bytes put back from a paused socket; Node's HTTP server needs
+      // it flowing (it reads those bytes through the stream, the next ones from the handle).
+      if (deps.tls) socket.pause();
+      socket.unshift(first);
+      server.emit("connection", socket);
+    });
+  });
+
   return {
     server,
     listen() {
       return new Promise((resolve, reject) => {
         const onError = (e: Error): void => reject(e);
-        server.once("error", onError);
-        server.listen({ port: cfg.port, host: cfg.host, backlog: LISTEN_BACKLOG }, () => {
-          server.off("error", onError);
-          server.on("error", (e) => logger.error({ err: e }, "http server error"));
-          const a = server.address() as AddressInfo;
+        tcp.once("error", onError);
+        tcp.listen({ port: cfg.port, host: cfg.host, backlog: LISTEN_BACKLOG }, () => {
+          tcp.off("error", onError);
+          tcp.on("error", (e) => logger.error({ err: e }, "http server error"));
+          // The HTTP server never binds; 'listening' starts its checks of headersTimeout and requestTimeout.
+          server.emit("listening");
+          const a = tcp.address() as AddressInfo;
           addr = a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
           listening = true;
           resolve(addr);
@@ -651,11 +671,15 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
       closed ??= (async () => {
         const drained = requestPath.close(timeoutMs);
         if (!listening) return;
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const tcpClosed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+        // Stops the HTTP server's timeout checks; it has no handle of its own to close.
+        server.close();
         server.closeIdleConnections();
+        connections.destroySilent();
         if (!(await drained)) logger.warn({ active: requestPath.inFlight }, "http: shutdown timeout; closing connections with requests in flight");
         server.closeAllConnections();
-        await serverClosed;
+        connections.destroyAll();
+        await tcpClosed;
         listening = false;
       })();
       return closed;

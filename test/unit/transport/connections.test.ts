@@ -40,11 +40,11 @@ describe("connectionCapWarning", () => {
 });
 
 /** A socket as the limiter sees it: a peer, bytes read, and destroy() that closes it. */
-function fakeSocket(port: number): Socket & { destroyed: boolean } {
+function fakeSocket(port: number, bytesRead = 1): Socket & { destroyed: boolean } {
   const s = Object.assign(new EventEmitter(), {
     remoteAddress: "10.0.0.1",
     remotePort: port,
-    bytesRead: 1,
+    bytesRead,
     destroyed: false,
     destroy() {
       if (!s.destroyed) {
@@ -70,5 +70,16 @@ describe("ConnectionLimiter.destroyIdle", () => {
     limiter.destroyAll();
     expect(busy.destroyed).toBe(true);
     expect(limiter.size).toBe(0);
+  });
+});
+
+describe("ConnectionLimiter.destroySilent", () => {
+  it("destroys the connections that have not sent a byte and leaves the others open", () => {
+    const limiter = new ConnectionLimiter({ transport: "http", maxConnections: 10, firstByteTimeoutMs: 0, reserved: 0, evict: "request", metrics: createMetrics(), logger: silentLogger() });
+    const [silent, spoke] = [fakeSocket(1, 0), fakeSocket(2, 5)];
+    for (const s of [silent, spoke]) expect(limiter.accept(s)).toBe(true);
+    limiter.destroySilent();
+    expect([silent.destroyed, spoke.destroyed]).toEqual([true, false]);
+    expect(limiter.size).toBe(1);
   });
 });

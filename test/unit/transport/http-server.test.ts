@@ -144,6 +144,42 @@ describe("HTTP client errors", () => {
     return createHttpServer({ app, limiter: new InflightLimiter(4) });
   }
 
+  it("answers 408 to headers that never end, by node's own headers timeout (its checks run though dnsgeo's listener hands it the connections)", async () => {
+    // Prepare
+    server = start();
+    const http = server.server as typeof server.server & { connectionsCheckingInterval: number };
+    http.headersTimeout = 300;
+    http.connectionsCheckingInterval = 50;
+    const port = Number((await server.listen()).split(":").pop());
+    // Act
+    const started = performance.now();
+    const answer = await rawExchange(port, "GET /livez HTTP/1.1\r\nHost: x\r\n");
+    // Assess
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  it("hands a connection to node's HTTP server only at its first byte, so a silent one costs no parser", async () => {
+    // Prepare
+    server = start();
+    let handedOver = 0;
+    server.server.on("connection", () => handedOver++);
+    const port = Number((await server.listen()).split(":").pop());
+    const sock = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+    // Act
+    await new Promise((r) => setTimeout(r, 100));
+    const beforeByte = handedOver;
+    const answer = new Promise<string>((resolve) => sock.once("data", (d: Buffer) => resolve(d.toString("latin1"))));
+    sock.write("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+    const text = await answer;
+    sock.destroy();
+    // Assess
+    expect(beforeByte).toBe(0);
+    expect(handedOver).toBe(1);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
   it("answers 431 to oversized headers, 408 to a request timeout and 400 to a malformed request, as node does", async () => {
     // Prepare
     server = start();
