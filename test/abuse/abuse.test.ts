@@ -62,7 +62,7 @@ const ROWS: Row[] = [
   {
     name: "4 idle TCP connections on both ports, never a byte",
     env: FULL ? {} : { DNSGEO_HTTP_FIRST_BYTE_TIMEOUT_MS: "1000", DNSGEO_GRPC_FIRST_BYTE_TIMEOUT_MS: "1000" },
-    // The test process's own open-file limit bounds the count (20 000 here).
+    // The attacker process's open-file limit (inherited from the test process) bounds the count (20 000 here).
     start: (t) => attacks.idleConnections(t, FULL ? 18_000 : 1_500),
   },
   {

@@ -5,6 +5,7 @@
  * per-address shares can only protect the shipper when the two addresses differ.
  */
 import * as http2 from "node:http2";
+import { spawn } from "node:child_process";
 import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import { route53Record, publicIp } from "../helpers/shipper.js";
@@ -180,39 +181,98 @@ interface ConnectionCounts {
   closedByServer: number;
   /** Connections still open when it was stopped. */
   openAtEnd: number;
+  /** Connections made a second, from the first opened to the last connected. */
+  perSecond: number;
+}
+
+/** Connections a `rawConnections` attack opens, one group after the other. */
+interface ConnectionGroup {
+  /** Where to connect (host:port or http://host:port), taken in turn. */
+  urls: string[];
+  count: number;
+  /** After every `burst` connections opened, a pause of `pauseMs`. */
+  burst?: number;
+  pauseMs?: number;
+  /** What each connection writes once connected: bytes, or a number of zero bytes. */
+  writes?: Array<Buffer | number>;
 }
 
 /**
- * An attack of raw TCP connections from the attacker's address: `run` opens them with
- * `open(url, ...bytes)` (which writes `bytes` once connected) until `stopped()`; stop()
- * waits for it, destroys the connections still open, and says what `report` makes of
- * the counts.
+ * The attacker of `rawConnections`, run as plain JavaScript in a process of its own at the
+ * lowest CPU priority. Argument: the plan as JSON (the attacker's address, the groups with
+ * their writes in base64 or as a count of zeros). On SIGTERM it destroys what is still
+ * open and writes its counts as JSON on stdout; it exits when its stdin closes (the test
+ * process is gone).
  */
-function rawConnections(run: (open: (url: string, ...bytes: Buffer[]) => void, stopped: () => boolean) => Promise<void>, report: (c: ConnectionCounts) => string): Attack {
-  let stopped = false;
-  const counts: ConnectionCounts = { connected: 0, closedByServer: 0, openAtEnd: 0 };
-  const socks = new Set<net.Socket>();
-  const open = (url: string, ...bytes: Buffer[]): void => {
-    if (stopped) return;
-    const s = connect(url);
-    socks.add(s);
-    s.once("connect", () => {
-      counts.connected++;
-      for (const b of bytes) s.write(b);
-    });
-    s.once("close", () => {
-      socks.delete(s);
-      if (!stopped) counts.closedByServer++;
-    });
+const RAW_CONNECTIONS_JS = `
+const net = require("node:net");
+const os = require("node:os");
+try { os.setPriority(19); } catch {}
+const plan = JSON.parse(process.argv[1]);
+const counts = { connected: 0, closedByServer: 0, openAtEnd: 0, perSecond: 0 };
+const socks = new Set();
+let stopped = false, first = 0, last = 0;
+function hostPort(url) { const u = new URL(url.includes("://") ? url : "http://" + url); return { host: u.hostname, port: Number(u.port) }; }
+async function run() {
+  first = performance.now();
+  for (const g of plan.groups) {
+    const writes = (g.writes || []).map((w) => typeof w === "number" ? Buffer.alloc(w) : Buffer.from(w, "base64"));
+    for (let i = 0; i < g.count && !stopped; i++) {
+      const s = net.connect(Object.assign(hostPort(g.urls[i % g.urls.length]), { localAddress: plan.from }));
+      s.on("error", () => undefined);
+      socks.add(s);
+      s.once("connect", () => { counts.connected++; last = performance.now(); for (const w of writes) s.write(w); });
+      s.once("close", () => { socks.delete(s); if (!stopped) counts.closedByServer++; });
+      if (g.burst && i % g.burst === g.burst - 1) await new Promise((r) => setTimeout(r, g.pauseMs));
+    }
+  }
+}
+run();
+process.stdin.resume();
+process.stdin.on("close", () => process.exit(0));
+process.on("SIGTERM", () => {
+  stopped = true;
+  counts.openAtEnd = socks.size;
+  counts.perSecond = last > first ? (counts.connected * 1000) / (last - first) : 0;
+  for (const s of socks) s.destroy();
+  process.stdout.write(JSON.stringify(counts), () => process.exit(0));
+});
+`;
+
+/**
+ * An attack of raw TCP connections from the attacker's address, the groups opened in
+ * order; stop() ends it, the connections still open are destroyed, and it says what
+ * `report` makes of the counts.
+ *
+ * The attacker runs in a process of its own at the lowest CPU priority. Opening
+ * thousands of connections a second takes a core; on the 2-core machines this suite runs
+ * on, an attacker at the same priority as the server leaves the server, the shipper, the
+ * prober and the kernel's network work queueing for the other one, which an attacker on
+ * another host would not. At low priority it still opens its connections as fast (the
+ * row's notes say how many a second), and takes what the others leave.
+ */
+function rawConnections(groups: ConnectionGroup[], report: (c: ConnectionCounts) => string): Attack {
+  const plan = {
+    from: ATTACKER,
+    groups: groups.map((g) => Object.assign({}, g, { writes: g.writes?.map((w) => (typeof w === "number" ? w : w.toString("base64"))) })),
   };
-  const running = run(open, () => stopped);
+  const child = spawn(process.execPath, ["-e", RAW_CONNECTIONS_JS, JSON.stringify(plan)], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString("utf8")));
+  child.stderr.on("data", (b: Buffer) => (err += b.toString("utf8")));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let result: Promise<string> | undefined;
   return {
-    async stop() {
-      stopped = true;
-      await running;
-      counts.openAtEnd = socks.size;
-      for (const s of socks) s.destroy();
-      return report(counts);
+    stop() {
+      result ??= (async () => {
+        child.kill("SIGTERM");
+        await exited;
+        child.stdin.destroy();
+        if (out === "") throw new Error(`the attacker process ended without its counts (exit ${String(child.exitCode ?? child.signalCode)}): ${err.slice(0, 500)}`);
+        return report(JSON.parse(out) as ConnectionCounts);
+      })();
+      return result;
     },
   };
 }
@@ -220,13 +280,8 @@ function rawConnections(run: (open: (url: string, ...bytes: Buffer[]) => void, s
 /** Row 4: `count` TCP connections, split over both ports, that never send a byte. */
 export function idleConnections(t: Target, count: number): Attack {
   return rawConnections(
-    async (open, stopped) => {
-      for (let i = 0; i < count && !stopped(); i++) {
-        open(i % 2 === 0 ? t.http : `http://${t.grpc}`);
-        if (i % 200 === 199) await sleep(10);
-      }
-    },
-    (c) => `${count} opened (${c.connected} connected), ${c.closedByServer} closed by the server, ${c.openAtEnd} open at the end`,
+    [{ urls: [t.http, t.grpc], count, burst: 200, pauseMs: 10 }],
+    (c) => `${count} opened (${c.connected} connected, ${Math.round(c.perSecond)} a second), ${c.closedByServer} closed by the server, ${c.openAtEnd} open at the end`,
   );
 }
 
@@ -406,20 +461,13 @@ export function fluentFlood(t: Target, idle: number, partial: number, mb: number
   const fluent = t.fluent;
   // ["t", 1, {"a": <bin32 of 15 MiB>}] cut after `mb` MB of the binary.
   const head = Buffer.from([0x93, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xc6, 0x00, 0xf0, 0x00, 0x00]);
-  const body = Buffer.alloc(mb * 1024 * 1024);
   const whole = Buffer.concat([Buffer.from([0x94, 0xa1, 0x74, 0x01, 0x81, 0xa1, 0x61, 0xa1, 0x62, 0x81, 0xa5]), Buffer.from("chunk"), Buffer.from([0xa1, 0x63])]);
   return rawConnections(
-    async (open, stopped) => {
-      for (let i = 0; i < idle && !stopped(); i++) {
-        open(fluent);
-        if (i % 200 === 199) await sleep(10);
-      }
-      for (let i = 0; i < unacked && !stopped(); i++) open(fluent, whole);
-      for (let i = 0; i < partial && !stopped(); i++) {
-        open(fluent, head, body);
-        if (i % 20 === 19) await sleep(20);
-      }
-    },
-    (c) => `${idle} idle, ${partial} × ${mb} MB half-sent, ${unacked} unacked messages: ${c.closedByServer} connections closed by the server, ${c.openAtEnd} open at the end`,
+    [
+      { urls: [fluent], count: idle, burst: 200, pauseMs: 10 },
+      { urls: [fluent], count: unacked, writes: [whole] },
+      { urls: [fluent], count: partial, burst: 20, pauseMs: 20, writes: [head, mb * 1024 * 1024] },
+    ],
+    (c) => `${idle} idle, ${partial} × ${mb} MB half-sent, ${unacked} unacked messages (${c.connected} connected, ${Math.round(c.perSecond)} a second): ${c.closedByServer} connections closed by the server, ${c.openAtEnd} open at the end`,
   );
 }
