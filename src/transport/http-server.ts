@@ -86,6 +86,7 @@ export interface HttpServerDeps {
 }
 
 export interface HttpTransport {
+  /** Node's HTTP server. It never binds: dnsgeo's TCP listener hands it each connection at its first byte. */
   readonly server: http.Server;
   /** Binds `http.host:http.port`; resolves to "host:port". */
   listen(): Promise<string>;
