@@ -13,6 +13,7 @@
  * `/readyz` keep answering; past those the connection is closed at once.
  */
 import { readFileSync } from "node:fs";
+import * as net from "node:net";
 import type { Socket } from "node:net";
 import type { Metrics } from "../observability/metrics.js";
 import type { Logger } from "../observability/logger.js";
@@ -183,6 +184,30 @@ export class ConnectionLimiter {
     if (conn.reserved) this.reservedInUse--;
     this.opts.metrics.openConnections.dec({ transport: this.opts.transport });
   }
+}
+
+/**
+ * A plain TCP listener for a port whose protocol server (Node's HTTP server, grpc-js) is
+ * handed each connection at its first byte (a request line, the HTTP/2 preface or a TLS
+ * hello), put back in front of the stream. Those servers set up a parser or a session,
+ * timers and listeners for a connection as soon as they get one, so a connection that
+ * never speaks would cost all that; silent ones stay with `connections`, which closes
+ * them. `pauseFirst`: hand the socket over paused (a TLS server or grpc-js reads the bytes
+ * put back from a paused socket; Node's plain HTTP server needs it flowing, as it reads
+ * those bytes through the stream and the next ones from the handle). Sockets get
+ * TCP_NODELAY and keep-alive, as Node's HTTP server sets them.
+ */
+export function firstByteListener(connections: ConnectionLimiter, pauseFirst: boolean, handOver: (socket: Socket) => void): net.Server {
+  return net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+    // Before the hand-over no protocol server listens for its errors; a reset just ends it.
+    socket.on("error", () => undefined);
+    if (!connections.accept(socket)) return;
+    socket.once("data", (first: Buffer) => {
+      if (pauseFirst) socket.pause();
+      socket.unshift(first);
+      handOver(socket);
+    });
+  });
 }
 
 /**

@@ -32,7 +32,7 @@ import { grpcCredentials, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
 import { parseJsonBounded } from "../pipeline/json-depth.js";
 import { answerSizeHint, decodeEnrichRequest, decodeLookupRequest, encodeEnrichResponse, MalformedRequest, passEncoded, type EncodedMessage } from "./grpc-codec.js";
-import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
+import { ConnectionLimiter, firstByteListener, LISTEN_BACKLOG } from "./connections.js";
 import type { OtlpService } from "./otlp-service.js";
 import { decodeLogsRequest, encodeLogsRequest, encodeLogsResponse, LOGS_EXPORT_PATH, type ExportLogsRequest, type ExportLogsResponse } from "./otlp-proto.js";
 
@@ -525,20 +525,8 @@ export function createGrpcServer(deps: GrpcServerDeps): GrpcTransport {
       const bare = cfg.host.startsWith("[") && cfg.host.endsWith("]") ? cfg.host.slice(1, -1) : cfg.host;
       const host = bare.includes(":") ? `[${bare}]` : bare;
       const injector = server.createConnectionInjector(grpcCredentials(deps.tls));
-      const tcp = net.createServer((socket) => {
-        // Errors of an accepted socket end it; grpc-js sees the session close.
-        socket.on("error", () => undefined);
-        if (!connections.accept(socket)) return;
-        // grpc-js sets up an HTTP/2 session (its state, a SETTINGS frame) for a connection as
-        // soon as it is handed one, so a connection that never speaks would cost a session.
-        // It gets the connection at its first byte (the HTTP/2 preface or a TLS hello), put
-        // back in front of the stream; silent ones stay with the connection limiter.
-        socket.once("data", (first: Buffer) => {
-          socket.pause();
-          socket.unshift(first);
-          injector.injectConnection(socket);
-        });
-      });
+      // grpc-js gets each connection at its first byte (see firstByteListener).
+      const tcp = firstByteListener(connections, true, (socket) => injector.injectConnection(socket));
       listener = tcp;
       return new Promise((resolve, reject) => {
         tcp.once("error", reject);

@@ -8,7 +8,6 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
-import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import { DnsgeoError, ERROR_CODES, isRetryable, type ErrorCode } from "../errors.js";
@@ -25,7 +24,7 @@ import type { InflightLimiter, LoopTurnGuard } from "./limits.js";
 import { OutputBuffers } from "./output-buffers.js";
 import { httpsOptions, type TlsMaterial } from "./tls.js";
 import type { TransportApp } from "./transport-app.js";
-import { ConnectionLimiter, LISTEN_BACKLOG } from "./connections.js";
+import { ConnectionLimiter, firstByteListener, LISTEN_BACKLOG } from "./connections.js";
 import { openApiText } from "./openapi.js";
 import type { OtlpService } from "./otlp-service.js";
 import { statusHtml, statusSnapshot } from "../observability/status.js";
@@ -631,23 +630,8 @@ export function createHttpServer(deps: HttpServerDeps): HttpTransport {
     server.on("tlsClientError", (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, "tls handshake failed"));
   }
 
-  // Node's HTTP server sets up a parser, timers and listeners for a connection as soon as it
-  // is handed one, and tears them down when it closes; a connection that never speaks would
-  // pay both. The listener is a plain TCP server: the HTTP server gets a connection at its
-  // first byte (a request line or a TLS hello), put back in front of the stream; silent ones
-  // stay with the connection limiter, which closes them.
-  const tcp = net.createServer((socket) => {
-    // Before the hand-over no HTTP server listens for its errors; a reset just ends it.
-    socket.on("error", () => undefined);
-    if (!connections.accept(socket)) return;
-    socket.once("data", (first: Buffer) => {
-      // A TLS server reads the bytes put back from a paused socket; Node's HTTP server needs
-      // it flowing (it reads those bytes through the stream, the next ones from the handle).
-      if (deps.tls) socket.pause();
-      socket.unshift(first);
-      server.emit("connection", socket);
-    });
-  });
+  // Node's HTTP server gets each connection at its first byte (see firstByteListener).
+  const tcp = firstByteListener(connections, deps.tls !== undefined, (socket) => server.emit("connection", socket));
 
   return {
     server,
